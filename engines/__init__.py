@@ -1,0 +1,1 @@
+"""Pluggable engines: one module per backend, plain synchronous Python."""

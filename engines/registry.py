@@ -1,0 +1,67 @@
+"""Engines register by name; third-party ones plug in through entry points.
+
+A package adds an engine by exposing an :class:`engines.base.EngineSpec` in the
+``speech_gateway.engines`` entry-point group, for example in its pyproject::
+
+    [project.entry-points."speech_gateway.engines"]
+    myasr = "my_package.engine:SPEC"
+
+Built-in engines are imported only when used, so a missing optional dependency
+breaks only the engine that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from engines.base import Capability, EngineError, EngineSpec
+
+ENTRY_POINT_GROUP = "speech_gateway.engines"
+
+BUILTIN: dict[str, str] = {
+    "whisper": "engines.whisper:SPEC",
+    "vosk": "engines.vosk:SPEC",
+    "pocketsphinx": "engines.pocketsphinx:SPEC",
+    "webrtc": "engines.webrtcvad:SPEC",
+    "silero": "engines.silero:SPEC",
+}
+
+
+class UnknownEngine(EngineError):
+    pass
+
+
+def _load(target: str) -> EngineSpec:
+    module, _, attr = target.partition(":")
+    spec = getattr(importlib.import_module(module), attr)
+    if not isinstance(spec, EngineSpec):
+        raise EngineError(f"{target} is not an EngineSpec")
+    return spec
+
+
+class EngineRegistry:
+    """Names → engine specs: the built-ins, entry points, and any given directly."""
+
+    def __init__(self, specs: Iterable[EngineSpec] = (), *, discover: bool = True) -> None:
+        self._targets: dict[str, str] = dict(BUILTIN) if discover else {}
+        if discover:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                self._targets[ep.name] = ep.value
+        self._specs: dict[str, EngineSpec] = {s.name: s for s in specs}
+
+    def names(self) -> list[str]:
+        return sorted(set(self._targets) | set(self._specs))
+
+    def get(self, name: str, capability: Capability) -> EngineSpec:
+        spec = self._specs.get(name)
+        if spec is None:
+            target = self._targets.get(name)
+            if target is None:
+                raise UnknownEngine(f"no engine named {name!r}; known: {', '.join(self.names())}")
+            spec = _load(target)
+            self._specs[name] = spec
+        if spec.capability != capability:
+            raise UnknownEngine(f"engine {name!r} provides {spec.capability}, not {capability}")
+        return spec

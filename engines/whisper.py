@@ -1,0 +1,262 @@
+"""Whisper speech-to-text on CPU through faster-whisper / CTranslate2.
+
+Whisper is not a streaming model, and every faster-whisper decode pads its input
+to a 30 s encoder window (≈0.5 s of compute however short the audio). Partials by
+naive re-decoding would therefore allow about one live speaker per machine. The
+stream below uses a cheaper scheme for partials and keeps the normal decode for
+the final, because that is where accuracy counts:
+
+* partials call CTranslate2's Whisper directly with an encoder window of the
+  buffered audio plus ``PAD_S`` seconds of silence (shorter padding raised the
+  word error rate sharply), with generation capped at ``TOKENS_PER_S`` tokens
+  per second of audio, since an uncapped decode of a short window tends to loop;
+* words on which two successive partial decodes agree are committed and forced
+  as the decoder prefix of the next one, so the text on screen stops flickering;
+* the final is one ordinary full-window decode that does *not* force the
+  committed words (forcing them locks in early mistakes).
+
+Final decodes keep Whisper's timestamp tokens and skip hallucinated stretches
+over silence (``hallucination_silence_threshold``): measured on the shared
+two-speaker recording, decoding without timestamp tokens, or with the
+session's earlier text as ``initial_prompt``, appended invented phrases
+("Thank you.", "off.") after the real words. The prompt is therefore opt-in
+(``context=True``), and never includes the current audio's own text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+
+SAMPLE_RATE_HZ = 16_000
+PAD_S = 5.0
+TOKENS_PER_S = 7.0
+# Whisper's decoder context is 448 tokens; half of it may be prompt.
+MAX_PROMPT_CHARS = 400
+# A partial decode on less new audio than this is not worth its cost.
+MIN_NEW_AUDIO_MS = 300
+HALLUCINATION_SILENCE_S = 0.5
+_WORD_RE = re.compile(r"[^\w']+")
+
+
+def _normalise(word: str) -> str:
+    return _WORD_RE.sub("", word.lower())
+
+
+class WhisperTranscriber:
+    """One loaded Whisper model shared by every session (thread-safe)."""
+
+    name = "whisper"
+    sample_rate_hz = SAMPLE_RATE_HZ
+    partial_interval_ms = 1000
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_name: str,
+        threads: int = 1,
+        workers: int = 2,
+        beam_size: int = 1,
+        context: bool = False,
+    ) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        # ``num_workers`` lets that many Python threads decode at once; each
+        # decode gets ``cpu_threads`` (one: two threads per call under
+        # contention were measured to be slower, not faster).
+        self._model = WhisperModel(
+            str(model_path),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            num_workers=workers,
+        )
+        self.model = model_name
+        multilingual = self._model.model.is_multilingual
+        self.languages: tuple[str, ...] = (
+            tuple(self._model.supported_languages) if multilingual else ("en",)
+        )
+        self._multilingual = multilingual
+        self._beam_size = beam_size
+        self.use_context = context
+        self._tokenizers: dict[str, Tokenizer] = {}
+        self._tokenizer_lock = threading.Lock()
+
+    def tokenizer(self, language: str) -> "Tokenizer":  # noqa: F821 - lazy import
+        from faster_whisper.tokenizer import Tokenizer
+
+        with self._tokenizer_lock:
+            tok = self._tokenizers.get(language)
+            if tok is None:
+                tok = Tokenizer(
+                    self._model.hf_tokenizer,
+                    self._multilingual,
+                    task="transcribe",
+                    language=language if self._multilingual else "en",
+                )
+                self._tokenizers[language] = tok
+            return tok
+
+    def open_stream(self, *, language: str, words: bool) -> WhisperStream:
+        return WhisperStream(self, language=language, words=words)
+
+    def close(self) -> None:
+        # CTranslate2 frees the model when the last reference goes.
+        self._model = None  # type: ignore[assignment]
+
+    # The two decodes, used by the stream.
+
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
+        import ctranslate2
+
+        tok = self.tokenizer(language)
+        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
+        features = self._model.feature_extractor(padded, padding=0)
+        # The encoder downsamples by two, so it needs an even frame count.
+        features = np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
+        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        if prefix:
+            prompt += tok.encode(" " + prefix)
+        audio_s = len(audio) / SAMPLE_RATE_HZ
+        max_length = len(prompt) + math.ceil(TOKENS_PER_S * audio_s) + 3
+        result = self._model.model.generate(
+            ctranslate2.StorageView.from_array(features),
+            [prompt],
+            beam_size=1,
+            max_length=max_length,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        # The result carries the forced prefix followed by what was generated.
+        ids = [i for i in result[0].sequences_ids[0] if i < tok.eot]
+        return tok.decode(ids).strip()
+
+    def decode_final(
+        self, audio: np.ndarray, language: str, context: str, words: bool
+    ) -> Transcript:
+        segments, _info = self._model.transcribe(
+            audio,
+            language=language if self._multilingual else "en",
+            beam_size=self._beam_size,
+            word_timestamps=words,
+            initial_prompt=context or None,
+            condition_on_previous_text=False,
+            without_timestamps=False,
+            hallucination_silence_threshold=HALLUCINATION_SILENCE_S,
+            vad_filter=False,
+        )
+        texts: list[str] = []
+        out_words: list[Word] = []
+        duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
+        for segment in segments:
+            texts.append(segment.text.strip())
+            for w in segment.words or ():
+                t0_ms = min(max(0, round(w.start * 1000)), duration_ms)
+                t1_ms = min(max(t0_ms, round(w.end * 1000)), duration_ms)
+                out_words.append(Word(w.word.strip(), t0_ms, t1_ms, round(float(w.probability), 3)))
+        return Transcript(" ".join(t for t in texts if t), tuple(out_words))
+
+
+class WhisperStream:
+    """Audio and agreement state of one session; cheap to open."""
+
+    def __init__(self, owner: WhisperTranscriber, *, language: str, words: bool) -> None:
+        self._owner = owner
+        self._language = language
+        self._words = words
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+        self._samples_at_last_partial = 0
+        self._committed: list[str] = []
+        self._previous: list[str] = []
+        self._last_text = ""
+        self._context = ""
+
+    def accept(self, pcm: Pcm16) -> None:
+        self._chunks.append(pcm.astype(np.float32) / 32768.0)
+        self._samples += len(pcm)
+
+    def _audio(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def partial(self) -> Transcript | None:
+        new_ms = (self._samples - self._samples_at_last_partial) * 1000 // SAMPLE_RATE_HZ
+        if new_ms < MIN_NEW_AUDIO_MS:
+            return None
+        self._samples_at_last_partial = self._samples
+        text = self._owner.decode_partial(
+            self._audio(), self._language, " ".join(self._committed)
+        )
+        words = text.split()
+        # Commit the words two decodes agree on, but never the newest word:
+        # it may still be cut off mid-speech.
+        agreed = 0
+        for a, b in zip(words[:-1], self._previous[:-1]):
+            if _normalise(a) != _normalise(b):
+                break
+            agreed += 1
+        if agreed > len(self._committed):
+            self._committed = words[:agreed]
+        self._previous = words
+        if not text or text == self._last_text:
+            return None
+        self._last_text = text
+        return Transcript(text)
+
+    def finish(self) -> Transcript:
+        audio = self._audio()
+        result = (
+            self._owner.decode_final(audio, self._language, self._context, self._words)
+            if len(audio)
+            else Transcript("")
+        )
+        if result.text and self._owner.use_context:
+            self._context = (self._context + " " + result.text).strip()[-MAX_PROMPT_CHARS:]
+        self._chunks = []
+        self._samples = 0
+        self._samples_at_last_partial = 0
+        self._committed = []
+        self._previous = []
+        self._last_text = ""
+        return result
+
+    def close(self) -> None:
+        self._chunks = []
+
+
+def create(options: EngineOptions) -> WhisperTranscriber:
+    from models.store import locate_model
+
+    path = locate_model(options.model, engine="whisper", models_dir=options.models_dir)
+    name = options.model if options.model and not Path(options.model).exists() else None
+    return WhisperTranscriber(
+        path,
+        model_name=name or options.extra.get("model_name") or _guess_name(path),
+        threads=options.threads,
+        workers=int(options.extra.get("workers", 2)),
+        beam_size=int(options.extra.get("beam_size", 1)),
+        context=bool(options.extra.get("whisper_context", False)),
+    )
+
+
+def _guess_name(path: Path) -> str:
+    # The built-in model lives in a package directory called "model".
+    return "whisper-tiny.en" if path.name == "model" else path.name
+
+
+SPEC = EngineSpec(
+    name="whisper",
+    capability="stt",
+    factory=create,
+    description="faster-whisper / CTranslate2 Whisper, int8 on CPU, partials by short-window re-decode",
+)

@@ -1,0 +1,86 @@
+"""``speech-gateway``: serve, and manage models."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.settings import ENV_PREFIX, Settings, SettingsError, _base_type, parse_value
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['doc']} [env {ENV_PREFIX}{f.name.upper()}]"
+        if _base_type(f) is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif f.metadata.get("repeat"):
+            parser.add_argument(flag, dest=f.name, action="append", default=None, metavar="VALUE",
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for name, f in fields.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            overrides[name] = tuple(part.strip() for v in value for part in v.split(",") if part.strip())
+        elif isinstance(value, str):
+            overrides[name] = parse_value(f, value)
+        else:
+            overrides[name] = value
+    return Settings.from_env(**overrides)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Frames past twice the limit are refused by the WebSocket layer itself
+        # (close 1009) before they are buffered; the session reports the rest.
+        ws_max_size=2 * settings.max_frame_bytes,
+        access_log=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="speech-gateway", description="Self-hosted real-time speech gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_parser = sub.add_parser("serve", help="run the server")
+    _add_settings_flags(serve_parser)
+    sub.add_parser("models", help="list, locate and install models (speech-gateway models --help)", add_help=False)
+    if argv[:1] == ["models"]:
+        from models.commands import main as models_main
+
+        return models_main(argv[1:], models_dir=Settings.from_env().models_dir)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

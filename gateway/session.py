@@ -1,0 +1,539 @@
+"""One client connection: a state machine over three cooperating tasks.
+
+* the **reader** decodes frames, resamples and segments audio inline (DSP that
+  costs microseconds), answers control messages, and feeds the backlog;
+* the **worker** takes the backlog in order and moves engine calls to threads
+  through the runtime, one call in flight per session;
+* the **sender** writes the outbox to the socket.
+
+Everything the session hears or says lives in these objects and dies with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from engines.base import Transcript, TranscriberStream
+from gateway.audio import AudioInput
+from gateway.backlog import Backlog, EndOfStream
+from gateway.codec import Codec, Frame
+from gateway.hub import EngineHub, SttRoute
+from gateway.outbox import Outbox
+from gateway.protocol import (
+    Audio,
+    ClientMessage,
+    CloseCode,
+    Ended,
+    Enroll,
+    ErrorCode,
+    Final,
+    Flush,
+    Partial,
+    Ping,
+    Pong,
+    ProtocolError,
+    Ready,
+    ServerEvent,
+    Speak,
+    SpeechStarted,
+    Start,
+    Stop,
+    Translate,
+    Verify,
+    VoiceprintDelete,
+    VoiceprintExport,
+    VoiceprintImport,
+    WordTiming,
+)
+from gateway.runtime import Overloaded
+from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from gateway.settings import Settings
+
+log = logging.getLogger("speech_gateway.session")
+SEND_TIMEOUT_S = 10.0
+# Behind by more than this much audio, a session stops asking for partials.
+PARTIALS_PAUSED_BACKLOG_MS = 2_000
+
+
+class State(enum.Enum):
+    AWAITING_START = "awaiting_start"
+    STREAMING = "streaming"
+    STOPPING = "stopping"
+    CLOSED = "closed"
+
+
+class Transport(Protocol):
+    """What a session needs of a WebSocket."""
+
+    async def receive(self) -> Frame | None:
+        """The next frame, or None when the client has gone."""
+        ...
+
+    async def send(self, frame: Frame) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class ClientGone(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Utterance:
+    index: int
+    t0_ms: int
+    samples: int = 0
+    samples_at_partial: int = 0
+    failed: bool = False
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        hub: EngineHub,
+        codec: Codec,
+        transport: Transport,
+        on_event: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.id = str(uuid.uuid4())
+        self.state = State.AWAITING_START
+        self._settings = settings
+        self._hub = hub
+        self._codec = codec
+        self._transport = transport
+        self._on_event = on_event or (lambda _name, _value: None)
+        self._outbox = Outbox(settings.outbox_events)
+        self._backlog = Backlog(limit_samples=settings.backlog_ms * 16)
+        self._start: Start | None = None
+        self._route: SttRoute | None = None
+        self._input: AudioInput | None = None
+        self._segmenter: Segmenter | None = None
+        self._stream: TranscriberStream | None = None
+        self._in_flight: asyncio.Future[Any] | None = None
+        self._utterances = 0
+        self._started_at = time.monotonic()
+        self._end_reason = "stop"
+
+    # Lifecycle ---------------------------------------------------------------
+
+    def _transition(self, to: State) -> None:
+        allowed = {
+            State.AWAITING_START: {State.STREAMING, State.CLOSED},
+            State.STREAMING: {State.STOPPING, State.CLOSED},
+            State.STOPPING: {State.CLOSED},
+            State.CLOSED: set(),
+        }
+        if to not in allowed[self.state]:
+            raise RuntimeError(f"session {self.id}: cannot go from {self.state.value} to {to.value}")
+        self.state = to
+
+    async def run(self) -> None:
+        close_code, close_reason = CloseCode.NORMAL, "stopped"
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._await_start()
+            tasks = [
+                asyncio.create_task(self._read(), name=f"{self.id}-read"),
+                asyncio.create_task(self._work(), name=f"{self.id}-work"),
+                asyncio.create_task(self._send(), name=f"{self.id}-send"),
+            ]
+            await self._supervise(tasks)
+        except ProtocolError as exc:
+            close_code, close_reason = exc.close or CloseCode.INTERNAL, exc.message
+            await self._send_fatal(exc, tasks)
+        except ClientGone:
+            close_code, close_reason = CloseCode.NORMAL, "client gone"
+        except Exception:
+            log.exception("session %s failed", self.id)
+            close_code, close_reason = CloseCode.INTERNAL, "internal error"
+            await self._send_fatal(
+                ProtocolError(ErrorCode.INTERNAL, "internal error", close=CloseCode.INTERNAL), tasks
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release()
+            if self.state is not State.CLOSED:
+                self._transition(State.CLOSED)
+            try:
+                await asyncio.wait_for(self._transport.close(int(close_code), close_reason[:120]), SEND_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - the socket may already be gone
+                pass
+            log.info(
+                "session %s closed code=%d audio_ms=%d utterances=%d",
+                self.id, int(close_code), self._input.audio_ms if self._input else 0, self._utterances,
+            )
+
+    async def _supervise(self, tasks: list[asyncio.Task[None]]) -> None:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+
+    async def _send_fatal(self, exc: ProtocolError, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._on_event("rejected", exc.code.value)
+        if exc.code is ErrorCode.OVERLOADED and exc.close is CloseCode.TRY_AGAIN_LATER and tasks:
+            return  # the client is not reading: another frame would only wait
+        try:
+            for frame in self._codec.encode(exc.event()):
+                await asyncio.wait_for(self._transport.send(frame), SEND_TIMEOUT_S)
+        except Exception:  # noqa: BLE001
+            pass
+
+    async def _release(self) -> None:
+        # An engine call may still be running in its thread with our stream:
+        # let it finish before the stream is closed under it.
+        if self._in_flight is not None:
+            await asyncio.gather(self._in_flight, return_exceptions=True)
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._segmenter = None
+
+    # Start -------------------------------------------------------------------
+
+    async def _await_start(self) -> None:
+        try:
+            frame = await asyncio.wait_for(self._receive(), self._settings.start_timeout_s)
+        except TimeoutError:
+            raise ProtocolError(ErrorCode.NOT_STARTED, "no `start` received in time", close=CloseCode.POLICY) from None
+        message = self._codec.decode(frame, started=False)
+        if not isinstance(message, Start):  # the codec guarantees this; keep the type checker honest
+            raise ProtocolError(ErrorCode.NOT_STARTED, "the first message must be `start`", close=CloseCode.POLICY)
+        self._begin(message)
+
+    def _begin(self, start: Start) -> None:
+        s = self._settings
+        language = start.language or s.default_language
+        route = self._hub.stt(language)
+        if route is None:
+            raise ProtocolError(
+                ErrorCode.ENGINE_UNAVAILABLE,
+                f"no speech-to-text engine for language {language!r}; available: {', '.join(self._hub.languages)}",
+                close=CloseCode.UNSUPPORTED_DATA,
+            )
+        vad = self._hub.vad.open(aggressiveness=_pick(start.vad.aggressiveness, s.vad_aggressiveness))
+        self._start = start
+        self._route = route
+        self._input = AudioInput(start.audio.sample_rate_hz, route.transcriber.sample_rate_hz)
+        self._segmenter = Segmenter(
+            vad,
+            silence_ms=_pick(start.vad.silence_ms, s.silence_ms),
+            max_utterance_ms=min(_pick(start.vad.max_utterance_ms, s.max_utterance_ms), s.max_utterance_ms),
+            preroll_ms=s.preroll_ms,
+            hangover_ms=s.hangover_ms,
+        )
+        self._stream = route.transcriber.open_stream(language=language, words=start.words)
+        self._transition(State.STREAMING)
+        self._on_event("session_started", None)
+        self._outbox.put(
+            Ready(
+                session=self.id,
+                audio={"encoding": "pcm_s16le", "sample_rate": start.audio.sample_rate_hz, "channels": 1},
+                engines={
+                    "stt": {"engine": route.transcriber.name, "model": route.transcriber.model, "language": language},
+                    "vad": {"engine": self._hub.vad.name},
+                },
+                limits=self._limits(),
+            )
+        )
+        wanted = [
+            name
+            for name, on in (
+                ("translation", bool(start.translate.targets)),
+                ("spoken output", start.speak.translations),
+                ("speaker identification", start.speakers.identify or start.speakers.diarize
+                 or bool(start.speakers.voiceprints)),
+            )
+            if on
+        ]
+        if wanted:
+            self._outbox.put(
+                ProtocolError(
+                    ErrorCode.ENGINE_UNAVAILABLE, f"not available on this server: {', '.join(wanted)}"
+                ).event()
+            )
+
+    def _limits(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "max_frame_bytes": s.max_frame_bytes,
+            "max_session_s": s.max_session_s,
+            "idle_timeout_s": s.idle_timeout_s,
+            "max_utterance_ms": s.max_utterance_ms,
+            "backlog_ms": s.backlog_ms,
+            "outbox_events": s.outbox_events,
+        }
+
+    # Reader ------------------------------------------------------------------
+
+    async def _receive(self) -> Frame:
+        frame = await self._transport.receive()
+        if frame is None:
+            raise ClientGone()
+        size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
+        if size > self._settings.max_frame_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"frame of {size} bytes exceeds the limit of {self._settings.max_frame_bytes}",
+                close=CloseCode.TOO_BIG,
+            )
+        return frame
+
+    async def _read(self) -> None:
+        s = self._settings
+        while True:
+            remaining_s = s.max_session_s - (time.monotonic() - self._started_at)
+            if remaining_s <= 0:
+                self._end_reason = "max_duration"
+                await self._stop()
+                return
+            try:
+                frame = await asyncio.wait_for(self._receive(), min(s.idle_timeout_s, remaining_s))
+            except TimeoutError:
+                self._end_reason = "idle" if remaining_s > s.idle_timeout_s else "max_duration"
+                await self._stop()
+                return
+            try:
+                message = self._codec.decode(frame, started=True)
+                if await self._handle(message):
+                    return
+            except ProtocolError as exc:
+                if exc.fatal:
+                    raise
+                self._outbox.put(exc.event())
+
+    async def _handle(self, message: ClientMessage) -> bool:
+        """Act on one message; True when the client asked to stop."""
+        match message:
+            case Audio(pcm=pcm):
+                await self._audio(pcm)
+            case Flush():
+                await self._segments(self._audio_path()[1].flush())
+            case Stop():
+                await self._stop()
+                return True
+            case Ping():
+                self._outbox.put(Pong())
+            case Start():
+                raise ProtocolError(ErrorCode.BAD_MESSAGE, "`start` was already accepted for this session")
+            case Speak(id=rid) | Translate(id=rid) | Enroll(id=rid) | Verify(id=rid):
+                raise _unavailable(message, rid)
+            case VoiceprintExport(id=rid) | VoiceprintImport(id=rid) | VoiceprintDelete(id=rid):
+                raise _unavailable(message, rid)
+        return False
+
+    def _audio_path(self) -> tuple[AudioInput, Segmenter]:
+        if self._segmenter is None or self._input is None:
+            raise RuntimeError(f"session {self.id} is {self.state.value}, not streaming")
+        return self._input, self._segmenter
+
+    async def _audio(self, pcm: bytes) -> None:
+        audio_in, segmenter = self._audio_path()
+        samples = audio_in.push(pcm)
+        self._on_event("audio_ms", len(pcm) * 500 // audio_in.source_rate_hz)
+        if len(samples):
+            await self._segments(segmenter.push(samples))
+
+    async def _segments(self, segments: list[Any]) -> None:
+        for segment in segments:
+            if isinstance(segment, UtteranceStart):
+                self._outbox.put(SpeechStarted(utterance=segment.utterance, t_ms=segment.onset_ms))
+            await self._backlog.put(segment)
+
+    async def _stop(self) -> None:
+        self._transition(State.STOPPING)
+        audio_in, segmenter = self._audio_path()
+        tail = audio_in.drain()
+        if len(tail):
+            await self._segments(segmenter.push(tail))
+        await self._segments(segmenter.flush())
+        await self._backlog.put(EndOfStream())
+
+    # Worker ------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        current: _Utterance | None = None
+        while True:
+            item = await self._backlog.get()
+            match item:
+                case UtteranceStart(utterance=index, t0_ms=t0_ms):
+                    current = _Utterance(index, t0_ms)
+                case UtteranceAudio(pcm=pcm):
+                    chunks = [pcm]
+                    # Take all audio already waiting in one thread hop.
+                    while isinstance(self._backlog.peek(), UtteranceAudio):
+                        nxt = self._backlog.get_nowait()
+                        if isinstance(nxt, UtteranceAudio):
+                            chunks.append(nxt.pcm)
+                    if current is not None:
+                        await self._transcribe(current, np.concatenate(chunks))
+                case UtteranceEnd():
+                    if current is not None:
+                        await self._finish(current, item)
+                    current = None
+                case EndOfStream():
+                    audio_ms = self._input.audio_ms if self._input else 0
+                    self._outbox.put(
+                        Ended(reason=self._end_reason, stats={"audio_ms": audio_ms, "utterances": self._utterances})
+                    )
+                    self._outbox.close()
+                    return
+
+    async def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
+        route = self._route
+        if route is None:
+            raise RuntimeError("session has no engine")
+        future = asyncio.ensure_future(route.runner.run(fn, *args))
+        self._in_flight = future
+        # Shielded: if this session is cancelled, the call still owns the stream
+        # until its thread returns, and ``_release`` waits for exactly that.
+        result = await asyncio.shield(future)
+        self._in_flight = None
+        return result
+
+    def _want_partial(self, utt: _Utterance) -> bool:
+        if self._start is None or not self._start.partials or self._route is None:
+            return False
+        if self._backlog.samples > PARTIALS_PAUSED_BACKLOG_MS * 16:
+            return False  # behind real time: catch up first; the final matters more
+        interval_ms = self._settings.partial_interval_ms or self._route.transcriber.partial_interval_ms
+        # Under contention, partials come less often; finals never wait for them.
+        interval_ms *= 1 + self._route.runner.waiting
+        new_ms = (utt.samples - utt.samples_at_partial) * 1000 // self._route.transcriber.sample_rate_hz
+        return new_ms >= interval_ms
+
+    async def _transcribe(self, utt: _Utterance, pcm: np.ndarray) -> None:
+        stream = self._stream
+        if utt.failed or stream is None:
+            return
+        utt.samples += len(pcm)
+        want_partial = self._want_partial(utt)
+        if want_partial:
+            utt.samples_at_partial = utt.samples
+
+        def step() -> Transcript | None:
+            stream.accept(pcm)
+            return stream.partial() if want_partial else None
+
+        try:
+            partial = await self._engine(step)
+        except Overloaded as exc:
+            utt.failed = True
+            self._outbox.put(ProtocolError(ErrorCode.OVERLOADED, str(exc)).event())
+            return
+        except Exception:
+            log.exception("session %s: speech-to-text failed", self.id)
+            utt.failed = True
+            return
+        if partial is not None and partial.text:
+            rate = self._route.transcriber.sample_rate_hz if self._route else 16_000
+            self._outbox.put(
+                Partial(
+                    utterance=utt.index,
+                    text=partial.text,
+                    t0_ms=utt.t0_ms,
+                    t1_ms=utt.t0_ms + utt.samples * 1000 // rate,
+                )
+            )
+
+    async def _finish(self, utt: _Utterance, end: UtteranceEnd) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        try:
+            result: Transcript = await self._engine(stream.finish)
+        except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
+            log.exception("session %s: final decode failed", self.id)
+            self._outbox.put(
+                ProtocolError(
+                    ErrorCode.OVERLOADED if isinstance(exc, Overloaded) else ErrorCode.INTERNAL,
+                    f"utterance {utt.index} could not be transcribed",
+                ).event()
+            )
+            await self._reopen_stream()
+            return
+        if utt.failed:
+            self._outbox.put(
+                ProtocolError(ErrorCode.INTERNAL, f"utterance {utt.index} could not be transcribed").event()
+            )
+            return
+        self._utterances += 1
+        start = self._start
+        words = None
+        if start is not None and start.words:
+            words = tuple(
+                WordTiming(
+                    w=w.w,
+                    t0_ms=min(end.t1_ms, end.t0_ms + w.t0_ms),
+                    t1_ms=min(end.t1_ms, end.t0_ms + w.t1_ms),
+                    conf=w.conf,
+                )
+                for w in result.words
+            )
+        if self._settings.log_content:
+            log.info("session %s utterance %d: %s", self.id, utt.index, result.text)
+        self._on_event("final", end.t1_ms - end.t0_ms)
+        self._outbox.put(
+            Final(utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words)
+        )
+
+    async def _reopen_stream(self) -> None:
+        if self._route is None or self._start is None:
+            return
+        old, self._stream = self._stream, None
+        if old is not None:
+            old.close()
+        self._stream = self._route.transcriber.open_stream(
+            language=self._start.language or self._settings.default_language, words=self._start.words
+        )
+
+    # Sender ------------------------------------------------------------------
+
+    async def _send(self) -> None:
+        while True:
+            event = await self._outbox.get()
+            if event is None:
+                return
+            await self._emit(event)
+
+    async def _emit(self, event: ServerEvent) -> None:
+        for frame in self._codec.encode(event):
+            await self._transport.send(frame)
+        self._on_event("sent", event.type)
+
+
+def _pick(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _unavailable(message: ClientMessage, request_id: str | None) -> ProtocolError:
+    names = {
+        Speak: "speech synthesis", Translate: "translation", Enroll: "speaker enrollment",
+        Verify: "speaker verification", VoiceprintExport: "voiceprints", VoiceprintImport: "voiceprints",
+        VoiceprintDelete: "voiceprints",
+    }
+    what = names.get(type(message), "this feature")
+    return ProtocolError(ErrorCode.ENGINE_UNAVAILABLE, f"{what} is not available on this server",
+                         request_id=request_id)
+
+
+SessionFactory = Callable[[Transport], Awaitable[None]]

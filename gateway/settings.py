@@ -1,0 +1,179 @@
+"""One frozen settings object; the CLI, the environment and code all map onto it.
+
+Every field can be set three ways, in rising precedence: its default here, the
+environment variable ``SPEECH_GATEWAY_<FIELD>``, and the ``serve`` flag
+``--<field-with-dashes>``. ``docs/settings.md`` is generated from this module
+(``python -m gateway.settings``) so the table cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SPEECH_GATEWAY_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use."""
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
+    port: int = field(default=8000, metadata=_doc("TCP port to listen on."))
+    log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+    log_content: bool = field(
+        default=False,
+        metadata=_doc("Log transcripts and other content. Off: logs carry ids, sizes and timings only."),
+    )
+    models_dir: Path | None = field(
+        default=None,
+        metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/speech-gateway/models)."),
+    )
+    stt: tuple[str, ...] = field(
+        default=("en=whisper",),
+        metadata=_doc(
+            "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
+            "environment, repeated as a flag. MODEL is a catalogue name or a path.",
+            repeat=True,
+        ),
+    )
+    default_language: str = field(default="en", metadata=_doc("Language of a session whose `start` names none."))
+    vad: str = field(default="webrtc", metadata=_doc("Voice activity detector: `webrtc` or `silero`."))
+    engine_threads: int = field(default=1, metadata=_doc("CPU threads inside one engine call."))
+    stt_concurrency: int = field(
+        default=2, metadata=_doc("Speech-to-text calls running at once (per engine); more wait in a queue.")
+    )
+    engine_queue: int = field(
+        default=64,
+        metadata=_doc("Calls that may wait for one engine; beyond that a request is refused as `overloaded`."),
+    )
+    whisper_beam_size: int = field(default=1, metadata=_doc("Beam size of Whisper's final decode."))
+    whisper_context: bool = field(
+        default=False,
+        metadata=_doc("Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."),
+    )
+    partial_interval_ms: int = field(
+        default=0,
+        metadata=_doc("Audio between two partials; 0 uses each engine's own (Whisper 1000, Vosk 200)."),
+    )
+    vad_aggressiveness: int = field(default=2, metadata=_doc("Default VAD aggressiveness, 0–3."))
+    silence_ms: int = field(default=500, metadata=_doc("Default silence that ends an utterance."))
+    max_utterance_ms: int = field(default=15_000, metadata=_doc("Default longest utterance before a forced cut."))
+    preroll_ms: int = field(default=300, metadata=_doc("Audio kept before speech onset so first syllables survive."))
+    hangover_ms: int = field(default=200, metadata=_doc("Silence kept after the last speech frame of an utterance."))
+    max_sessions: int = field(default=16, metadata=_doc("Concurrent sessions; one more is closed with 1013."))
+    max_frame_bytes: int = field(
+        default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
+    )
+    start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
+    max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
+    outbox_events: int = field(
+        default=256,
+        metadata=_doc("Events waiting to be sent to one client; a client that lets more pile up is closed (1013)."),
+    )
+    backlog_ms: int = field(
+        default=30_000,
+        metadata=_doc("Audio waiting for the engine per session before the server stops reading from that client."),
+    )
+
+    # Mapping from the outside world.
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        if not 1 <= self.port <= 65535 and self.port != 0:
+            raise SettingsError(f"port must be 0–65535, not {self.port}")
+        if not 0 <= self.vad_aggressiveness <= 3:
+            raise SettingsError("vad_aggressiveness must be 0–3")
+        if self.vad not in ("webrtc", "silero"):
+            raise SettingsError(f"vad must be webrtc or silero, not {self.vad!r}")
+        for name in ("max_sessions", "stt_concurrency", "engine_threads", "outbox_events", "max_frame_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if not 100 <= self.silence_ms <= 5000:
+            raise SettingsError("silence_ms must be 100–5000")
+        if not 1000 <= self.max_utterance_ms <= 30_000:
+            raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        self.stt_table()
+        return self
+
+    def stt_table(self) -> dict[str, tuple[str, str | None]]:
+        """``{language: (engine, model or None)}``."""
+        table: dict[str, tuple[str, str | None]] = {}
+        for item in self.stt:
+            lang, sep, target = item.partition("=")
+            engine, _, model = target.partition(":")
+            if not sep or not lang.strip() or not engine.strip():
+                raise SettingsError(f"stt entry {item!r} is not LANG=ENGINE[:MODEL]")
+            table[lang.strip()] = (engine.strip(), model.strip() or None)
+        if self.default_language not in table:
+            raise SettingsError(f"default_language {self.default_language!r} has no stt entry")
+        return table
+
+
+def _base_type(f: dataclasses.Field[Any]) -> Any:
+    hint = typing.get_type_hints(Settings)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = _base_type(f)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if typing.get_origin(kind) is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind is Path:
+            return Path(raw).expanduser() if raw else None
+        return kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
+
+
+def settings_table() -> str:
+    """Markdown table of every setting, for docs/settings.md."""
+    rows = [
+        "| flag | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        rows.append(
+            f"| `--{f.name.replace('_', '-')}` | `{ENV_PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
