@@ -69,8 +69,9 @@ class Segmenter:
         self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
         self._hangover_frames = min(self._silence_frames, max(0, round(hangover_ms / frame_ms)))
         self._max_frames = max(1, int(max_utterance_ms / frame_ms))
-        preroll_frames = max(self._onset_frames, round(preroll_ms / frame_ms))
-        self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=preroll_frames)
+        self._preroll_frames = round(preroll_ms / frame_ms)
+        # Room for the pre-roll before the onset plus the onset window itself.
+        self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=self._preroll_frames + self._onset_frames)
         self._leftover = np.zeros(0, np.int16)
         self._frames_seen = 0  # frames classified so far = position on the clock
         self._utterance = -1
@@ -141,20 +142,17 @@ class Segmenter:
     def _begin(self, out: list[Segment]) -> None:
         frames = list(self._ring)
         self._ring.clear()
+        window_start = max(0, len(frames) - self._onset_frames)
+        onset = next((i for i in range(window_start, len(frames)) if frames[i][1]), window_start)
+        # Keep exactly the pre-roll before the onset.
+        frames = frames[max(0, onset - self._preroll_frames) :]
+        onset_frame = self._frames_seen - len(frames) + min(onset, self._preroll_frames)
         self._utterance += 1
         self._in_speech = True
         self._emitted_samples = 0
         self._pending = []
         self._t0_frame = self._frames_seen - len(frames)
-        window_start = max(0, len(frames) - self._onset_frames)
-        first_voiced = next(
-            (i for i in range(window_start, len(frames)) if frames[i][1]), window_start
-        )
-        out.append(
-            UtteranceStart(
-                self._utterance, self._ms(self._t0_frame + first_voiced), self._ms(self._t0_frame)
-            )
-        )
+        out.append(UtteranceStart(self._utterance, self._ms(onset_frame), self._ms(self._t0_frame)))
         self._send([f for f, _ in frames], out)
 
     def _send(self, frames: list[Pcm16], out: list[Segment]) -> None:

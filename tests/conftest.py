@@ -1,0 +1,97 @@
+"""A real uvicorn server on loopback, started per test or per module."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from engines.base import EngineSpec
+from engines.registry import EngineRegistry
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.audio_helpers import shared_audio_dir
+
+
+@dataclass(frozen=True)
+class Running:
+    app: Starlette
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/stream" + (f"?{query}" if query else "")
+
+    @property
+    def counters(self):  # noqa: ANN201 - the app's Counters
+        return self.app.state.gateway.counters
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(settings: Settings, specs: list[EngineSpec] | None = None, *, discover: bool = True) -> Iterator[Running]:
+    """Run the gateway with uvicorn in a thread of its own, as in production."""
+    port = free_port()
+    settings = Settings(**{**_fields(settings), "port": port})
+    app = create_app(settings, registry=EngineRegistry(specs or [], discover=discover))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=2 * settings.max_frame_bytes,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        yield Running(app, port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _fields(settings: Settings) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+
+
+async def wait_until(predicate, timeout_s: float = 5.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def audio_dir():  # noqa: ANN201
+    path = shared_audio_dir()
+    if not path.is_dir():
+        pytest.fail(f"shared test audio not found at {path}: CI clones ../shared beside the repo")
+    return path

@@ -1,0 +1,83 @@
+"""Fake engines for plumbing tests. They do no recognition at all: the fake
+transcriber "hears" one word per 500 ms of audio, so tests can reason about
+what comes back without loading a model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+
+WORD_MS = 500
+
+
+class FakeTranscriberStream:
+    def __init__(self, owner: FakeTranscriber) -> None:
+        self._owner = owner
+        self._samples = 0
+        self._partials = 0
+        self.closed = False
+
+    def _words(self) -> list[str]:
+        return [f"word{i}" for i in range(self._samples * 1000 // 16_000 // WORD_MS)]
+
+    def accept(self, pcm: Pcm16) -> None:
+        if self._owner.delay_s:
+            time.sleep(self._owner.delay_s)
+        if self._owner.fail_on_accept:
+            raise RuntimeError("fake engine failure")
+        self._samples += len(pcm)
+
+    def partial(self) -> Transcript | None:
+        words = self._words()
+        return Transcript(" ".join(words)) if words else None
+
+    def finish(self) -> Transcript:
+        if self._owner.final_delay_s:
+            time.sleep(self._owner.final_delay_s)
+        words = self._words() or ["empty"]
+        duration_ms = self._samples * 1000 // 16_000
+        timed = tuple(
+            Word(w, min(i * WORD_MS, duration_ms), min((i + 1) * WORD_MS, duration_ms), 0.9)
+            for i, w in enumerate(words)
+        )
+        self._samples = 0
+        return Transcript(" ".join(words), timed)
+
+    def close(self) -> None:
+        self.closed = True
+        with self._owner.lock:
+            self._owner.open_streams -= 1
+
+
+class FakeTranscriber:
+    name = "fake"
+    model = "fake-model"
+    languages = ("en", "xx")
+    sample_rate_hz = 16_000
+    partial_interval_ms = 200
+
+    def __init__(self, delay_s: float = 0.0, final_delay_s: float = 0.0, fail_on_accept: bool = False) -> None:
+        self.delay_s = delay_s
+        self.final_delay_s = final_delay_s
+        self.fail_on_accept = fail_on_accept
+        self.open_streams = 0
+        self.lock = threading.Lock()
+
+    def open_stream(self, *, language: str, words: bool) -> FakeTranscriberStream:
+        with self.lock:
+            self.open_streams += 1
+        return FakeTranscriberStream(self)
+
+    def close(self) -> None:
+        pass
+
+
+def fake_spec(transcriber: FakeTranscriber | None = None) -> EngineSpec:
+    instance = transcriber or FakeTranscriber()
+
+    def create(options: EngineOptions) -> FakeTranscriber:
+        return instance
+
+    return EngineSpec(name="fake", capability="stt", factory=create, description="fake engine for tests")

@@ -1,0 +1,79 @@
+"""The async/sync boundary: limits, overflow, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from gateway.runtime import EngineRunner, Overloaded
+
+
+async def test_concurrency_limit_holds() -> None:
+    runner = EngineRunner("t", concurrency=2, max_waiting=100)
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+
+    await asyncio.gather(*(runner.run(work) for _ in range(10)))
+    assert peak == 2 and runner.stats.calls == 10
+    runner.shutdown()
+
+
+async def test_a_full_wait_queue_rejects_at_once() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=2)
+    gate = threading.Event()
+    first = asyncio.ensure_future(runner.run(gate.wait))
+    waiting = [asyncio.ensure_future(runner.run(lambda: None)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded):
+        await runner.run(lambda: None)
+    assert runner.stats.rejected == 1
+    gate.set()
+    await asyncio.gather(first, *waiting)
+    runner.shutdown()
+
+
+async def test_event_loop_is_free_while_engines_work() -> None:
+    runner = EngineRunner("t", concurrency=2, max_waiting=10)
+    job = asyncio.gather(*(runner.run(time.sleep, 0.2) for _ in range(2)))
+    started = time.perf_counter()
+    await asyncio.sleep(0.01)
+    assert time.perf_counter() - started < 0.1
+    await job
+    runner.shutdown()
+
+
+async def test_a_cancelled_call_keeps_its_slot_until_the_thread_returns() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=10)
+    gate = threading.Event()
+    call = asyncio.ensure_future(runner.run(gate.wait))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    await asyncio.sleep(0.05)
+    assert runner.busy  # the thread still runs: the limit must still count it
+    gate.set()
+    await asyncio.sleep(0.05)
+    assert not runner.busy
+    runner.shutdown()
+
+
+async def test_exceptions_reach_the_caller() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=10)
+
+    def boom() -> None:
+        raise ValueError("engine broke")
+
+    with pytest.raises(ValueError, match="engine broke"):
+        await runner.run(boom)
+    assert not runner.busy
+    runner.shutdown()
