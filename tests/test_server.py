@@ -1,0 +1,344 @@
+"""The gateway over a real socket, with the fake transcriber (plumbing only).
+
+Speech is real (``../shared/audio``) so the real WebRTC VAD segments it; what
+the fake engine "hears" is one word per 500 ms of utterance audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import msgpack
+import numpy as np
+import pytest
+import websockets
+
+from gateway.settings import Settings
+from tests.audio_helpers import read_wav, resample
+from tests.conftest import serve, wait_until
+from tests.fakes import FakeTranscriber, fake_spec
+from tests.wsclient import Client
+
+SETTINGS = Settings(stt=("en=fake", "xx=fake"), max_sessions=4, start_timeout_s=2.0)
+
+
+@pytest.fixture
+def fake() -> FakeTranscriber:
+    return FakeTranscriber()
+
+
+@pytest.fixture
+def server(fake: FakeTranscriber):  # noqa: ANN201
+    with serve(SETTINGS, [fake_spec(fake)]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def jfk(audio_dir) -> np.ndarray:  # noqa: ANN001
+    pcm, rate = read_wav(audio_dir / "misc" / "jfk.wav")
+    assert rate == 16_000
+    return pcm
+
+
+def check_utterance_events(received) -> None:  # noqa: ANN001
+    """Per utterance: speech.started, then partials, then one final; times consistent."""
+    seen: dict[int, list[str]] = {}
+    for event in received.events:
+        if "utterance" in event:
+            seen.setdefault(event["utterance"], []).append(event["type"])
+    assert seen, received.types
+    for utterance, kinds in seen.items():
+        assert kinds[0] == "speech.started" and kinds[-1] == "final" and kinds.count("final") == 1, kinds
+    finals = received.of("final")
+    assert [f["utterance"] for f in finals] == sorted(f["utterance"] for f in finals)
+    for final in finals:
+        assert final["t0_ms"] < final["t1_ms"]
+        previous = final["t0_ms"]
+        for word in final["words"]:
+            assert final["t0_ms"] <= word["t0_ms"] <= word["t1_ms"] <= final["t1_ms"]
+            assert word["t0_ms"] >= previous
+            previous = word["t0_ms"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+async def test_a_session_from_start_to_ended(server, jfk: np.ndarray, fmt: str, fake: FakeTranscriber) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), fmt)
+    ready = await client.start(16_000, language="en")
+    assert ready["type"] == "ready"
+    assert ready["audio"] == {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}
+    assert ready["engines"]["stt"] == {"engine": "fake", "model": "fake-model", "language": "en"}
+    assert ready["limits"]["max_frame_bytes"] == SETTINGS.max_frame_bytes
+    assert len(ready["session"]) == 36
+    client.read_in_background()
+    await client.stream(np.concatenate([jfk, np.zeros(16_000, np.int16)]))
+    received = await client.finish()
+    assert received.close_code == 1000
+    check_utterance_events(received)
+    assert received.of("partial"), "partials must arrive before the final"
+    ended = received.events[-1]
+    assert ended["type"] == "ended" and ended["reason"] == "stop"
+    assert ended["stats"] == {"audio_ms": 12_000, "utterances": len(received.of("final"))}
+    await wait_until(lambda: server.counters.sessions_active == 0)
+    await wait_until(lambda: fake.open_streams == 0)
+
+
+async def test_48k_input_is_resampled_onto_the_same_clock(server, jfk: np.ndarray) -> None:  # noqa: ANN001
+    pcm48 = resample(jfk, 16_000, 48_000)
+    client = await Client.connect(server.ws())
+    await client.start(48_000)
+    client.read_in_background()
+    await client.stream(np.concatenate([pcm48, np.zeros(48_000, np.int16)]), rate_hz=48_000)
+    received = await client.finish()
+    check_utterance_events(received)
+    assert received.events[-1]["stats"]["audio_ms"] == 12_000
+    last = received.of("final")[-1]
+    assert 10_000 <= last["t1_ms"] <= 11_500  # JFK stops talking near 10.6 s
+
+
+async def test_flush_ends_the_utterance_now_and_ping_is_answered(server, jfk: np.ndarray) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start()
+    await client.stream(jfk[: 16_000 * 2])  # mid-speech, no trailing silence
+    await client.send({"type": "flush"})
+    await client.send({"type": "ping"})
+    events = [await client.next_event() for _ in range(3)]
+    kinds = [e["type"] for e in events if e["type"] != "partial"]
+    while "final" not in kinds or "pong" not in kinds:
+        event = await client.next_event()
+        if event["type"] != "partial":
+            kinds.append(event["type"])
+    assert "speech.started" in kinds
+    received = await client.finish()
+    assert received.close_code == 1000
+
+
+async def test_feature_requests_answer_engine_unavailable_and_the_session_lives(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start(translate={"targets": ["es"]})
+    notice = await client.next_event()
+    assert notice["code"] == "engine_unavailable" and notice["fatal"] is False
+    requests = [
+        {"type": "speak", "id": "s1", "text": "hi"},
+        {"type": "translate", "id": "t1", "text": "hi", "target": "es"},
+        {"type": "enroll", "id": "e1", "consent": True},
+        {"type": "verify", "id": "v1", "voiceprint_id": "x"},
+        {"type": "voiceprint.export", "id": "x1", "voiceprint_id": "x"},
+        {"type": "voiceprint.import", "id": "i1", "voiceprint": "x"},
+        {"type": "voiceprint.delete", "id": "d1", "voiceprint_id": "x"},
+    ]
+    for request in requests:
+        await client.send(request)
+        error = await client.next_event()
+        assert (error["type"], error["code"], error["fatal"], error["id"]) == (
+            "error", "engine_unavailable", False, request["id"])
+    await client.send({"type": "ping"})
+    assert (await client.next_event())["type"] == "pong"
+    assert (await client.finish()).close_code == 1000
+
+
+async def test_non_fatal_errors_keep_the_session(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start()
+    for message, code in [
+        ({"type": "dance", "id": "d1"}, "bad_message"),
+        ({"type": "start", "audio": {"sample_rate": 16000}}, "bad_message"),
+        ({"type": "speak", "id": "s1", "text": 12}, "bad_message"),
+    ]:
+        await client.send(message)
+        error = await client.next_event()
+        assert (error["code"], error["fatal"]) == (code, False)
+    await client.send({"type": "ping"})
+    assert (await client.next_event())["type"] == "pong"
+
+
+FATAL_CASES = [
+    ("message before start", [json.dumps({"type": "ping"})], "not_started", 1008),
+    ("audio before start", [b"\x00\x00"], "not_started", 1008),
+    ("invalid json", ["{oops"], "bad_message", 1007),
+    ("wrong field types", [json.dumps({"type": "start", "audio": {"sample_rate": "fast"}})], "bad_message", 1007),
+    ("rate 7999", [json.dumps({"type": "start", "audio": {"sample_rate": 7999}})], "unsupported_audio", 1003),
+    ("rate 96000", [json.dumps({"type": "start", "audio": {"sample_rate": 96000}})], "unsupported_audio", 1003),
+    ("unknown language", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}, "language": "tlh"})],
+     "engine_unavailable", 1003),
+    ("odd pcm length", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}), b"\x00\x01\x02"],
+     "bad_message", 1007),
+    ("frame over the limit", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}),
+                              b"\x00" * (SETTINGS.max_frame_bytes + 2)], "too_large", 1009),
+]
+
+
+@pytest.mark.parametrize("name,frames,code,close", FATAL_CASES, ids=[c[0] for c in FATAL_CASES])
+async def test_bad_input_gets_its_error_and_close_code_and_the_server_keeps_serving(
+    server, name: str, frames: list, code: str, close: int, fake: FakeTranscriber  # noqa: ANN001
+) -> None:
+    client = await Client.connect(server.ws())
+    for frame in frames:
+        await client.ws.send(frame)
+    received = await client.closed()
+    errors = received.of("error")
+    assert errors and errors[-1]["code"] == code and errors[-1]["fatal"] is True, received.events
+    assert received.close_code == close
+    await assert_still_serving(server)
+    await wait_until(lambda: fake.open_streams == 0)
+
+
+async def assert_still_serving(server) -> None:  # noqa: ANN001
+    await wait_until(lambda: server.counters.sessions_active == 0)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.http + "/healthz")).status_code == 200
+    client = await Client.connect(server.ws())
+    assert (await client.start())["type"] == "ready"
+    assert (await client.finish()).close_code == 1000
+
+
+async def test_a_frame_far_over_the_limit_is_closed_1009_by_the_socket_layer(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start()
+    await client.ws.send(b"\x00" * (4 * SETTINGS.max_frame_bytes))
+    received = await client.closed()
+    assert received.close_code == 1009
+    await assert_still_serving(server)
+
+
+async def test_text_frame_on_msgpack_session_and_unknown_format(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), "msgpack")
+    await client.ws.send(json.dumps({"type": "start", "audio": {"sample_rate": 16000}}))
+    received = await client.closed()
+    assert received.close_code == 1003
+    client = await Client.connect(server.ws("format=xml"))
+    received = await client.closed()
+    assert received.close_code == 1003 and received.of("error")[0]["code"] == "bad_message"
+
+
+async def test_no_start_in_time_is_a_policy_close(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    received = await client.closed(timeout_s=10)
+    assert received.close_code == 1008 and received.of("error")[0]["code"] == "not_started"
+
+
+async def test_sessions_over_the_limit_are_refused_with_1013(server) -> None:  # noqa: ANN001
+    clients = [await Client.connect(server.ws()) for _ in range(SETTINGS.max_sessions)]
+    for client in clients:
+        assert (await client.start())["type"] == "ready"
+    extra = await Client.connect(server.ws())
+    received = await extra.closed()
+    assert received.close_code == 1013 and received.of("error")[0]["code"] == "overloaded"
+    for client in clients:
+        await client.finish()
+    await assert_still_serving(server)
+
+
+async def test_abrupt_disconnect_mid_utterance_leaks_nothing(server, jfk: np.ndarray, fake: FakeTranscriber) -> None:  # noqa: ANN001
+    for _ in range(3):
+        client = await Client.connect(server.ws())
+        await client.start()
+        await client.stream(jfk[: 16_000 * 3])
+        client.ws.transport.abort()  # a dropped TCP connection: no close frame
+    await wait_until(lambda: server.counters.sessions_active == 0)
+    await wait_until(lambda: fake.open_streams == 0)
+    await assert_still_serving(server)
+
+
+async def test_faster_than_real_time_with_a_slow_engine_loses_nothing(jfk: np.ndarray) -> None:
+    """The backlog fills, the reader stops reading, TCP pushes back; every utterance still gets its final."""
+    slow = FakeTranscriber(delay_s=0.02)
+    settings = Settings(stt=("en=fake",), backlog_ms=1_000)
+    with serve(settings, [fake_spec(slow)]) as server:
+        audio = np.concatenate([jfk, np.zeros(16_000, np.int16)] * 3)
+        client = await Client.connect(server.ws())
+        await client.start(partials=False)
+        client.read_in_background()
+        await client.stream(audio, chunk_ms=20)
+        received = await client.finish()
+        assert received.close_code == 1000
+        assert received.events[-1]["stats"]["audio_ms"] == 36_000
+        assert len(received.of("final")) == len(received.of("speech.started")) >= 3
+        assert not received.of("partial")  # partials: false is honoured
+
+
+async def test_engine_failure_is_an_error_for_that_session_only(jfk: np.ndarray) -> None:
+    broken = FakeTranscriber(fail_on_accept=True)
+    with serve(Settings(stt=("en=fake",)), [fake_spec(broken)]) as server:
+        client = await Client.connect(server.ws())
+        await client.start()
+        client.read_in_background()
+        await client.stream(np.concatenate([jfk, np.zeros(16_000, np.int16)]))
+        received = await client.finish()
+        assert received.close_code == 1000 and received.events[-1]["type"] == "ended"
+        assert {e["code"] for e in received.of("error")} == {"internal"}
+        assert all(not e["fatal"] for e in received.of("error"))
+
+
+async def test_idle_session_ends_by_itself() -> None:
+    with serve(Settings(stt=("en=fake",), idle_timeout_s=0.5), [fake_spec()]) as server:
+        client = await Client.connect(server.ws())
+        await client.start()
+        received = await client.closed(timeout_s=10)
+        assert received.close_code == 1000 and received.events[-1]["reason"] == "idle"
+
+
+async def test_http_routes(server) -> None:  # noqa: ANN001
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.http + "/healthz")).json() == {"status": "ok"}
+        assert (await http.get(server.http + "/readyz")).status_code == 200
+        engines = (await http.get(server.http + "/v1/engines")).json()
+        assert engines["languages"] == ["en", "xx"]
+        assert engines["engines"]["stt"][0]["engine"] == "fake"
+        assert engines["limits"]["max_sessions"] == SETTINGS.max_sessions
+        assert (await http.get(server.http + "/")).status_code == 200
+
+
+async def test_readyz_is_503_until_engines_load() -> None:
+    import threading
+
+    from engines.base import EngineSpec
+
+    gate = threading.Event()
+
+    def slow_factory(options):  # noqa: ANN001, ANN202
+        gate.wait(10)
+        return FakeTranscriber()
+
+    spec = EngineSpec(name="fake", capability="stt", factory=slow_factory)
+    from gateway.app import create_app
+    from engines.registry import EngineRegistry
+    import uvicorn
+    from tests.conftest import free_port
+
+    port = free_port()
+    app = create_app(Settings(stt=("en=fake",), port=port), registry=EngineRegistry([spec]))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                try:
+                    response = await http.get(f"http://127.0.0.1:{port}/readyz")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
+            assert response.status_code == 503
+            assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+            received = await client.closed()
+            assert received.close_code == 1013 and received.of("error")[0]["code"] == "engine_unavailable"
+            gate.set()
+            for _ in range(100):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+    finally:
+        gate.set()
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_msgpack_client_bytes_are_binary() -> None:
+    # A guard for the test client itself: msgpack audio must travel as bin, not str.
+    packed = msgpack.packb({"type": "audio", "pcm": b"\x00\x01"}, use_bin_type=True)
+    assert msgpack.unpackb(packed, raw=False)["pcm"] == b"\x00\x01"
+    assert websockets  # imported for the client

@@ -1,0 +1,126 @@
+"""Whisper tiny.en through the real server, on real recorded speech."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+import statistics
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from gateway.settings import Settings
+from tests.audio_helpers import read_wav, resample
+from tests.conftest import serve
+from tests.test_server import check_utterance_events
+from tests.wsclient import Client
+
+pytestmark = pytest.mark.slow
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def server():  # noqa: ANN201
+    with serve(Settings(stt=("en=whisper",), max_sessions=8)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def corpus(audio_dir: Path) -> list[tuple[str, np.ndarray, str]]:
+    with open(audio_dir / "transcripts.tsv") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["transcript"]]
+    # vosk_test.wav's reference is only approximate (see the audio README).
+    return [
+        (r["file"], read_wav(audio_dir / r["file"])[0], r["transcript"])
+        for r in rows
+        if r["file"] != "misc/vosk_test.wav"
+    ]
+
+
+async def transcribe(server, pcm: np.ndarray, *, rate_hz: int, fmt: str, realtime: bool):  # noqa: ANN001, ANN201
+    client = await Client.connect(server.ws(), fmt)
+    ready = await client.start(rate_hz)
+    assert ready["type"] == "ready"
+    client.read_in_background()
+    audio = resample(pcm, 16_000, rate_hz) if rate_hz != 16_000 else pcm
+    tail = np.zeros(rate_hz, np.int16)  # a second of silence, as after a spoken sentence
+    await client.stream(np.concatenate([audio, tail]), rate_hz=rate_hz, realtime=realtime)
+    received = await client.finish()
+    assert received.close_code == 1000, received.events[-3:]
+    check_utterance_events(received)
+    return received
+
+
+async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpus) -> None:  # noqa: ANN001
+    """WER of the finals within 2 points of the same model decoding each whole file."""
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    refs, streamed, offline = [], [], []
+    for i, (name, pcm, reference) in enumerate(corpus):
+        # Alternate encodings and input rates so both codecs and the resampler carry real speech.
+        fmt = ("json", "msgpack")[i % 2]
+        rate_hz = (16_000, 48_000)[(i // 2) % 2]
+        received = await transcribe(server, pcm, rate_hz=rate_hz, fmt=fmt, realtime=False)
+        text = " ".join(f["text"] for f in received.of("final"))
+        whole = await asyncio.to_thread(
+            transcriber.decode_final, pcm.astype(np.float32) / 32768, "en", "", False
+        )
+        refs.append(normalise(reference))
+        streamed.append(normalise(text))
+        offline.append(normalise(whole.text))
+    wer_streamed = jiwer.wer(refs, streamed)
+    wer_offline = jiwer.wer(refs, offline)
+    print(f"\nWER streamed {wer_streamed:.3f} offline {wer_offline:.3f} over {len(refs)} files")
+    assert wer_streamed <= wer_offline + 0.02
+    assert wer_offline < 0.15  # sanity: the model really recognises this speech
+
+
+@pytest.mark.parametrize("fmt,rate_hz", [("json", 48_000), ("msgpack", 16_000)])
+async def test_realtime_stream_gets_partials_before_each_final(server, corpus, fmt: str, rate_hz: int) -> None:  # noqa: ANN001
+    name, pcm, reference = next(c for c in corpus if c[0] == "misc/jfk.wav")
+    received = await transcribe(server, pcm, rate_hz=rate_hz, fmt=fmt, realtime=True)
+    finals = received.of("final")
+    assert finals
+    for final in finals:
+        if final["t1_ms"] - final["t0_ms"] < 1_500:
+            continue  # too short for a partial at a 1 s interval
+        index = received.events.index(final)
+        earlier = [e for e in received.events[:index] if e["type"] == "partial" and e["utterance"] == final["utterance"]]
+        assert earlier, f"no partial before final {final['utterance']}"
+        for partial in earlier:
+            assert partial["t0_ms"] == final["t0_ms"] and partial["t1_ms"] <= final["t1_ms"]
+    text = normalise(" ".join(f["text"] for f in finals))
+    assert jiwer.wer(normalise(reference), text) < 0.1, text
+    assert all(len(f["words"]) > 0 for f in finals)
+
+
+async def test_the_event_loop_stays_responsive_while_sessions_decode(server, corpus) -> None:  # noqa: ANN001
+    """Ping round trips on one session while four others decode at full speed: p99 < 50 ms."""
+    loaders = [transcribe(server, pcm, rate_hz=16_000, fmt="json", realtime=False) for _, pcm, _ in corpus[:4]]
+    prober = await Client.connect(server.ws())
+    await prober.start()
+    work = asyncio.gather(*loaders)
+    rtts_ms: list[float] = []
+    await asyncio.sleep(0.5)  # let the decoders get going
+    while not work.done() and len(rtts_ms) < 400:
+        sent = time.perf_counter()
+        await prober.send({"type": "ping"})
+        event = await prober.next_event()
+        assert event["type"] == "pong"
+        rtts_ms.append((time.perf_counter() - sent) * 1000)
+        await asyncio.sleep(0.02)
+    await work
+    await prober.finish()
+    rtts_ms.sort()
+    p99 = rtts_ms[int(len(rtts_ms) * 0.99) - 1]
+    print(f"\nping rtt over {len(rtts_ms)} probes: p50 {statistics.median(rtts_ms):.1f} ms, p99 {p99:.1f} ms")
+    assert len(rtts_ms) >= 30
+    assert p99 < 50
