@@ -8,7 +8,7 @@ safe to use from several threads at once (each backend documents how it is).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -104,6 +104,47 @@ class VoiceDetector(Protocol):
     name: str
 
     def open(self, *, aggressiveness: int) -> VoiceActivity: ...
+
+
+@runtime_checkable
+class Translator(Protocol):
+    """Text translation, batched: one call may carry every utterance that is waiting."""
+
+    name: str
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Installed (source, target) language pairs, ISO 639-1 codes."""
+        ...
+
+    def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
+        """One translation per input text, in order; raises EngineError for an unknown pair."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    id: str
+    language: str
+    sample_rate_hz: int
+    engine: str
+    description: str = ""
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    """Text-to-speech that yields audio as soon as each piece is ready."""
+
+    name: str
+
+    def voices(self) -> list[Voice]: ...
+
+    def synthesize(self, text: str, voice: str) -> Iterator[Pcm16]:
+        """Mono int16 chunks at the voice's ``sample_rate_hz``; the first as early as possible."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

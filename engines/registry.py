@@ -26,6 +26,10 @@ BUILTIN: dict[str, str] = {
     "pocketsphinx": "engines.pocketsphinx:SPEC",
     "webrtc": "engines.webrtcvad:SPEC",
     "silero": "engines.silero:SPEC",
+    "apertium": "engines.apertium:SPEC",
+    "argos": "engines.argos:SPEC",
+    "piper": "engines.piper:SPEC",
+    "espeak": "engines.espeak:SPEC",
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            await gateway.hub.aclose()
             await asyncio.to_thread(runtime.shutdown)
             gateway.hub.close()
 
@@ -122,6 +125,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             {
                 "ready": gateway.ready,
                 "languages": gateway.hub.languages if gateway.ready else [],
+                "voices": [
+                    {"id": v.id, "language": v.language, "sample_rate": v.sample_rate_hz, "engine": v.engine}
+                    for v in gateway.hub.voices()
+                ] if gateway.ready else [],
+                "translation_pairs": [f"{a}-{b}" for a, b in gateway.hub.pairs()] if gateway.ready else [],
                 "engines": gateway.hub.describe() if gateway.ready else {},
                 "limits": {
                     "max_sessions": settings.max_sessions,
@@ -130,9 +138,50 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                     "idle_timeout_s": settings.idle_timeout_s,
                     "max_utterance_ms": settings.max_utterance_ms,
                     "sample_rates_hz": [8000, 48000],
+                    "max_text_chars": settings.max_text_chars,
+                    "speak_queue": settings.speak_queue,
                 },
             }
         )
+
+    async def tts(request: Request) -> Response:
+        """Synthesize a whole text into one WAV (for clients that do not stream)."""
+        if not gateway.ready:
+            return JSONResponse({"error": "engines are still loading"}, status_code=503)
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be JSON: {\"text\": ..., \"voice\": ...}"}, status_code=400)
+        text = body.get("text") if isinstance(body, dict) else None
+        voice = body.get("voice") if isinstance(body, dict) else None
+        language = body.get("language") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            return JSONResponse({"error": "`text` must be a non-empty string"}, status_code=400)
+        if len(text) > settings.max_text_chars:
+            return JSONResponse({"error": f"`text` is over {settings.max_text_chars} characters"}, status_code=413)
+        if not isinstance(voice, (str, type(None))) or not isinstance(language, (str, type(None))):
+            return JSONResponse({"error": "`voice` and `language` must be strings"}, status_code=400)
+        route = gateway.hub.voice(voice, language or (None if voice else settings.default_language))
+        if route is None:
+            voices = [v.id for v in gateway.hub.voices()]
+            return JSONResponse({"error": f"unknown voice {voice!r}", "voices": voices}, status_code=404)
+
+        def synthesize() -> bytes:
+            out = io.BytesIO()
+            with wave.open(out, "wb") as wav:
+                wav.setnchannels(1)
+                wav.setsampwidth(2)
+                wav.setframerate(route.voice.sample_rate_hz)
+                for chunk in route.synthesizer.synthesize(text, route.voice.id):
+                    wav.writeframes(chunk.astype("<i2").tobytes())
+            return out.getvalue()
+
+        try:
+            audio = await route.runner.run(synthesize)
+        except Exception as exc:  # noqa: BLE001 - the engine's message is for the client
+            log.warning("POST /v1/tts failed: %s", type(exc).__name__)
+            return JSONResponse({"error": f"synthesis failed: {exc}"}, status_code=500)
+        return Response(audio, media_type="audio/wav", headers={"X-Voice": route.voice.id})
 
     async def index(request: Request) -> Response:
         return FileResponse(WEB_DIR / "index.html")
@@ -174,6 +223,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/engines", engines),
+        Route("/v1/tts", tts, methods=["POST"]),
         WebSocketRoute("/v1/stream", stream),
         Route("/", index),
         Route("/overlay", overlay),

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engines.base import EngineOptions, Transcriber, VoiceDetector
+from engines.base import EngineError, EngineOptions, Synthesizer, Transcriber, Translator, Voice, VoiceDetector
 from engines.registry import EngineRegistry
+from gateway.batcher import TranslationBatcher
 from gateway.runtime import EngineRunner, Runtime
 from gateway.settings import Settings
 
@@ -26,6 +27,13 @@ class SttRoute:
     runner: EngineRunner
 
 
+@dataclass(frozen=True, slots=True)
+class VoiceRoute:
+    voice: Voice
+    synthesizer: Synthesizer
+    runner: EngineRunner
+
+
 class EngineHub:
     def __init__(self, settings: Settings, registry: EngineRegistry, runtime: Runtime) -> None:
         self._settings = settings
@@ -33,6 +41,9 @@ class EngineHub:
         self._runtime = runtime
         self._routes: dict[str, SttRoute] = {}
         self._vad: VoiceDetector | None = None
+        self._translators: list[TranslationBatcher] = []
+        self._synthesizers: list[tuple[Synthesizer, EngineRunner]] = []
+        self.unavailable: dict[str, str] = {}
         self.load_seconds: dict[str, float] = {}
 
     def load(self) -> None:
@@ -60,6 +71,30 @@ class EngineHub:
             transcriber = loaded[key]
             runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
             self._routes[language] = SttRoute(language, transcriber, runner)
+        for name in s.translators:
+            translator = self._load_optional(name, "translate")
+            if isinstance(translator, Translator):
+                runner = self._runtime.add(f"translate:{name}", s.translate_concurrency)
+                self._translators.append(TranslationBatcher(translator, runner, max_waiting=s.engine_queue))
+        for name in s.synthesizers:
+            synthesizer = self._load_optional(name, "tts")
+            if isinstance(synthesizer, Synthesizer):
+                self._synthesizers.append((synthesizer, self._runtime.add(f"tts:{name}", s.tts_concurrency)))
+
+    def _load_optional(self, name: str, capability: str) -> object | None:
+        """Load an engine that the server can do without, recording why it is missing."""
+        s = self._settings
+        started = time.perf_counter()
+        try:
+            spec = self._registry.get(name, capability)  # type: ignore[arg-type]
+            engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
+        except (EngineError, ImportError, OSError) as exc:
+            self.unavailable[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s engine %s not loaded: %s", capability, name, exc)
+            return None
+        self.load_seconds[name] = time.perf_counter() - started
+        log.info("loaded %s engine %s in %.1f s", capability, name, self.load_seconds[name])
+        return engine
 
     @property
     def vad(self) -> VoiceDetector:
@@ -78,6 +113,32 @@ class EngineHub:
     def languages(self) -> list[str]:
         return sorted(self._routes)
 
+    def translator(self, source: str, target: str) -> TranslationBatcher | None:
+        for batcher in self._translators:
+            if (source, target) in batcher.translator.pairs():
+                return batcher
+        return None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted({p for b in self._translators for p in b.translator.pairs()})
+
+    def voices(self) -> list[Voice]:
+        return [v for synthesizer, _ in self._synthesizers for v in synthesizer.voices()]
+
+    def voice(self, voice_id: str | None, language: str | None) -> VoiceRoute | None:
+        """The named voice, else the first voice of the language (engines in configured order)."""
+        for synthesizer, runner in self._synthesizers:
+            for voice in synthesizer.voices():
+                if voice_id is not None and voice.id == voice_id:
+                    return VoiceRoute(voice, synthesizer, runner)
+        if voice_id is not None:
+            return None
+        for synthesizer, runner in self._synthesizers:
+            for voice in synthesizer.voices():
+                if language is None or voice.language == language or voice.language.split("-")[0] == language:
+                    return VoiceRoute(voice, synthesizer, runner)
+        return None
+
     def describe(self) -> dict[str, Any]:
         stt = [
             {
@@ -92,12 +153,29 @@ class EngineHub:
         return {
             "stt": stt,
             "vad": {"engine": self._vad.name if self._vad else None},
-            "translate": [],
-            "tts": [],
+            "translate": [
+                {"engine": b.translator.name, "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()]}
+                for b in self._translators
+            ],
+            "tts": [
+                {"engine": v.engine, "voice": v.id, "language": v.language, "sample_rate": v.sample_rate_hz}
+                for v in self.voices()
+            ],
             "speaker": None,
+            "unavailable": dict(self.unavailable),
         }
 
+    async def aclose(self) -> None:
+        for batcher in self._translators:
+            await batcher.aclose()
+
     def close(self) -> None:
+        for batcher in self._translators:
+            batcher.translator.close()
+        for synthesizer, _ in self._synthesizers:
+            synthesizer.close()
+        self._translators.clear()
+        self._synthesizers.clear()
         closed: set[int] = set()
         for route in self._routes.values():
             if id(route.transcriber) not in closed:

@@ -19,6 +19,7 @@ class Outbox:
         self.limit = limit
         self._events: deque[ServerEvent] = deque()
         self._ready = asyncio.Event()
+        self._drained = asyncio.Event()
         self._closed = False
         self.coalesced = 0
 
@@ -51,7 +52,16 @@ class Outbox:
                 return None
             self._ready.clear()
             await self._ready.wait()
-        return self._events.popleft()
+        event = self._events.popleft()
+        self._drained.set()
+        return event
+
+    async def below(self, count: int) -> None:
+        """Wait until fewer than ``count`` events wait: producers of bulk
+        audio pace themselves here instead of overflowing the outbox."""
+        while len(self._events) >= count and not self._closed:
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self) -> None:
         """No more events will be put; ``get`` drains what is left, then returns None."""

@@ -283,18 +283,49 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
+class Translation:
+    """A translation of utterance ``utterance``'s final (or partial, when
+    ``provisional``), or the answer to a ``translate`` request ``id``."""
+
+    source: str
+    target: str
+    text: str
+    utterance: int | None = None
+    id: str | None = None
+    provisional: bool | None = None
+    type: str = field(default="translation", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TtsStart:
+    id: str | int
+    sample_rate: int
+    voice: str
+    type: str = field(default="tts.start", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TtsEnd:
+    id: str | int
+    duration_ms: int
+    type: str = field(default="tts.end", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class TtsAudio:
     """Synthesized audio; a bare binary frame in JSON, a map in msgpack."""
 
-    id: str
+    id: str | int
     pcm: bytes
     type: str = field(default="tts.audio", init=False)
 
 
-ServerEvent: TypeAlias = Ready | SpeechStarted | Partial | Final | Pong | Error | Ended | TtsAudio
+ServerEvent: TypeAlias = (
+    Ready | SpeechStarted | Partial | Final | Pong | Error | Ended | Translation | TtsStart | TtsAudio | TtsEnd
+)
 
 # Optional fields that are left out of the frame when they are None.
-_OMIT_WHEN_NONE = frozenset({"id", "words", "speaker"})
+_OMIT_WHEN_NONE = frozenset({"id", "words", "speaker", "utterance", "provisional"})
 
 
 def event_to_wire(event: ServerEvent) -> dict[str, Any]:

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import soxr
 
-from engines.base import Transcript, TranscriberStream
+from engines.base import EngineError, Pcm16, Transcript, TranscriberStream
 from gateway.audio import AudioInput
 from gateway.backlog import Backlog, EndOfStream
 from gateway.codec import Codec, Frame
 from gateway.hub import EngineHub, SttRoute
+from gateway.lane import Lane, LaneFull
 from gateway.outbox import Outbox
 from gateway.protocol import (
     Audio,
@@ -48,13 +50,17 @@ from gateway.protocol import (
     Start,
     Stop,
     Translate,
+    Translation,
+    TtsAudio,
+    TtsEnd,
+    TtsStart,
     Verify,
     VoiceprintDelete,
     VoiceprintExport,
     VoiceprintImport,
     WordTiming,
 )
-from gateway.runtime import Overloaded
+from gateway.runtime import EngineRunner, Overloaded
 from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from gateway.settings import Settings
 
@@ -87,6 +93,28 @@ class ClientGone(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _TranslateJob:
+    text: str
+    source: str
+    target: str
+    utterance: int | None = None
+    request_id: str | None = None
+    provisional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _SpeakJob:
+    id: str | int
+    text: str
+    voice: str | None
+    language: str | None
+
+
+TRANSLATION_LANE = 64
+TTS_FRAME_MS = 500
+
+
 @dataclass(slots=True)
 class _Utterance:
     index: int
@@ -94,6 +122,7 @@ class _Utterance:
     samples: int = 0
     samples_at_partial: int = 0
     failed: bool = False
+    translated_partial_ms: int = -1_000_000
 
 
 class Session:
@@ -120,7 +149,11 @@ class Session:
         self._input: AudioInput | None = None
         self._segmenter: Segmenter | None = None
         self._stream: TranscriberStream | None = None
-        self._in_flight: asyncio.Future[Any] | None = None
+        self._in_flight: set[asyncio.Future[Any]] = set()
+        self._translations: Lane[_TranslateJob] = Lane(TRANSLATION_LANE)
+        self._speech: Lane[_SpeakJob] = Lane(settings.speak_queue)
+        self._targets: tuple[str, ...] = ()
+        self._language = settings.default_language
         self._utterances = 0
         self._started_at = time.monotonic()
         self._end_reason = "stop"
@@ -146,6 +179,8 @@ class Session:
             tasks = [
                 asyncio.create_task(self._read(), name=f"{self.id}-read"),
                 asyncio.create_task(self._work(), name=f"{self.id}-work"),
+                asyncio.create_task(self._translate(), name=f"{self.id}-translate"),
+                asyncio.create_task(self._speak(), name=f"{self.id}-speak"),
                 asyncio.create_task(self._send(), name=f"{self.id}-send"),
             ]
             await self._supervise(tasks)
@@ -201,8 +236,8 @@ class Session:
     async def _release(self) -> None:
         # An engine call may still be running in its thread with our stream:
         # let it finish before the stream is closed under it.
-        if self._in_flight is not None:
-            await asyncio.gather(self._in_flight, return_exceptions=True)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -233,6 +268,7 @@ class Session:
         vad = self._hub.vad.open(aggressiveness=_pick(start.vad.aggressiveness, s.vad_aggressiveness))
         self._start = start
         self._route = route
+        self._language = language
         self._input = AudioInput(start.audio.sample_rate_hz, route.transcriber.sample_rate_hz)
         self._segmenter = Segmenter(
             vad,
@@ -255,22 +291,35 @@ class Session:
                 limits=self._limits(),
             )
         )
-        wanted = [
-            name
-            for name, on in (
-                ("translation", bool(start.translate.targets)),
-                ("spoken output", start.speak.translations),
-                ("speaker identification", start.speakers.identify or start.speakers.diarize
-                 or bool(start.speakers.voiceprints)),
-            )
-            if on
-        ]
-        if wanted:
+        targets = []
+        for target in start.translate.targets:
+            if self._hub.translator(language, target) is None:
+                self._outbox.put(self._no_pair(language, target, None).event())
+            else:
+                targets.append(target)
+        self._targets = tuple(targets)
+        if start.speak.voice is not None and self._hub.voice(start.speak.voice, None) is None:
+            self._outbox.put(self._no_voice(start.speak.voice, None).event())
+        if start.speakers.identify or start.speakers.diarize or start.speakers.voiceprints:
             self._outbox.put(
-                ProtocolError(
-                    ErrorCode.ENGINE_UNAVAILABLE, f"not available on this server: {', '.join(wanted)}"
-                ).event()
+                ProtocolError(ErrorCode.ENGINE_UNAVAILABLE, "speaker identification is not available on this server")
+                .event()
             )
+
+    def _no_pair(self, source: str, target: str, request_id: str | None) -> ProtocolError:
+        pairs = ", ".join(f"{a}-{b}" for a, b in self._hub.pairs()) or "none"
+        return ProtocolError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            f"no translation from {source!r} to {target!r}; installed pairs: {pairs}",
+            request_id=request_id,
+        )
+
+    def _no_voice(self, voice: str | None, request_id: str | None, language: str | None = None) -> ProtocolError:
+        voices = ", ".join(v.id for v in self._hub.voices()) or "none"
+        what = f"voice {voice!r}" if voice else f"a voice for language {language!r}"
+        return ProtocolError(
+            ErrorCode.ENGINE_UNAVAILABLE, f"no {what}; installed voices: {voices}", request_id=request_id
+        )
 
     def _limits(self) -> dict[str, Any]:
         s = self._settings
@@ -335,11 +384,49 @@ class Session:
                 self._outbox.put(Pong())
             case Start():
                 raise ProtocolError(ErrorCode.BAD_MESSAGE, "`start` was already accepted for this session")
-            case Speak(id=rid) | Translate(id=rid) | Enroll(id=rid) | Verify(id=rid):
+            case Speak():
+                self._request_speech(message)
+            case Translate():
+                self._request_translation(message)
+            case Enroll(id=rid) | Verify(id=rid):
                 raise _unavailable(message, rid)
             case VoiceprintExport(id=rid) | VoiceprintImport(id=rid) | VoiceprintDelete(id=rid):
                 raise _unavailable(message, rid)
         return False
+
+    def _checked_text(self, text: str, request_id: str | None) -> str:
+        if not text.strip():
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "`text` is empty", request_id=request_id)
+        if len(text) > self._settings.max_text_chars:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"`text` has {len(text)} characters; the limit is {self._settings.max_text_chars}",
+                request_id=request_id,
+            )
+        return text
+
+    def _request_translation(self, message: Translate) -> None:
+        text = self._checked_text(message.text, message.id)
+        source = message.source or self._language
+        if self._hub.translator(source, message.target) is None:
+            raise self._no_pair(source, message.target, message.id)
+        try:
+            self._translations.put(_TranslateJob(text, source, message.target, request_id=message.id))
+        except LaneFull:
+            raise ProtocolError(ErrorCode.OVERLOADED, "too many translations waiting", request_id=message.id) from None
+
+    def _request_speech(self, message: Speak) -> None:
+        text = self._checked_text(message.text, message.id)
+        voice = message.voice or (self._start.speak.voice if self._start else None)
+        language = message.language or (None if voice else self._language)
+        if self._hub.voice(voice, language) is None:
+            raise self._no_voice(voice, message.id, language)
+        try:
+            self._speech.put(_SpeakJob(message.id or str(uuid.uuid4()), text, voice, language))
+        except LaneFull:
+            raise ProtocolError(
+                ErrorCode.OVERLOADED, f"{self._settings.speak_queue} syntheses already waiting", request_id=message.id
+            ) from None
 
     def _audio_path(self) -> tuple[AudioInput, Segmenter]:
         if self._segmenter is None or self._input is None:
@@ -391,24 +478,24 @@ class Session:
                         await self._finish(current, item)
                     current = None
                 case EndOfStream():
-                    audio_ms = self._input.audio_ms if self._input else 0
-                    self._outbox.put(
-                        Ended(reason=self._end_reason, stats={"audio_ms": audio_ms, "utterances": self._utterances})
-                    )
-                    self._outbox.close()
+                    # Translations, then speech, then `ended`: each helper
+                    # task closes the next one once it has drained.
+                    self._translations.close()
                     return
 
     async def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
-        route = self._route
-        if route is None:
+        if self._route is None:
             raise RuntimeError("session has no engine")
-        future = asyncio.ensure_future(route.runner.run(fn, *args))
-        self._in_flight = future
-        # Shielded: if this session is cancelled, the call still owns the stream
-        # until its thread returns, and ``_release`` waits for exactly that.
-        result = await asyncio.shield(future)
-        self._in_flight = None
-        return result
+        return await self._call(self._route.runner, fn, *args)
+
+    async def _call(self, runner: EngineRunner, fn: Callable[..., Any], *args: Any) -> Any:
+        future = asyncio.ensure_future(runner.run(fn, *args))
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
+        # Shielded: if this session is cancelled, the call still owns session
+        # state (a stream, a generator) until its thread returns, and
+        # ``_release`` waits for exactly that.
+        return await asyncio.shield(future)
 
     def _want_partial(self, utt: _Utterance) -> bool:
         if self._start is None or not self._start.partials or self._route is None:
@@ -446,14 +533,15 @@ class Session:
             return
         if partial is not None and partial.text:
             rate = self._route.transcriber.sample_rate_hz if self._route else 16_000
-            self._outbox.put(
-                Partial(
-                    utterance=utt.index,
-                    text=partial.text,
-                    t0_ms=utt.t0_ms,
-                    t1_ms=utt.t0_ms + utt.samples * 1000 // rate,
-                )
-            )
+            t1_ms = utt.t0_ms + utt.samples * 1000 // rate
+            self._outbox.put(Partial(utterance=utt.index, text=partial.text, t0_ms=utt.t0_ms, t1_ms=t1_ms))
+            start = self._start
+            if (start is not None and start.translate.partials and self._targets
+                    and t1_ms - utt.translated_partial_ms >= self._settings.translate_partials_ms):
+                utt.translated_partial_ms = t1_ms
+                for target in self._targets:
+                    self._queue_translation(_TranslateJob(
+                        partial.text, self._language, target, utterance=utt.index, provisional=True))
 
     async def _finish(self, utt: _Utterance, end: UtteranceEnd) -> None:
         stream = self._stream
@@ -495,6 +583,98 @@ class Session:
         self._outbox.put(
             Final(utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words)
         )
+        if result.text:
+            for target in self._targets:
+                self._queue_translation(_TranslateJob(result.text, self._language, target, utterance=utt.index))
+
+    def _queue_translation(self, job: _TranslateJob) -> None:
+        def stale(queued: _TranslateJob) -> bool:
+            # A newer guess (or the final) makes a queued provisional translation pointless.
+            return (queued.provisional and queued.utterance == job.utterance and queued.target == job.target)
+
+        try:
+            self._translations.put(job, supersedes=stale)
+        except LaneFull:
+            if not job.provisional:
+                self._outbox.put(ProtocolError(
+                    ErrorCode.OVERLOADED, f"translation of utterance {job.utterance} dropped: too many waiting"
+                ).event())
+
+    # Translation and speech ------------------------------------------------------
+
+    async def _translate(self) -> None:
+        while (job := await self._translations.get()) is not None:
+            batcher = self._hub.translator(job.source, job.target)
+            if batcher is None:
+                self._outbox.put(self._no_pair(job.source, job.target, job.request_id).event())
+                continue
+            try:
+                text = await batcher.translate(job.text, job.source, job.target)
+            except (EngineError, Overloaded) as exc:
+                code = ErrorCode.OVERLOADED if isinstance(exc, Overloaded) else ErrorCode.INTERNAL
+                self._outbox.put(ProtocolError(code, f"translation failed: {exc}", request_id=job.request_id).event())
+                continue
+            except Exception:
+                log.exception("session %s: translation failed", self.id)
+                self._outbox.put(ProtocolError(ErrorCode.INTERNAL, "translation failed",
+                                               request_id=job.request_id).event())
+                continue
+            self._outbox.put(Translation(
+                source=job.source, target=job.target, text=text, utterance=job.utterance, id=job.request_id,
+                provisional=True if job.provisional else None,
+            ))
+            start = self._start
+            if (start is not None and start.speak.translations and job.utterance is not None
+                    and not job.provisional and text.strip()):
+                await self._speech.put_when_room(_SpeakJob(job.utterance, text, start.speak.voice, job.target))
+        self._speech.close()
+
+    async def _speak(self) -> None:
+        while (job := await self._speech.get()) is not None:
+            await self._synthesize(job)
+        audio_ms = self._input.audio_ms if self._input else 0
+        self._outbox.put(Ended(reason=self._end_reason, stats={"audio_ms": audio_ms, "utterances": self._utterances}))
+        self._outbox.close()
+
+    async def _synthesize(self, job: _SpeakJob) -> None:
+        request_id = job.id if isinstance(job.id, str) else None
+        route = self._hub.voice(job.voice, job.language)
+        if route is None:
+            self._outbox.put(self._no_voice(job.voice, request_id, job.language).event())
+            return
+        voice_rate = route.voice.sample_rate_hz
+        start = self._start
+        out_rate = (start.speak.sample_rate_hz if start else None) or voice_rate
+        resampler = (None if out_rate == voice_rate
+                     else soxr.ResampleStream(voice_rate, out_rate, 1, dtype="int16", quality="HQ"))
+        self._outbox.put(TtsStart(id=job.id, sample_rate=out_rate, voice=route.voice.id))
+        chunks = route.synthesizer.synthesize(job.text, route.voice.id)
+        samples = 0
+        frame = out_rate * TTS_FRAME_MS // 1000
+        try:
+            while True:
+                chunk: Pcm16 | None = await self._call(route.runner, next, chunks, None)
+                last = chunk is None
+                pcm = np.zeros(0, np.int16) if chunk is None else chunk
+                if resampler is not None:
+                    pcm = resampler.resample_chunk(pcm, last=last)
+                for i in range(0, len(pcm), frame):
+                    # Bulk audio waits for room rather than overflowing the outbox.
+                    await self._outbox.below(self._outbox.limit // 2)
+                    self._outbox.put(TtsAudio(id=job.id, pcm=pcm[i : i + frame].astype("<i2").tobytes()))
+                samples += len(pcm)
+                if last:
+                    break
+        except EngineError as exc:
+            self._outbox.put(ProtocolError(ErrorCode.BAD_MESSAGE, str(exc), request_id=request_id).event())
+        except Exception:
+            log.exception("session %s: synthesis failed", self.id)
+            self._outbox.put(ProtocolError(ErrorCode.INTERNAL, "synthesis failed", request_id=request_id).event())
+        finally:
+            chunks_close = getattr(chunks, "close", None)
+            if chunks_close is not None:
+                chunks_close()
+        self._outbox.put(TtsEnd(id=job.id, duration_ms=samples * 1000 // out_rate))
 
     async def _reopen_stream(self) -> None:
         if self._route is None or self._start is None:
@@ -527,7 +707,7 @@ def _pick(value: int | None, default: int) -> int:
 
 def _unavailable(message: ClientMessage, request_id: str | None) -> ProtocolError:
     names = {
-        Speak: "speech synthesis", Translate: "translation", Enroll: "speaker enrollment",
+        Enroll: "speaker enrollment",
         Verify: "speaker verification", VoiceprintExport: "voiceprints", VoiceprintImport: "voiceprints",
         VoiceprintDelete: "voiceprints",
     }

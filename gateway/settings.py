@@ -50,10 +50,31 @@ class Settings:
         ),
     )
     default_language: str = field(default="en", metadata=_doc("Language of a session whose `start` names none."))
+    translators: tuple[str, ...] = field(
+        default=("apertium", "argos"),
+        metadata=_doc("Translation engines to load, in order of preference; one that is not installed is skipped.",
+                      repeat=True),
+    )
+    synthesizers: tuple[str, ...] = field(
+        default=("piper", "espeak"),
+        metadata=_doc("Text-to-speech engines to load, in order of preference (a language's first voice wins).",
+                      repeat=True),
+    )
     vad: str = field(default="webrtc", metadata=_doc("Voice activity detector: `webrtc` or `silero`."))
     engine_threads: int = field(default=1, metadata=_doc("CPU threads inside one engine call."))
     stt_concurrency: int = field(
         default=2, metadata=_doc("Speech-to-text calls running at once (per engine); more wait in a queue.")
+    )
+    translate_concurrency: int = field(default=1, metadata=_doc("Translation calls running at once, per engine."))
+    tts_concurrency: int = field(default=1, metadata=_doc("Synthesis calls running at once, per engine."))
+    max_text_chars: int = field(
+        default=5_000, metadata=_doc("Longest text a `speak` or `translate` request may carry.")
+    )
+    speak_queue: int = field(
+        default=4, metadata=_doc("Syntheses waiting per session; one more is refused as `overloaded`.")
+    )
+    translate_partials_ms: int = field(
+        default=1_000, metadata=_doc("Least time between provisional translations of one utterance's partials.")
     )
     engine_queue: int = field(
         default=64,

@@ -81,3 +81,64 @@ def fake_spec(transcriber: FakeTranscriber | None = None) -> EngineSpec:
         return instance
 
     return EngineSpec(name="fake", capability="stt", factory=create, description="fake engine for tests")
+
+
+class FakeTranslator:
+    """"Translates" en→es by tagging words, and records each batch it is given."""
+
+    name = "fake-translate"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[str]] = []
+        self.delay_s = delay_s
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [("en", "es"), ("en", "fr")]
+
+    def translate(self, texts, source: str, target: str) -> list[str]:  # noqa: ANN001
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.batches.append(list(texts))
+        return [f"[{target}] {t}" for t in texts]
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSynthesizer:
+    """A 440 Hz tone, 100 ms per character, yielded in one chunk per word."""
+
+    name = "fake-tts"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
+    def voices(self):  # noqa: ANN201
+        from engines.base import Voice
+
+        return [Voice("fake-en", "en", 16_000, "fake-tts"), Voice("fake-es", "es", 22_050, "fake-tts")]
+
+    def synthesize(self, text: str, voice: str):  # noqa: ANN201
+        import numpy as np
+
+        from engines.base import EngineError
+
+        rate = {v.id: v.sample_rate_hz for v in self.voices()}.get(voice)
+        if rate is None:
+            raise EngineError(f"unknown voice {voice}")
+        for word in text.split():
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            t = np.arange(rate * len(word) // 10) / rate
+            yield (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+
+    def close(self) -> None:
+        pass
+
+
+def fake_translate_spec(translator: FakeTranslator) -> EngineSpec:
+    return EngineSpec(name="fake-translate", capability="translate", factory=lambda options: translator)
+
+
+def fake_tts_spec(synthesizer: FakeSynthesizer) -> EngineSpec:
+    return EngineSpec(name="fake-tts", capability="tts", factory=lambda options: synthesizer)

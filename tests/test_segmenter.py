@@ -6,6 +6,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from engines.base import EngineOptions
+from engines.silero import create as silero_create
 
 from engines.webrtcvad import WebRtcDetector
 from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
@@ -94,10 +98,12 @@ def test_chunking_does_not_change_the_result() -> None:
         assert bounds(run(pcm, chunk=chunk)) == reference
 
 
-def test_real_speech_turns_are_found(audio_dir: Path) -> None:
+@pytest.mark.parametrize("detector", ["webrtc", "silero"])
+def test_real_speech_turns_are_found(audio_dir: Path, detector: str) -> None:
     pcm, rate = read_wav(audio_dir / "long" / "long_2spk_concat.wav")
     assert rate == 16_000
-    seg = Segmenter(WebRtcDetector().open(aggressiveness=2), silence_ms=500, max_utterance_ms=15_000,
+    vad = WebRtcDetector() if detector == "webrtc" else silero_create(EngineOptions())
+    seg = Segmenter(vad.open(aggressiveness=2), silence_ms=500, max_utterance_ms=15_000,
                     preroll_ms=300, hangover_ms=200)
     events = []
     for i in range(0, len(pcm), 1600):
