@@ -147,6 +147,26 @@ class Synthesizer(Protocol):
     def close(self) -> None: ...
 
 
+Embedding = npt.NDArray[np.float32]
+"""An L2-normalised speaker vector."""
+
+
+@runtime_checkable
+class SpeakerEncoder(Protocol):
+    """Turns speech into a fixed-size vector; same speaker → nearby vectors."""
+
+    name: str
+    model: str
+    sample_rate_hz: int
+    dimensions: int
+
+    def embed(self, pcm: Pcm16) -> Embedding:
+        """One L2-normalised vector for a stretch of speech at ``sample_rate_hz``."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     """What the gateway tells an engine factory.
