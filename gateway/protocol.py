@@ -57,19 +57,23 @@ class ProtocolError(Exception):
         *,
         close: CloseCode | None = None,
         request_id: str | None = None,
+        utterance: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.close = close
         self.request_id = request_id
+        self.utterance = utterance
 
     @property
     def fatal(self) -> bool:
         return self.close is not None
 
     def event(self) -> Error:
-        return Error(code=self.code, message=self.message, fatal=self.fatal, id=self.request_id)
+        return Error(
+            code=self.code, message=self.message, fatal=self.fatal, id=self.request_id, utterance=self.utterance
+        )
 
 
 # Client → server ------------------------------------------------------------
@@ -272,6 +276,7 @@ class Error:
     message: str
     fatal: bool = False
     id: str | None = None
+    utterance: int | None = None
     type: str = field(default="error", init=False)
 
 
@@ -434,17 +439,18 @@ def _audio_format(f: _Fields) -> AudioFormat:
     encoding = f.string("encoding", "pcm_s16le")
     channels = f.integer("channels", 1, low=0, high=1 << 16)
     rate = f.integer("sample_rate", low=0, high=1 << 31)
+    close = CloseCode.UNSUPPORTED_DATA if f.fatal else None
     if encoding != "pcm_s16le" or channels != 1:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
             f"only pcm_s16le mono is accepted, not {encoding} with {channels} channels",
-            close=CloseCode.UNSUPPORTED_DATA,
+            close=close,
         )
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
             f"sample_rate must be {MIN_SAMPLE_RATE_HZ}–{MAX_SAMPLE_RATE_HZ} Hz, not {rate}",
-            close=CloseCode.UNSUPPORTED_DATA,
+            close=close,
         )
     return AudioFormat(sample_rate_hz=rate, encoding=encoding, channels=channels)
 
@@ -558,4 +564,5 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
     if parser is None:
         # Not fatal, so that a newer client can probe for features.
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"unknown message type {kind[:40]!r}", request_id=request_id)
-    return parser(_Fields(obj, kind, kind == "start", request_id))
+    # Only the opening `start` is fatal when malformed; a repeated one costs nothing.
+    return parser(_Fields(obj, kind, kind == "start" and not started, request_id))

@@ -73,10 +73,10 @@ class Segmenter:
         # Room for the pre-roll before the onset plus the onset window itself.
         self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=self._preroll_frames + self._onset_frames)
         self._leftover = np.zeros(0, np.int16)
-        self._frames_seen = 0  # frames classified so far = position on the clock
+        self._samples_seen = 0  # position on the session's audio clock
         self._utterance = -1
         self._in_speech = False
-        self._t0_frame = 0
+        self._t0_sample = 0
         self._emitted_samples = 0
         self._pending: list[Pcm16] = []  # unvoiced frames inside speech, not yet sent
 
@@ -84,8 +84,8 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
-    def _ms(self, frames: int) -> int:
-        return frames * self._frame * 1000 // self._rate
+    def _ms(self, samples: int) -> int:
+        return samples * 1000 // self._rate
 
     def push(self, pcm: Pcm16) -> list[Segment]:
         out: list[Segment] = []
@@ -105,12 +105,15 @@ class Segmenter:
             if len(self._leftover) and len(self._pending) <= self._hangover_frames:
                 tail.append(self._leftover)  # contiguous with what was sent: keep it
             self._end("flush", tail, out)
+        # The partial frame is consumed either way (sent above, or dropped as
+        # silence); the clock must count it or every later time runs early.
+        self._samples_seen += len(self._leftover)
         self._leftover = np.zeros(0, np.int16)
         self._ring.clear()
         return out
 
     def _step(self, frame: Pcm16, voiced: bool, out: list[Segment]) -> None:
-        self._frames_seen += 1
+        self._samples_seen += len(frame)
         if not self._in_speech:
             self._ring.append((frame, voiced))
             recent = list(self._ring)[-self._onset_frames :]
@@ -135,9 +138,9 @@ class Segmenter:
             # Speech goes on: the next utterance starts right here, with no pre-roll.
             self._in_speech = True
             self._utterance += 1
-            self._t0_frame = self._frames_seen - len(carried)
+            self._t0_sample = self._samples_seen - len(carried) * self._frame
             self._pending = carried
-            out.append(UtteranceStart(self._utterance, self._ms(self._t0_frame), self._ms(self._t0_frame)))
+            out.append(UtteranceStart(self._utterance, self._ms(self._t0_sample), self._ms(self._t0_sample)))
 
     def _begin(self, out: list[Segment]) -> None:
         frames = list(self._ring)
@@ -146,13 +149,13 @@ class Segmenter:
         onset = next((i for i in range(window_start, len(frames)) if frames[i][1]), window_start)
         # Keep exactly the pre-roll before the onset.
         frames = frames[max(0, onset - self._preroll_frames) :]
-        onset_frame = self._frames_seen - len(frames) + min(onset, self._preroll_frames)
+        onset_sample = self._samples_seen - (len(frames) - min(onset, self._preroll_frames)) * self._frame
         self._utterance += 1
         self._in_speech = True
         self._emitted_samples = 0
         self._pending = []
-        self._t0_frame = self._frames_seen - len(frames)
-        out.append(UtteranceStart(self._utterance, self._ms(onset_frame), self._ms(self._t0_frame)))
+        self._t0_sample = self._samples_seen - len(frames) * self._frame
+        out.append(UtteranceStart(self._utterance, self._ms(onset_sample), self._ms(self._t0_sample)))
         self._send([f for f, _ in frames], out)
 
     def _send(self, frames: list[Pcm16], out: list[Segment]) -> None:
@@ -164,7 +167,7 @@ class Segmenter:
 
     def _end(self, reason: EndReason, tail: list[Pcm16], out: list[Segment]) -> None:
         self._send(tail, out)
-        t0_ms = self._ms(self._t0_frame)
+        t0_ms = self._ms(self._t0_sample)
         t1_ms = t0_ms + self._emitted_samples * 1000 // self._rate
         out.append(UtteranceEnd(self._utterance, t0_ms, t1_ms, reason))
         self._in_speech = False

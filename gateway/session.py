@@ -143,7 +143,7 @@ class Session:
         self._transport = transport
         self._on_event = on_event or (lambda _name, _value: None)
         self._outbox = Outbox(settings.outbox_events)
-        self._backlog = Backlog(limit_samples=settings.backlog_ms * 16)
+        self._backlog = Backlog(limit_samples=settings.backlog_ms * 16)  # resized for the engine in _begin
         self._start: Start | None = None
         self._route: SttRoute | None = None
         self._input: AudioInput | None = None
@@ -269,7 +269,9 @@ class Session:
         self._start = start
         self._route = route
         self._language = language
-        self._input = AudioInput(start.audio.sample_rate_hz, route.transcriber.sample_rate_hz)
+        engine_rate_hz = route.transcriber.sample_rate_hz
+        self._input = AudioInput(start.audio.sample_rate_hz, engine_rate_hz)
+        self._backlog.limit_samples = s.backlog_ms * engine_rate_hz // 1000
         self._segmenter = Segmenter(
             vad,
             silence_ms=_pick(start.vad.silence_ms, s.silence_ms),
@@ -284,10 +286,7 @@ class Session:
             Ready(
                 session=self.id,
                 audio={"encoding": "pcm_s16le", "sample_rate": start.audio.sample_rate_hz, "channels": 1},
-                engines={
-                    "stt": {"engine": route.transcriber.name, "model": route.transcriber.model, "language": language},
-                    "vad": {"engine": self._hub.vad.name},
-                },
+                engines=self._engines_used(start, language),
                 limits=self._limits(),
             )
         )
@@ -305,6 +304,26 @@ class Session:
                 ProtocolError(ErrorCode.ENGINE_UNAVAILABLE, "speaker identification is not available on this server")
                 .event()
             )
+
+    def _engines_used(self, start: Start, language: str) -> dict[str, Any]:
+        """Name and model of each engine this session will use, per capability."""
+        route = self._route
+        used: dict[str, Any] = {
+            "stt": {"name": route.transcriber.name, "model": route.transcriber.model, "language": language}
+            if route else None,
+            "vad": {"name": self._hub.vad.name, "model": self._hub.vad.name},
+        }
+        translate = {}
+        for target in start.translate.targets:
+            batcher = self._hub.translator(language, target)
+            if batcher is not None:
+                translate[target] = {"name": batcher.translator.name, "model": f"{language}-{target}"}
+        if translate:
+            used["translate"] = translate
+        voice = self._hub.voice(start.speak.voice, None if start.speak.voice else language)
+        if voice is not None:
+            used["tts"] = {"name": voice.synthesizer.name, "model": voice.voice.id}
+        return used
 
     def _no_pair(self, source: str, target: str, request_id: str | None) -> ProtocolError:
         pairs = ", ".join(f"{a}-{b}" for a, b in self._hub.pairs()) or "none"
@@ -388,7 +407,14 @@ class Session:
                 self._request_speech(message)
             case Translate():
                 self._request_translation(message)
-            case Enroll(id=rid) | Verify(id=rid):
+            case Enroll(consent=consent, id=rid):
+                if not consent:
+                    raise ProtocolError(
+                        ErrorCode.CONSENT_REQUIRED, "enrollment needs `consent: true` from the speaker",
+                        request_id=rid,
+                    )
+                raise _unavailable(message, rid)
+            case Verify(id=rid):
                 raise _unavailable(message, rid)
             case VoiceprintExport(id=rid) | VoiceprintImport(id=rid) | VoiceprintDelete(id=rid):
                 raise _unavailable(message, rid)
@@ -500,7 +526,8 @@ class Session:
     def _want_partial(self, utt: _Utterance) -> bool:
         if self._start is None or not self._start.partials or self._route is None:
             return False
-        if self._backlog.samples > PARTIALS_PAUSED_BACKLOG_MS * 16:
+        rate_hz = self._route.transcriber.sample_rate_hz
+        if self._backlog.samples > PARTIALS_PAUSED_BACKLOG_MS * rate_hz // 1000:
             return False  # behind real time: catch up first; the final matters more
         interval_ms = self._settings.partial_interval_ms or self._route.transcriber.partial_interval_ms
         # Under contention, partials come less often; finals never wait for them.
@@ -525,11 +552,14 @@ class Session:
             partial = await self._engine(step)
         except Overloaded as exc:
             utt.failed = True
-            self._outbox.put(ProtocolError(ErrorCode.OVERLOADED, str(exc)).event())
+            self._outbox.put(ProtocolError(
+                ErrorCode.OVERLOADED, f"utterance {utt.index} dropped: {exc}", utterance=utt.index).event())
             return
         except Exception:
             log.exception("session %s: speech-to-text failed", self.id)
             utt.failed = True
+            self._outbox.put(ProtocolError(
+                ErrorCode.INTERNAL, f"utterance {utt.index} could not be transcribed", utterance=utt.index).event())
             return
         if partial is not None and partial.text:
             rate = self._route.transcriber.sample_rate_hz if self._route else 16_000
@@ -550,20 +580,17 @@ class Session:
         try:
             result: Transcript = await self._engine(stream.finish)
         except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
-            log.exception("session %s: final decode failed", self.id)
-            self._outbox.put(
-                ProtocolError(
+            if not isinstance(exc, Overloaded):
+                log.exception("session %s: final decode failed", self.id)
+            if not utt.failed:  # one error per utterance
+                self._outbox.put(ProtocolError(
                     ErrorCode.OVERLOADED if isinstance(exc, Overloaded) else ErrorCode.INTERNAL,
-                    f"utterance {utt.index} could not be transcribed",
-                ).event()
-            )
+                    f"utterance {utt.index} could not be transcribed", utterance=utt.index,
+                ).event())
             await self._reopen_stream()
             return
         if utt.failed:
-            self._outbox.put(
-                ProtocolError(ErrorCode.INTERNAL, f"utterance {utt.index} could not be transcribed").event()
-            )
-            return
+            return  # already reported; the finish above only reset the stream
         self._utterances += 1
         start = self._start
         words = None
@@ -666,7 +693,8 @@ class Session:
                 if last:
                     break
         except EngineError as exc:
-            self._outbox.put(ProtocolError(ErrorCode.BAD_MESSAGE, str(exc), request_id=request_id).event())
+            self._outbox.put(ProtocolError(ErrorCode.INTERNAL, f"synthesis failed: {exc}",
+                                           request_id=request_id).event())
         except Exception:
             log.exception("session %s: synthesis failed", self.id)
             self._outbox.put(ProtocolError(ErrorCode.INTERNAL, "synthesis failed", request_id=request_id).event())

@@ -9,9 +9,10 @@ sudo_cmd=""
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 
 if command -v apt-get >/dev/null 2>&1; then
-  # python3-venv for the virtualenv; espeak-ng synthesizes test speech.
+  # python3-venv for the virtualenv; espeak-ng speaks languages Piper has no
+  # voice for; Apertium translates (eng-spa is the built-in pair).
   missing=()
-  for pkg in python3-venv python3-pip espeak-ng; do
+  for pkg in python3-venv python3-pip espeak-ng apertium apertium-eng-spa; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -22,7 +22,7 @@ async def test_pocketsphinx_streams_partials_and_finals(audio_dir: Path) -> None
     with serve(Settings(stt=("en=pocketsphinx",), translators=(), synthesizers=())) as server:
         client = await Client.connect(server.ws(), "msgpack")
         ready = await client.start(16_000)
-        assert ready["engines"]["stt"]["engine"] == "pocketsphinx"
+        assert ready["engines"]["stt"]["name"] == "pocketsphinx"
         client.read_in_background()
         await client.stream(np.concatenate([pcm, silence(1000, 16_000)]), realtime=True)
         received = await client.finish()
@@ -46,7 +46,7 @@ async def test_vosk_korean_streams_partials_and_finals(tmp_path: Path) -> None:
     with serve(Settings(stt=("en=fake", "ko=vosk"), translators=(), synthesizers=(), default_language="ko"), _fake()) as server:
         client = await Client.connect(server.ws())
         ready = await client.start(48_000, language="ko")
-        assert ready["engines"]["stt"]["engine"] == "vosk"
+        assert ready["engines"]["stt"]["name"] == "vosk"
         client.read_in_background()
         await client.stream(resample(speech, rate, 48_000), rate_hz=48_000, realtime=True)
         received = await client.finish()

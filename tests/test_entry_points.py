@@ -44,7 +44,7 @@ async def test_the_gateway_serves_a_language_with_the_plugged_in_engine(installe
     with serve(Settings(stt=("en=example", "xx=example"), translators=(), synthesizers=(), default_language="xx")) as server:
         client = await Client.connect(server.ws())
         ready = await client.start(language="xx")
-        assert ready["engines"]["stt"] == {"engine": "example", "model": "ruler", "language": "xx"}
+        assert ready["engines"]["stt"] == {"name": "example", "model": "ruler", "language": "xx"}
         client.read_in_background()
         await client.stream(np.concatenate([pcm, np.zeros(16_000, np.int16)]))
         received = await client.finish()

@@ -118,3 +118,14 @@ def test_real_speech_turns_are_found(audio_dir: Path, detector: str) -> None:
         assert any(abs(t0 - start_ms) < 400 for t0, _ in utterances), (start_ms, utterances)
     for t0, t1 in utterances:
         assert any(start_ms - 400 <= t0 and t1 <= end_ms + 400 for start_ms, end_ms in turns), (t0, t1)
+
+
+def test_flush_keeps_the_clock_exact() -> None:
+    """A flush consumes the partial frame it holds; later times must not run early."""
+    seg = Segmenter(ScriptedActivity(), silence_ms=200, max_utterance_ms=10_000, preroll_ms=0, hangover_ms=0)
+    seg.push(frames("#" * 10)[:-160])  # 190 ms: the last 10 ms are a partial frame
+    seg.flush()
+    out = seg.push(frames("." * 10 + "#" * 10))
+    (start,) = [e for e in out if isinstance(e, UtteranceStart)]
+    # 190 ms before the flush + 200 ms of silence: speech starts at 390 ms.
+    assert start.onset_ms == 390 and start.t0_ms == 390

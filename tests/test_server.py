@@ -70,7 +70,7 @@ async def test_a_session_from_start_to_ended(server, jfk: np.ndarray, fmt: str, 
     ready = await client.start(16_000, language="en")
     assert ready["type"] == "ready"
     assert ready["audio"] == {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}
-    assert ready["engines"]["stt"] == {"engine": "fake", "model": "fake-model", "language": "en"}
+    assert ready["engines"]["stt"] == {"name": "fake", "model": "fake-model", "language": "en"}
     assert ready["limits"]["max_frame_bytes"] == SETTINGS.max_frame_bytes
     assert len(ready["session"]) == 36
     client.read_in_background()
@@ -146,6 +146,11 @@ async def test_non_fatal_errors_keep_the_session(server) -> None:  # noqa: ANN00
     for message, code in [
         ({"type": "dance", "id": "d1"}, "bad_message"),
         ({"type": "start", "audio": {"sample_rate": 16000}}, "bad_message"),
+        # A malformed or unsupported repeat of `start` is no reason to end the session.
+        ({"type": "start", "audio": {"sample_rate": "fast"}}, "bad_message"),
+        ({"type": "start", "audio": {"sample_rate": 96000}}, "unsupported_audio"),
+        ({"type": "enroll", "id": "e0", "consent": False}, "consent_required"),
+        ({"type": "enroll", "id": "e1"}, "consent_required"),
         ({"type": "speak", "id": "s1", "text": 12}, "bad_message"),
     ]:
         await client.send(message)

@@ -61,6 +61,10 @@ async def test_every_final_is_followed_by_one_translation_per_target(server, spe
     client = await Client.connect(server.ws(), fmt)
     ready = await client.start(translate={"targets": ["es", "fr"]})
     assert ready["type"] == "ready"
+    assert ready["engines"]["translate"] == {
+        "es": {"name": "fake-translate", "model": "en-es"}, "fr": {"name": "fake-translate", "model": "en-fr"}}
+    assert ready["engines"]["tts"] == {"name": "fake-tts", "model": "fake-en"}
+    assert ready["engines"]["vad"]["name"] == "webrtc"
     client.read_in_background()
     await client.stream(speech)
     received = await client.finish()
