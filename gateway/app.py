@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import secrets
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,8 @@ from engines.registry import EngineRegistry
 from gateway.codec import Frame, JsonCodec, codec_for
 from gateway.hub import EngineHub
 from gateway.protocol import CloseCode, ErrorCode, ProtocolError
+from gateway.auth import Authenticator, Decision
+from gateway.metrics import Metrics
 from gateway.runtime import Runtime
 from gateway.session import Session
 from gateway.settings import Settings
@@ -33,32 +36,25 @@ WEB_DIR = Path(str(resources.files("web")))
 
 
 @dataclass(slots=True)
-class Counters:
-    """What the server has done since it started (no content, only counts)."""
-
-    sessions_active: int = 0
-    sessions_total: int = 0
-    audio_ms: int = 0
-    finals: int = 0
-    rejections: dict[str, int] = field(default_factory=dict)
-
-    def on_event(self, name: str, value: Any) -> None:
-        if name == "audio_ms":
-            self.audio_ms += int(value)
-        elif name == "final":
-            self.finals += 1
-        elif name == "rejected":
-            self.rejections[value] = self.rejections.get(value, 0) + 1
-
-
-@dataclass(slots=True)
 class Gateway:
     settings: Settings
     hub: EngineHub
     runtime: Runtime
-    counters: Counters = field(default_factory=Counters)
+    metrics: Metrics
+    auth: Authenticator
+    sessions: set[Session] = field(default_factory=set)
+    per_key: dict[str, int] = field(default_factory=dict)
     ready: bool = False
+    draining: bool = False
     load_error: str | None = None
+
+    def drain(self) -> None:
+        """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""
+        self.draining = True
+
+    def finish_sessions(self) -> None:
+        for session in list(self.sessions):
+            session.drain()
 
 
 class WebSocketTransport:
@@ -88,7 +84,15 @@ class WebSocketTransport:
 def create_app(settings: Settings | None = None, *, registry: EngineRegistry | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     runtime = Runtime(max_waiting=settings.engine_queue)
-    gateway = Gateway(settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime)
+    auth = Authenticator(
+        key_hashes=settings.api_keys,
+        token_secret=(settings.token_secret or secrets.token_hex(32)).encode(),
+        allowed_origins=settings.allowed_origins,
+        no_auth=settings.no_auth,
+    )
+    gateway = Gateway(
+        settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime, Metrics(runtime), auth
+    )
 
     async def load_engines() -> None:
         try:
@@ -116,9 +120,49 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if gateway.ready:
+        if gateway.ready and not gateway.draining:
             return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "error": gateway.load_error}, status_code=503)
+        reason = "draining" if gateway.draining else gateway.load_error or "loading"
+        return JSONResponse({"ready": False, "error": reason}, status_code=503)
+
+    def http_auth(request: Request) -> Decision:
+        client = request.client.host if request.client else None
+        return auth.decide(
+            client_host=client, authorization=request.headers.get("authorization"),
+            token=request.query_params.get("token"), origin=request.headers.get("origin"),
+            host=request.headers.get("host"),
+        )
+
+    def denied(decision: Decision) -> Response:
+        gateway.metrics.on_event("rejected", "unauthorized")
+        status = 401 if decision.outcome == "unauthorized" else 403
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        return JSONResponse({"error": decision.reason, "code": "unauthorized"}, status_code=status, headers=headers)
+
+    async def metrics(request: Request) -> Response:
+        decision = http_auth(request)
+        if decision.outcome != "ok":
+            return denied(decision)
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def tokens(request: Request) -> Response:
+        """An operator's backend trades its API key for a short-lived browser token."""
+        header = request.headers.get("authorization", "")
+        principal = auth.check_key(header[7:].strip()) if header.lower().startswith("bearer ") else None
+        if principal is None:
+            return denied(Decision("unauthorized", "an API key is required (Authorization: Bearer KEY)"))
+        try:
+            body = await request.json() if await request.body() else {}
+        except (ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
+        cap_s = body.get("max_session_s") if isinstance(body, dict) else None
+        if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
+                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or cap_s <= 0))):
+            return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
+        ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
+        token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
+        return JSONResponse({"token": token, "expires_in_s": ttl_s, "max_session_s": cap_s})
 
     async def engines(request: Request) -> Response:
         return JSONResponse(
@@ -133,6 +177,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                 "engines": gateway.hub.describe() if gateway.ready else {},
                 "limits": {
                     "max_sessions": settings.max_sessions,
+                    "max_sessions_per_key": settings.max_sessions_per_key,
                     "max_frame_bytes": settings.max_frame_bytes,
                     "max_session_s": settings.max_session_s,
                     "idle_timeout_s": settings.idle_timeout_s,
@@ -146,6 +191,9 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
 
     async def tts(request: Request) -> Response:
         """Synthesize a whole text into one WAV (for clients that do not stream)."""
+        decision = http_auth(request)
+        if decision.outcome != "ok":
+            return denied(decision)
         if not gateway.ready:
             return JSONResponse({"error": "engines are still loading"}, status_code=503)
         try:
@@ -190,40 +238,67 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         return FileResponse(WEB_DIR / "overlay.html")
 
     async def stream(websocket: WebSocket) -> None:
+        decision = auth.decide(
+            client_host=websocket.client.host if websocket.client else None,
+            authorization=websocket.headers.get("authorization"),
+            token=websocket.query_params.get("token"),
+            origin=websocket.headers.get("origin"),
+            host=websocket.headers.get("host"),
+        )
+        if decision.outcome != "ok" or decision.principal is None:
+            # Refused before the upgrade: the client sees HTTP 401/403, never a socket.
+            await websocket.send_denial_response(denied(decision))
+            return
+        principal = decision.principal
         await websocket.accept()
         transport = WebSocketTransport(websocket)
-        counters = gateway.counters
+        metrics = gateway.metrics
         try:
             codec = codec_for(websocket.query_params.get("format", "json"), max_frame_bytes=settings.max_frame_bytes)
         except ProtocolError as exc:
             await _refuse(transport, exc)
             return
-        if not gateway.ready:
-            await _refuse(transport, ProtocolError(
-                ErrorCode.ENGINE_UNAVAILABLE, "engines are still loading; try again shortly",
-                close=CloseCode.TRY_AGAIN_LATER), codec)
-            return
-        if counters.sessions_active >= settings.max_sessions:
-            counters.on_event("rejected", ErrorCode.OVERLOADED.value)
-            await _refuse(transport, ProtocolError(
+        refusal = None
+        if not gateway.ready or gateway.draining:
+            refusal = ProtocolError(
+                ErrorCode.ENGINE_UNAVAILABLE,
+                "server is shutting down" if gateway.draining else "engines are still loading; try again shortly",
+                close=CloseCode.TRY_AGAIN_LATER)
+        elif metrics.active >= settings.max_sessions:
+            refusal = ProtocolError(
                 ErrorCode.OVERLOADED, f"server is at its limit of {settings.max_sessions} sessions",
-                close=CloseCode.TRY_AGAIN_LATER), codec)
+                close=CloseCode.TRY_AGAIN_LATER)
+        elif settings.max_sessions_per_key and gateway.per_key.get(principal.key_id, 0) >= settings.max_sessions_per_key:
+            refusal = ProtocolError(
+                ErrorCode.OVERLOADED, f"this key is at its limit of {settings.max_sessions_per_key} sessions",
+                close=CloseCode.TRY_AGAIN_LATER)
+        if refusal is not None:
+            metrics.on_event("rejected", refusal.code.value)
+            await _refuse(transport, refusal, codec)
             return
-        counters.sessions_active += 1
-        counters.sessions_total += 1
+        session = Session(
+            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=metrics.on_event,
+            max_session_s=principal.max_session_s,
+        )
+        metrics.session_opened()
+        gateway.sessions.add(session)
+        gateway.per_key[principal.key_id] = gateway.per_key.get(principal.key_id, 0) + 1
         try:
-            session = Session(
-                settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=counters.on_event
-            )
             await session.run()
         finally:
-            counters.sessions_active -= 1
+            metrics.session_closed()
+            gateway.sessions.discard(session)
+            gateway.per_key[principal.key_id] -= 1
+            if not gateway.per_key[principal.key_id]:
+                del gateway.per_key[principal.key_id]
 
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/engines", engines),
         Route("/v1/tts", tts, methods=["POST"]),
+        Route("/v1/tokens", tokens, methods=["POST"]),
+        Route("/metrics", metrics),
         WebSocketRoute("/v1/stream", stream),
         Route("/", index),
         Route("/overlay", overlay),
@@ -231,6 +306,10 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
+    if not settings.api_keys and not settings.no_auth:
+        log.warning("no API keys configured: only loopback clients will be served")
+    elif settings.no_auth:
+        log.warning("--no-auth: every address is served without credentials")
     return app
 
 

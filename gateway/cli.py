@@ -46,12 +46,15 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.server import DrainingServer, install_log_filters
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    install_log_filters()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -60,6 +63,26 @@ def serve(settings: Settings) -> None:
         ws_max_size=2 * settings.max_frame_bytes,
         access_log=False,
     )
+    DrainingServer(config, app.state.gateway).run()
+
+
+def keys(argv: list[str]) -> int:
+    from gateway.auth import hash_key, new_key
+
+    parser = argparse.ArgumentParser(prog="speech-gateway keys", description="API keys for clients")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("new", help="make a key; give the key to the client and the hash to the server")
+    hash_parser = sub.add_parser("hash", help="the hash to configure for an existing key (read from stdin)")
+    hash_parser.add_argument("--key", help="the key (prefer stdin: command lines are visible to other users)")
+    args = parser.parse_args(argv)
+    if args.action == "new":
+        key = new_key()
+        print(f"key:  {key}\nhash: {hash_key(key)}")
+        print(f"serve with: --api-keys {hash_key(key)}  (or {ENV_PREFIX}API_KEYS)")
+        return 0
+    key = args.key or sys.stdin.readline().strip()
+    print(hash_key(key))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser = sub.add_parser("serve", help="run the server")
     _add_settings_flags(serve_parser)
     sub.add_parser("models", help="list, locate and install models (speech-gateway models --help)", add_help=False)
+    sub.add_parser("keys", help="make API keys and their hashes (speech-gateway keys --help)", add_help=False)
+    if argv[:1] == ["keys"]:
+        return keys(argv[1:])
     if argv[:1] == ["models"]:
         from models.commands import main as models_main
 

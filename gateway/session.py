@@ -134,6 +134,7 @@ class Session:
         codec: Codec,
         transport: Transport,
         on_event: Callable[[str, Any], None] | None = None,
+        max_session_s: float | None = None,
     ) -> None:
         self.id = str(uuid.uuid4())
         self.state = State.AWAITING_START
@@ -157,6 +158,10 @@ class Session:
         self._utterances = 0
         self._started_at = time.monotonic()
         self._end_reason = "stop"
+        self._close_code = CloseCode.NORMAL
+        self._max_session_s = min(settings.max_session_s, max_session_s or settings.max_session_s)
+        self._draining = asyncio.Event()
+        self._ended_at: dict[int, float] = {}
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -171,6 +176,10 @@ class Session:
             raise RuntimeError(f"session {self.id}: cannot go from {self.state.value} to {to.value}")
         self.state = to
 
+    def drain(self) -> None:
+        """The server is going away: finish what was heard, send `ended`, close 1001."""
+        self._draining.set()
+
     async def run(self) -> None:
         close_code, close_reason = CloseCode.NORMAL, "stopped"
         tasks: list[asyncio.Task[None]] = []
@@ -184,6 +193,8 @@ class Session:
                 asyncio.create_task(self._send(), name=f"{self.id}-send"),
             ]
             await self._supervise(tasks)
+            close_code = self._close_code
+            close_reason = self._end_reason
         except ProtocolError as exc:
             close_code, close_reason = exc.close or CloseCode.INTERNAL, exc.message
             await self._send_fatal(exc, tasks)
@@ -358,6 +369,7 @@ class Session:
         if frame is None:
             raise ClientGone()
         size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
+        self._on_event("bytes_in", size)
         if size > self._settings.max_frame_bytes:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
@@ -366,18 +378,38 @@ class Session:
             )
         return frame
 
+    async def _next_frame(self, timeout_s: float) -> Frame | None:
+        """The next frame; None when the server is draining. Raises TimeoutError."""
+        receive = asyncio.ensure_future(self._receive())
+        drain = asyncio.ensure_future(self._draining.wait())
+        try:
+            done, _ = await asyncio.wait({receive, drain}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+        if receive in done:
+            return receive.result()
+        receive.cancel()
+        await asyncio.gather(receive, return_exceptions=True)
+        if drain in done:
+            return None
+        raise TimeoutError
+
     async def _read(self) -> None:
         s = self._settings
         while True:
-            remaining_s = s.max_session_s - (time.monotonic() - self._started_at)
+            remaining_s = self._max_session_s - (time.monotonic() - self._started_at)
             if remaining_s <= 0:
                 self._end_reason = "max_duration"
                 await self._stop()
                 return
             try:
-                frame = await asyncio.wait_for(self._receive(), min(s.idle_timeout_s, remaining_s))
+                frame = await self._next_frame(min(s.idle_timeout_s, remaining_s))
             except TimeoutError:
                 self._end_reason = "idle" if remaining_s > s.idle_timeout_s else "max_duration"
+                await self._stop()
+                return
+            if frame is None:
+                self._end_reason, self._close_code = "shutdown", CloseCode.GOING_AWAY
                 await self._stop()
                 return
             try:
@@ -470,6 +502,8 @@ class Session:
         for segment in segments:
             if isinstance(segment, UtteranceStart):
                 self._outbox.put(SpeechStarted(utterance=segment.utterance, t_ms=segment.onset_ms))
+            elif isinstance(segment, UtteranceEnd):
+                self._ended_at[segment.utterance] = time.monotonic()
             await self._backlog.put(segment)
 
     async def _stop(self) -> None:
@@ -540,6 +574,8 @@ class Session:
         if utt.failed or stream is None:
             return
         utt.samples += len(pcm)
+        if self._route is not None:
+            self._on_event("stt_audio_ms", (self._route.runner.name, len(pcm) * 1000 // self._route.transcriber.sample_rate_hz))
         want_partial = self._want_partial(utt)
         if want_partial:
             utt.samples_at_partial = utt.samples
@@ -574,6 +610,7 @@ class Session:
                         partial.text, self._language, target, utterance=utt.index, provisional=True))
 
     async def _finish(self, utt: _Utterance, end: UtteranceEnd) -> None:
+        ended_at = self._ended_at.pop(utt.index, None)
         stream = self._stream
         if stream is None:
             return
@@ -606,7 +643,7 @@ class Session:
             )
         if self._settings.log_content:
             log.info("session %s utterance %d: %s", self.id, utt.index, result.text)
-        self._on_event("final", end.t1_ms - end.t0_ms)
+        self._on_event("final", time.monotonic() - ended_at if ended_at is not None else 0.0)
         self._outbox.put(
             Final(utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words)
         )
@@ -726,6 +763,7 @@ class Session:
     async def _emit(self, event: ServerEvent) -> None:
         for frame in self._codec.encode(event):
             await self._transport.send(frame)
+            self._on_event("bytes_out", len(frame))
         self._on_event("sent", event.type)
 
 

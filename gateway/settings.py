@@ -37,6 +37,32 @@ class Settings:
         default=False,
         metadata=_doc("Log transcripts and other content. Off: logs carry ids, sizes and timings only."),
     )
+    api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("SHA-256 hashes (`sha256:HEX`) of the API keys clients may use; make one with "
+                      "`speech-gateway keys new`. None: only loopback clients are served.", repeat=True),
+    )
+    token_secret: str | None = field(
+        default=None,
+        metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
+                      "Unset: random per process (tokens die with it)."),
+    )
+    token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
+                      "pages always may. `*` allows any.", repeat=True),
+    )
+    no_auth: bool = field(
+        default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
+    )
+    max_sessions_per_key: int = field(
+        default=0, metadata=_doc("Sessions one API key may hold at once; 0: only the global limit.")
+    )
+    drain_timeout_s: float = field(
+        default=30.0,
+        metadata=_doc("On SIGTERM: how long running sessions may go on before they are finished and closed (1001)."),
+    )
     models_dir: Path | None = field(
         default=None,
         metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/speech-gateway/models)."),
@@ -137,6 +163,9 @@ class Settings:
             raise SettingsError("silence_ms must be 100–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        for key in self.api_keys:
+            if not key.startswith("sha256:") or len(key) != 71:
+                raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `speech-gateway keys new`")
         self.stt_table()
         return self
 

@@ -36,7 +36,7 @@ class Running:
 
     @property
     def counters(self):  # noqa: ANN201 - the app's Counters
-        return self.app.state.gateway.counters
+        return self.app.state.gateway.metrics
 
 
 def free_port() -> int:

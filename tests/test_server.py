@@ -82,7 +82,7 @@ async def test_a_session_from_start_to_ended(server, jfk: np.ndarray, fmt: str, 
     ended = received.events[-1]
     assert ended["type"] == "ended" and ended["reason"] == "stop"
     assert ended["stats"] == {"audio_ms": 12_000, "utterances": len(received.of("final"))}
-    await wait_until(lambda: server.counters.sessions_active == 0)
+    await wait_until(lambda: server.counters.active == 0)
     await wait_until(lambda: fake.open_streams == 0)
 
 
@@ -192,7 +192,7 @@ async def test_bad_input_gets_its_error_and_close_code_and_the_server_keeps_serv
 
 
 async def assert_still_serving(server) -> None:  # noqa: ANN001
-    await wait_until(lambda: server.counters.sessions_active == 0)
+    await wait_until(lambda: server.counters.active == 0)
     async with httpx.AsyncClient() as http:
         assert (await http.get(server.http + "/healthz")).status_code == 200
     client = await Client.connect(server.ws())
@@ -243,7 +243,7 @@ async def test_abrupt_disconnect_mid_utterance_leaks_nothing(server, jfk: np.nda
         await client.start()
         await client.stream(jfk[: 16_000 * 3])
         client.ws.transport.abort()  # a dropped TCP connection: no close frame
-    await wait_until(lambda: server.counters.sessions_active == 0)
+    await wait_until(lambda: server.counters.active == 0)
     await wait_until(lambda: fake.open_streams == 0)
     await assert_still_serving(server)
 

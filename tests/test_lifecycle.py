@@ -1,0 +1,108 @@
+"""Metrics, and draining on SIGTERM, against the real `speech-gateway serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.settings import Settings
+from tests.audio_helpers import read_wav
+from tests.conftest import free_port, serve
+from tests.fakes import fake_spec
+from tests.wsclient import Client
+
+pytestmark = pytest.mark.slow
+
+
+async def test_metrics_are_scraped(audio_dir: Path) -> None:
+    pcm, _ = read_wav(audio_dir / "misc" / "jfk.wav")
+    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), max_sessions=1), [fake_spec()]) as server:
+        client = await Client.connect(server.ws())
+        await client.start()
+        client.read_in_background()
+        extra = await Client.connect(server.ws())  # over the limit: a rejection to count
+        await extra.closed()
+        await client.stream(np.concatenate([pcm, np.zeros(16_000, np.int16)]))
+        received = await client.finish()
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(server.http + "/metrics")).text
+    finals = len(received.of("final"))
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[-1])
+        for line in text.splitlines() if line and not line.startswith("#")
+    }
+    assert values["speech_gateway_sessions_total"] == 1
+    assert values["speech_gateway_sessions_active"] == 0
+    assert values["speech_gateway_audio_seconds_total"] == pytest.approx(12.0)
+    assert values["speech_gateway_utterances_total"] == finals
+    assert values["speech_gateway_final_latency_seconds_count"] == finals
+    assert values['speech_gateway_rejections_total{reason="overloaded"}'] == 1
+    assert values["speech_gateway_bytes_in_total"] > 12 * 32_000
+    assert values['speech_gateway_engine_calls_total{engine="stt:fake:fake-model"}'] > 0
+    assert 'speech_gateway_engine_real_time_factor{engine="stt:fake:fake-model"}' in values
+
+
+@pytest.fixture
+def gateway_process():  # noqa: ANN201
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPEECH_GATEWAY_PORT": str(port),
+        "SPEECH_GATEWAY_DRAIN_TIMEOUT_S": "1.5",
+        "SPEECH_GATEWAY_TRANSLATORS": "",
+        "SPEECH_GATEWAY_SYNTHESIZERS": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(proc.stdout.read().decode() if proc.stdout else "server did not start")
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+async def test_sigterm_drains_a_live_session_final_before_1001(gateway_process, audio_dir: Path) -> None:  # noqa: ANN001
+    proc, port = gateway_process
+    pcm, _ = read_wav(audio_dir / "misc" / "jfk.wav")
+    client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+    await client.start()
+    client.read_in_background()
+    # Mid-sentence: three seconds into JFK's eleven, then keep talking.
+    await client.stream(pcm[: 3 * 16_000], realtime=True)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 503
+    late = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+    late_received = await late.closed()
+    assert late_received.close_code == 1013
+    try:
+        await client.stream(pcm[3 * 16_000 :], realtime=True)
+    except Exception:  # noqa: BLE001 - the server may close while we still talk
+        pass
+    received = await client.closed(timeout_s=30)
+    assert received.close_code == 1001
+    finals = received.of("final")
+    assert finals and any("americans" in f["text"].lower() for f in finals)
+    assert received.events[-1] == {"type": "ended", "reason": "shutdown", "stats": received.events[-1]["stats"]}
+    assert received.events.index(finals[-1]) < len(received.events) - 1
+    assert proc.wait(20) == 0
