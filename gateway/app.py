@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from engines.registry import EngineRegistry
 from gateway.codec import Frame, JsonCodec, codec_for
@@ -28,7 +28,7 @@ from gateway.protocol import CloseCode, ErrorCode, ProtocolError
 from gateway.auth import Authenticator, Decision
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
-from gateway.session import Session
+from gateway.session import ClientGone, Session
 from gateway.settings import Settings
 
 log = logging.getLogger("speech_gateway")
@@ -71,10 +71,13 @@ class WebSocketTransport:
         return bytes(message.get("bytes") or b"")
 
     async def send(self, frame: Frame) -> None:
-        if isinstance(frame, str):
-            await self._ws.send_text(frame)
-        else:
-            await self._ws.send_bytes(frame)
+        try:
+            if isinstance(frame, str):
+                await self._ws.send_text(frame)
+            else:
+                await self._ws.send_bytes(frame)
+        except WebSocketDisconnect:
+            raise ClientGone() from None
 
     async def close(self, code: int, reason: str) -> None:
         if self._ws.application_state is not WebSocketState.DISCONNECTED:

@@ -438,7 +438,8 @@ class _Fields:
 def _audio_format(f: _Fields) -> AudioFormat:
     encoding = f.string("encoding", "pcm_s16le")
     channels = f.integer("channels", 1, low=0, high=1 << 16)
-    rate = f.integer("sample_rate", low=0, high=1 << 31)
+    # Any whole number parses here, so every out-of-range rate is "unsupported", not "malformed".
+    rate = f.integer("sample_rate", low=-(1 << 63), high=1 << 63)
     close = CloseCode.UNSUPPORTED_DATA if f.fatal else None
     if encoding != "pcm_s16le" or channels != 1:
         raise ProtocolError(

@@ -213,8 +213,10 @@ class Session:
             await self._release()
             if self.state is not State.CLOSED:
                 self._transition(State.CLOSED)
+            # A client that stopped reading will not take a close frame either.
+            close_timeout_s = 1.0 if close_code == CloseCode.TRY_AGAIN_LATER else SEND_TIMEOUT_S
             try:
-                await asyncio.wait_for(self._transport.close(int(close_code), close_reason[:120]), SEND_TIMEOUT_S)
+                await asyncio.wait_for(self._transport.close(int(close_code), close_reason[:120]), close_timeout_s)
             except Exception:  # noqa: BLE001 - the socket may already be gone
                 pass
             log.info(
@@ -384,15 +386,17 @@ class Session:
         drain = asyncio.ensure_future(self._draining.wait())
         try:
             done, _ = await asyncio.wait({receive, drain}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if receive in done:
+                return receive.result()
+            if drain in done:
+                return None
+            raise TimeoutError
         finally:
-            drain.cancel()
-        if receive in done:
-            return receive.result()
-        receive.cancel()
-        await asyncio.gather(receive, return_exceptions=True)
-        if drain in done:
-            return None
-        raise TimeoutError
+            # Also when this task is cancelled: never leave an orphan receive behind.
+            for task in (receive, drain):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(receive, drain, return_exceptions=True)
 
     async def _read(self) -> None:
         s = self._settings
