@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "argos": "engines.argos:SPEC",
     "piper": "engines.piper:SPEC",
     "espeak": "engines.espeak:SPEC",
+    "resemblyzer": "engines.resemblyzer:SPEC",
 }
 
 
