@@ -11,10 +11,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engines.base import EngineError, EngineOptions, Synthesizer, Transcriber, Translator, Voice, VoiceDetector
+from engines.base import (
+    EngineError,
+    EngineOptions,
+    SpeakerEncoder,
+    Synthesizer,
+    Transcriber,
+    Translator,
+    Voice,
+    VoiceDetector,
+)
 from engines.registry import EngineRegistry
 from gateway.batcher import TranslationBatcher
 from gateway.runtime import EngineRunner, Runtime
+from gateway.sealing import Sealer
 from gateway.settings import Settings
 
 log = logging.getLogger("speech_gateway.engines")
@@ -45,6 +55,9 @@ class EngineHub:
         self._synthesizers: list[tuple[Synthesizer, EngineRunner]] = []
         self.unavailable: dict[str, str] = {}
         self.load_seconds: dict[str, float] = {}
+        self.encoder: SpeakerEncoder | None = None
+        self.encoder_runner: EngineRunner | None = None
+        self.sealer = Sealer(settings.voiceprint_key)
 
     def load(self) -> None:
         """Load every configured engine; slow, so the app calls it in a thread."""
@@ -76,6 +89,11 @@ class EngineHub:
             if isinstance(translator, Translator):
                 runner = self._runtime.add(f"translate:{name}", s.translate_concurrency)
                 self._translators.append(TranslationBatcher(translator, runner, max_waiting=s.engine_queue))
+        if s.speaker_encoder:
+            encoder = self._load_optional(s.speaker_encoder, "speaker")
+            if isinstance(encoder, SpeakerEncoder):
+                self.encoder = encoder
+                self.encoder_runner = self._runtime.add(f"speaker:{encoder.name}", 1)
         for name in s.synthesizers:
             synthesizer = self._load_optional(name, "tts")
             if isinstance(synthesizer, Synthesizer):
@@ -161,7 +179,7 @@ class EngineHub:
                 {"engine": v.engine, "voice": v.id, "language": v.language, "sample_rate": v.sample_rate_hz}
                 for v in self.voices()
             ],
-            "speaker": None,
+            "speaker": {"engine": self.encoder.name, "model": self.encoder.model} if self.encoder else None,
             "unavailable": dict(self.unavailable),
         }
 
@@ -174,6 +192,9 @@ class EngineHub:
             batcher.translator.close()
         for synthesizer, _ in self._synthesizers:
             synthesizer.close()
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
         self._translators.clear()
         self._synthesizers.clear()
         closed: set[int] = set()

@@ -255,6 +255,68 @@ class Speaker:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakerEvent:
+    """The speaker of an utterance whose final went out before scoring was done."""
+
+    utterance: int
+    speaker: Speaker | None
+    undecided: str | None = None
+    type: str = field(default="speaker", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollProgress:
+    id: str | None
+    speech_ms: int
+    needed_ms: int
+    passphrase_match: bool | None = None
+    type: str = field(default="enroll.progress", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    id: str | None
+    voiceprint_id: str
+    label: str | None
+    speech_ms: int
+    type: str = field(default="enrolled", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    id: str | None
+    voiceprint_id: str
+    decision: str
+    score: float
+    passphrase_match: bool | None = None
+    speech_ms: int = 0
+    type: str = field(default="verified", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceprintExported:
+    voiceprint_id: str
+    voiceprint: str
+    id: str | None = None
+    type: str = field(default="voiceprint.exported", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceprintImported:
+    voiceprint_id: str
+    label: str | None = None
+    id: str | None = None
+    type: str = field(default="voiceprint.imported", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceprintDeleted:
+    voiceprint_id: str
+    id: str | None = None
+    type: str = field(default="voiceprint.deleted", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Final:
     utterance: int
     text: str
@@ -262,6 +324,7 @@ class Final:
     t1_ms: int
     words: tuple[WordTiming, ...] | None = None
     speaker: Speaker | None = None
+    undecided: str | None = None
     type: str = field(default="final", init=False)
 
 
@@ -327,10 +390,14 @@ class TtsAudio:
 
 ServerEvent: TypeAlias = (
     Ready | SpeechStarted | Partial | Final | Pong | Error | Ended | Translation | TtsStart | TtsAudio | TtsEnd
+    | SpeakerEvent | EnrollProgress | Enrolled | Verified | VoiceprintExported | VoiceprintImported
+    | VoiceprintDeleted
 )
 
 # Optional fields that are left out of the frame when they are None.
-_OMIT_WHEN_NONE = frozenset({"id", "words", "speaker", "utterance", "provisional"})
+_OMIT_WHEN_NONE = frozenset(
+    {"id", "words", "speaker", "utterance", "provisional", "undecided", "passphrase_match"}
+)
 
 
 def event_to_wire(event: ServerEvent) -> dict[str, Any]:

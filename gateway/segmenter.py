@@ -84,6 +84,11 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    @property
+    def next_utterance(self) -> int:
+        """Index the next utterance to start will get (one in progress has started already)."""
+        return self._utterance + 1
+
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self._rate
 

@@ -36,6 +36,8 @@ from gateway.protocol import (
     CloseCode,
     Ended,
     Enroll,
+    Enrolled,
+    EnrollProgress,
     ErrorCode,
     Final,
     Flush,
@@ -46,6 +48,8 @@ from gateway.protocol import (
     Ready,
     ServerEvent,
     Speak,
+    Speaker,
+    SpeakerEvent,
     SpeechStarted,
     Start,
     Stop,
@@ -54,14 +58,20 @@ from gateway.protocol import (
     TtsAudio,
     TtsEnd,
     TtsStart,
+    Verified,
     Verify,
     VoiceprintDelete,
+    VoiceprintDeleted,
     VoiceprintExport,
+    VoiceprintExported,
     VoiceprintImport,
+    VoiceprintImported,
     WordTiming,
 )
 from gateway.runtime import EngineRunner, Overloaded
+from gateway.sealing import SealedContent, SealError
 from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from gateway.speakers import MIN_DECISION_MS, Identity, SpeakerBook, Voiceprint, phrase_matches
 from gateway.settings import Settings
 
 log = logging.getLogger("speech_gateway.session")
@@ -123,6 +133,7 @@ class _Utterance:
     samples_at_partial: int = 0
     failed: bool = False
     translated_partial_ms: int = -1_000_000
+    audio: list[np.ndarray] | None = None  # kept only while a speaker decision needs it
 
 
 class Session:
@@ -162,6 +173,7 @@ class Session:
         self._max_session_s = min(settings.max_session_s, max_session_s or settings.max_session_s)
         self._draining = asyncio.Event()
         self._ended_at: dict[int, float] = {}
+        self._book = SpeakerBook()
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -255,6 +267,7 @@ class Session:
             self._stream.close()
             self._stream = None
         self._segmenter = None
+        self._book.forget_all()
 
     # Start -------------------------------------------------------------------
 
@@ -312,11 +325,15 @@ class Session:
         self._targets = tuple(targets)
         if start.speak.voice is not None and self._hub.voice(start.speak.voice, None) is None:
             self._outbox.put(self._no_voice(start.speak.voice, None).event())
-        if start.speakers.identify or start.speakers.diarize or start.speakers.voiceprints:
-            self._outbox.put(
-                ProtocolError(ErrorCode.ENGINE_UNAVAILABLE, "speaker identification is not available on this server")
-                .event()
-            )
+        speakers = start.speakers
+        if (speakers.identify or speakers.diarize or speakers.voiceprints) and self._hub.encoder is None:
+            self._outbox.put(self._no_encoder(None).event())
+        elif speakers.voiceprints:
+            for sealed in speakers.voiceprints:
+                try:
+                    self._import(sealed, None)
+                except ProtocolError as exc:
+                    self._outbox.put(exc.event())
 
     def _engines_used(self, start: Start, language: str) -> dict[str, Any]:
         """Name and model of each engine this session will use, per capability."""
@@ -338,6 +355,44 @@ class Session:
             used["tts"] = {"name": voice.synthesizer.name, "model": voice.voice.id}
         return used
 
+    def _no_encoder(self, request_id: str | None) -> ProtocolError:
+        reason = self._hub.unavailable.get(self._settings.speaker_encoder, "no speaker encoder is configured")
+        return ProtocolError(
+            ErrorCode.ENGINE_UNAVAILABLE, f"speaker recognition is not available: {reason}", request_id=request_id
+        )
+
+    def _voiceprint(self, voiceprint_id: str, request_id: str | None) -> Voiceprint:
+        voiceprint = self._book.voiceprints.get(voiceprint_id)
+        if voiceprint is None:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_VOICEPRINT, f"no voiceprint {voiceprint_id[:64]!r} in this session",
+                request_id=request_id,
+            )
+        return voiceprint
+
+    def _import(self, sealed: str, request_id: str | None) -> Voiceprint:
+        encoder = self._hub.encoder
+        if encoder is None:
+            raise self._no_encoder(request_id)
+        try:
+            content = self._hub.sealer.open(sealed)
+        except SealError as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_VOICEPRINT, str(exc), request_id=request_id) from None
+        if content.model != encoder.model or len(content.vector) != encoder.dimensions:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_VOICEPRINT,
+                f"voiceprint was made by speaker model {content.model!r}, this server uses {encoder.model!r}",
+                request_id=request_id,
+            )
+        voiceprint = Voiceprint(content.voiceprint_id, content.vector.copy(), content.count, content.speech_ms,
+                                content.label, content.passphrase)
+        try:
+            self._book.add(voiceprint)
+        except OverflowError as exc:
+            raise ProtocolError(ErrorCode.OVERLOADED, str(exc), request_id=request_id) from None
+        self._outbox.put(VoiceprintImported(voiceprint_id=voiceprint.id, label=voiceprint.label, id=request_id))
+        return voiceprint
+
     def _no_pair(self, source: str, target: str, request_id: str | None) -> ProtocolError:
         pairs = ", ".join(f"{a}-{b}" for a, b in self._hub.pairs()) or "none"
         return ProtocolError(
@@ -348,7 +403,7 @@ class Session:
 
     def _no_voice(self, voice: str | None, request_id: str | None, language: str | None = None) -> ProtocolError:
         voices = ", ".join(v.id for v in self._hub.voices()) or "none"
-        what = f"voice {voice!r}" if voice else f"a voice for language {language!r}"
+        what = f"voice {voice!r}" if voice else f"voice for language {language!r}"
         return ProtocolError(
             ErrorCode.ENGINE_UNAVAILABLE, f"no {what}; installed voices: {voices}", request_id=request_id
         )
@@ -362,6 +417,8 @@ class Session:
             "max_utterance_ms": s.max_utterance_ms,
             "backlog_ms": s.backlog_ms,
             "outbox_events": s.outbox_events,
+            "enroll_needed_ms": s.enroll_needed_ms,
+            "voiceprint_exports_survive_restart": self._hub.sealer.persistent,
         }
 
     # Reader ------------------------------------------------------------------
@@ -443,18 +500,53 @@ class Session:
                 self._request_speech(message)
             case Translate():
                 self._request_translation(message)
-            case Enroll(consent=consent, id=rid):
-                if not consent:
-                    raise ProtocolError(
-                        ErrorCode.CONSENT_REQUIRED, "enrollment needs `consent: true` from the speaker",
-                        request_id=rid,
-                    )
-                raise _unavailable(message, rid)
-            case Verify(id=rid):
-                raise _unavailable(message, rid)
-            case VoiceprintExport(id=rid) | VoiceprintImport(id=rid) | VoiceprintDelete(id=rid):
-                raise _unavailable(message, rid)
+            case Enroll():
+                self._enroll(message)
+            case Verify(voiceprint_id=vid, id=rid):
+                if self._hub.encoder is None:
+                    raise self._no_encoder(rid)
+                self._voiceprint(vid, rid)
+                self._book.verifications.append((rid, vid, self._audio_path()[1].next_utterance))
+            case VoiceprintExport(voiceprint_id=vid, id=rid):
+                voiceprint = self._voiceprint(vid, rid)
+                encoder = self._hub.encoder
+                sealed = self._hub.sealer.seal(SealedContent(
+                    voiceprint.id, voiceprint.vector, voiceprint.count, voiceprint.speech_ms, voiceprint.label,
+                    voiceprint.passphrase, encoder.model if encoder else "",
+                ))
+                self._outbox.put(VoiceprintExported(voiceprint_id=vid, voiceprint=sealed, id=rid))
+            case VoiceprintImport(voiceprint=sealed, id=rid):
+                self._import(sealed, rid)
+            case VoiceprintDelete(voiceprint_id=vid, id=rid):
+                if not self._book.delete(vid):
+                    raise self._unknown(vid, rid)
+                self._outbox.put(VoiceprintDeleted(voiceprint_id=vid, id=rid))
         return False
+
+    def _unknown(self, voiceprint_id: str, request_id: str | None) -> ProtocolError:
+        return ProtocolError(ErrorCode.UNKNOWN_VOICEPRINT, f"no voiceprint {voiceprint_id[:64]!r} in this session",
+                             request_id=request_id)
+
+    def _enroll(self, message: Enroll) -> None:
+        # Consent comes first: without it nothing else about the request matters.
+        if not message.consent:
+            raise ProtocolError(ErrorCode.CONSENT_REQUIRED, "enrollment needs `consent: true` from the speaker",
+                                request_id=message.id)
+        if self._hub.encoder is None:
+            raise self._no_encoder(message.id)
+        if self._book.enrollment is not None:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "an enrollment is already running in this session",
+                                request_id=message.id)
+        if message.passphrase is not None and not message.passphrase.strip():
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "`passphrase` is empty", request_id=message.id)
+        needed_ms = message.needed_ms or self._settings.enroll_needed_ms
+        # Only utterances that begin after the request count: the speaker of
+        # one already under way may be someone else.
+        self._book.begin_enrollment(message.id, message.label, message.passphrase, needed_ms,
+                                    self._audio_path()[1].next_utterance)
+        enrollment = self._book.enrollment
+        self._outbox.put(EnrollProgress(id=message.id, speech_ms=0,
+                                        needed_ms=enrollment.needed_ms if enrollment else needed_ms))
 
     def _checked_text(self, text: str, request_id: str | None) -> str:
         if not text.strip():
@@ -527,7 +619,7 @@ class Session:
             item = await self._backlog.get()
             match item:
                 case UtteranceStart(utterance=index, t0_ms=t0_ms):
-                    current = _Utterance(index, t0_ms)
+                    current = _Utterance(index, t0_ms, audio=[] if self._needs_voice() else None)
                 case UtteranceAudio(pcm=pcm):
                     chunks = [pcm]
                     # Take all audio already waiting in one thread hop.
@@ -578,6 +670,8 @@ class Session:
         if utt.failed or stream is None:
             return
         utt.samples += len(pcm)
+        if utt.audio is not None:
+            utt.audio.append(pcm)
         if self._route is not None:
             self._on_event("stt_audio_ms", (self._route.runner.name, len(pcm) * 1000 // self._route.transcriber.sample_rate_hz))
         want_partial = self._want_partial(utt)
@@ -613,8 +707,28 @@ class Session:
                     self._queue_translation(_TranslateJob(
                         partial.text, self._language, target, utterance=utt.index, provisional=True))
 
+    def _needs_voice(self) -> bool:
+        start = self._start
+        return self._hub.encoder is not None and (
+            (start is not None and (start.speakers.identify or start.speakers.diarize))
+            or self._book.enrollment is not None
+            or bool(self._book.verifications)
+        )
+
+    def _embed(self, utt: _Utterance) -> asyncio.Future[Any] | None:
+        encoder, runner = self._hub.encoder, self._hub.encoder_runner
+        audio, utt.audio = utt.audio, None
+        if encoder is None or runner is None or not audio or utt.failed:
+            return None
+        pcm = np.concatenate(audio)
+        if len(pcm) * 1000 // encoder.sample_rate_hz < MIN_DECISION_MS:
+            return None
+        return asyncio.ensure_future(self._call(runner, encoder.embed, pcm))
+
     async def _finish(self, utt: _Utterance, end: UtteranceEnd) -> None:
         ended_at = self._ended_at.pop(utt.index, None)
+        # Scoring runs beside the final decode so it never delays the text.
+        embedding = self._embed(utt)
         stream = self._stream
         if stream is None:
             return
@@ -648,12 +762,70 @@ class Session:
         if self._settings.log_content:
             log.info("session %s utterance %d: %s", self.id, utt.index, result.text)
         self._on_event("final", time.monotonic() - ended_at if ended_at is not None else 0.0)
-        self._outbox.put(
-            Final(utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words)
-        )
+        identifying = start is not None and (start.speakers.identify or start.speakers.diarize) \
+            and self._hub.encoder is not None
+        speech_ms = end.t1_ms - end.t0_ms
+        speaker, undecided = None, None
+        if identifying and embedding is None:
+            undecided = "too_short" if speech_ms < MIN_DECISION_MS or not utt.failed else None
+        elif identifying and embedding is not None and embedding.done() and not embedding.exception():
+            speaker, undecided = self._identity(embedding.result(), speech_ms)
+        self._outbox.put(Final(
+            utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words,
+            speaker=speaker, undecided=undecided,
+        ))
+        if embedding is not None:
+            await self._after_final(utt, end, result.text, embedding, follow_up=identifying and not embedding.done())
         if result.text:
             for target in self._targets:
                 self._queue_translation(_TranslateJob(result.text, self._language, target, utterance=utt.index))
+
+    def _identity(self, vector: Any, speech_ms: int) -> tuple[Speaker | None, str | None]:
+        start = self._start
+        identity: Identity | None = self._book.identify(
+            vector, speech_ms, diarize=bool(start and (start.speakers.diarize or start.speakers.identify)))
+        if identity is None:
+            return None, "no_match"
+        return Speaker(voiceprint_id=identity.voiceprint_id, label=identity.label, score=identity.score), None
+
+    async def _after_final(self, utt: _Utterance, end: UtteranceEnd, text: str, embedding: asyncio.Future[Any],
+                           *, follow_up: bool) -> None:
+        try:
+            vector = await embedding
+        except Exception:
+            log.exception("session %s: speaker embedding failed", self.id)
+            if follow_up:
+                self._outbox.put(SpeakerEvent(utterance=utt.index, speaker=None, undecided="failed"))
+            return
+        speech_ms = end.t1_ms - end.t0_ms
+        if follow_up:
+            speaker, undecided = self._identity(vector, speech_ms)
+            self._outbox.put(SpeakerEvent(utterance=utt.index, speaker=speaker, undecided=undecided))
+        enrollment = self._book.enrollment
+        if enrollment is not None and utt.index >= enrollment.first_utterance:
+            matched, voiceprint = self._book.add_enrollment_speech(vector, speech_ms, text)
+            self._outbox.put(EnrollProgress(
+                id=enrollment.request_id, speech_ms=enrollment.speech_ms, needed_ms=enrollment.needed_ms,
+                passphrase_match=matched,
+            ))
+            if voiceprint is not None:
+                self._outbox.put(Enrolled(id=enrollment.request_id, voiceprint_id=voiceprint.id,
+                                          label=voiceprint.label, speech_ms=voiceprint.speech_ms))
+        answering = [v for v in self._book.verifications if utt.index >= v[2]]
+        self._book.verifications = [v for v in self._book.verifications if utt.index < v[2]]
+        for request_id, voiceprint_id, _ in answering:
+            voiceprint = self._book.voiceprints.get(voiceprint_id)
+            if voiceprint is None:
+                continue  # deleted while waiting
+            score = self._book.score(voiceprint, vector, speech_ms)
+            phrase = None
+            if voiceprint.passphrase is not None:
+                phrase = phrase_matches(text, voiceprint.passphrase)
+            accept = score >= 0.5 and phrase is not False
+            self._outbox.put(Verified(
+                id=request_id, voiceprint_id=voiceprint_id, decision="accept" if accept else "reject",
+                score=score, passphrase_match=phrase, speech_ms=speech_ms,
+            ))
 
     def _queue_translation(self, job: _TranslateJob) -> None:
         def stale(queued: _TranslateJob) -> bool:

@@ -86,6 +86,18 @@ class Settings:
         metadata=_doc("Text-to-speech engines to load, in order of preference (a language's first voice wins).",
                       repeat=True),
     )
+    speaker_encoder: str = field(
+        default="resemblyzer",
+        metadata=_doc("Speaker encoder for enrollment, verification and identification; empty: none."),
+    )
+    voiceprint_key: str | None = field(
+        default=None,
+        metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
+                      "Unset: random per process, so exports do not survive a restart."),
+    )
+    enroll_needed_ms: int = field(
+        default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
+    )
     vad: str = field(default="webrtc", metadata=_doc("Voice activity detector: `webrtc` or `silero`."))
     engine_threads: int = field(default=1, metadata=_doc("CPU threads inside one engine call."))
     stt_concurrency: int = field(

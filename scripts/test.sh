@@ -3,6 +3,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=all bash scripts/install.sh
+# The browser tests drive Debian's Chromium (a real browser, with a WAV file as
+# its microphone); only the tests need it, so the gateway's install does not.
+if command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for pkg in chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+  fi
+fi
 if [ ! -d ../shared/audio ]; then
   echo "../shared/audio is missing: the tests stream the shared recordings" >&2
   exit 1

@@ -95,3 +95,21 @@ def audio_dir():  # noqa: ANN201
     if not path.is_dir():
         pytest.fail(f"shared test audio not found at {path}: CI clones ../shared beside the repo")
     return path
+
+
+@pytest.fixture(scope="session")
+def ge2e_models_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A models directory holding the GE2E speaker weights, pulled once per test run.
+
+    The pull is the real one (``pip download --no-deps resemblyzer==0.1.4``, hash-checked).
+    """
+    from models.store import ChecksumMismatch, PullError, pull_model
+
+    root = tmp_path_factory.mktemp("resemblyzer-models")
+    try:
+        pull_model("resemblyzer-ge2e", models_dir=root, progress=False)
+    except ChecksumMismatch:
+        raise  # a different file is a failure, not a missing network
+    except PullError as exc:
+        pytest.skip(f"could not download the Resemblyzer weights (pip download resemblyzer==0.1.4): {exc}")
+    return root

@@ -21,7 +21,7 @@ from tests.wsclient import Client
 KEY = "sgw_test_key_0123456789"
 OTHER_KEY = "sgw_other_key_9876543210"
 SETTINGS = Settings(
-    stt=("en=fake",), translators=(), synthesizers=(), api_keys=(hash_key(KEY), hash_key(OTHER_KEY)),
+    stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", api_keys=(hash_key(KEY), hash_key(OTHER_KEY)),
     allowed_origins=("https://app.example.com",), max_sessions_per_key=2, token_secret="s3cret",
 )
 
@@ -123,7 +123,7 @@ async def test_http_routes_that_use_engines_need_credentials(server) -> None:  #
 
 
 async def test_without_keys_only_loopback_is_served() -> None:
-    app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=()))
+    app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""))
     for client_addr, status in [(("127.0.0.1", 5000), 200), (("::1", 5000), 200), (("203.0.113.9", 5000), 403)]:
         transport = httpx.ASGITransport(app=app, client=client_addr)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:

@@ -97,18 +97,8 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("resemblyzer-models")
-    try:
-        pull_model(DEFAULT_MODEL, models_dir=root, progress=False)
-    except ChecksumMismatch:
-        raise  # a different file is a failure, not a missing network
-    except PullError as exc:
-        pytest.skip(
-            f"could not download the Resemblyzer weights (pip download resemblyzer==0.1.4); "
-            f"no network? {exc}"
-        )
-    return root
+def models_dir(ge2e_models_dir: Path) -> Path:
+    return ge2e_models_dir
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 async def test_metrics_are_scraped(audio_dir: Path) -> None:
     pcm, _ = read_wav(audio_dir / "misc" / "jfk.wav")
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), max_sessions=1), [fake_spec()]) as server:
+    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=1), [fake_spec()]) as server:
         client = await Client.connect(server.ws())
         await client.start()
         client.read_in_background()

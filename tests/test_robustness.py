@@ -98,7 +98,7 @@ def non_fatal_frame(rng: random.Random, fmt: str) -> tuple[str | bytes, str]:
 async def test_fuzz_ten_thousand_malformed_frames() -> None:
     rng = random.Random(20261122)
     fake = FakeTranscriber()
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), max_frame_bytes=1 << 20, max_sessions=8)
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_frame_bytes=1 << 20, max_sessions=8)
     sent = 0
     outcomes: Counter[str] = Counter()
     with serve(settings, [fake_spec(fake)]) as server:
@@ -154,7 +154,7 @@ async def test_fuzz_ten_thousand_malformed_frames() -> None:
 # Slow reader -----------------------------------------------------------------------
 
 async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.ndarray) -> None:
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("fake-tts",), outbox_events=64)
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("fake-tts",), outbox_events=64, speaker_encoder="")
     with serve(settings, [fake_spec(), fake_tts_spec(FakeSynthesizer())]) as server:
         # The stalled client asks for lots of audio and speech events, then never reads.
         # Its receive buffer is pinned small: loopback otherwise autotunes it to
@@ -207,7 +207,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.nda
 async def test_abrupt_disconnects_mid_utterance_and_mid_synthesis_leak_nothing(jfk: np.ndarray) -> None:
     fake = FakeTranscriber(delay_s=0.01)
     synthesizer = FakeSynthesizer(delay_s=0.05)
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("fake-tts",))
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("fake-tts",), speaker_encoder="")
     with serve(settings, [fake_spec(fake), fake_tts_spec(synthesizer)]) as server:
         runtime = server.app.state.gateway.runtime
 
@@ -240,7 +240,7 @@ RSS_GROWTH_BOUND_MB = 25
 
 async def test_soak_500_short_sessions_memory_stays_flat(jfk: np.ndarray) -> None:
     """RSS growth over 500 sessions (after 50 warm-up ones) stays under 25 MB."""
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=())
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="")
     audio = np.concatenate([jfk[16_000 : 16_000 * 2], np.zeros(8_000, np.int16)])
     process = psutil.Process()
 

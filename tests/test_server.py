@@ -22,7 +22,7 @@ from tests.fakes import FakeTranscriber, fake_spec
 from tests.wsclient import Client
 
 SETTINGS = Settings(
-    stt=("en=fake", "xx=fake"), translators=(), synthesizers=(), max_sessions=4, start_timeout_s=2.0
+    stt=("en=fake", "xx=fake"), translators=(), synthesizers=(), speaker_encoder="", max_sessions=4, start_timeout_s=2.0
 )
 
 
@@ -126,15 +126,18 @@ async def test_feature_requests_answer_engine_unavailable_and_the_session_lives(
         {"type": "translate", "id": "t1", "text": "hi", "target": "es"},
         {"type": "enroll", "id": "e1", "consent": True},
         {"type": "verify", "id": "v1", "voiceprint_id": "x"},
-        {"type": "voiceprint.export", "id": "x1", "voiceprint_id": "x"},
         {"type": "voiceprint.import", "id": "i1", "voiceprint": "x"},
-        {"type": "voiceprint.delete", "id": "d1", "voiceprint_id": "x"},
     ]
     for request in requests:
         await client.send(request)
         error = await client.next_event()
         assert (error["type"], error["code"], error["fatal"], error["id"]) == (
             "error", "engine_unavailable", False, request["id"])
+    for request in [{"type": "voiceprint.export", "id": "x1", "voiceprint_id": "x"},
+                    {"type": "voiceprint.delete", "id": "d1", "voiceprint_id": "x"}]:
+        await client.send(request)
+        error = await client.next_event()
+        assert (error["code"], error["fatal"], error["id"]) == ("unknown_voiceprint", False, request["id"])
     await client.send({"type": "ping"})
     assert (await client.next_event())["type"] == "pong"
     assert (await client.finish()).close_code == 1000
@@ -251,7 +254,7 @@ async def test_abrupt_disconnect_mid_utterance_leaks_nothing(server, jfk: np.nda
 async def test_faster_than_real_time_with_a_slow_engine_loses_nothing(jfk: np.ndarray) -> None:
     """The backlog fills, the reader stops reading, TCP pushes back; every utterance still gets its final."""
     slow = FakeTranscriber(delay_s=0.02)
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), backlog_ms=1_000)
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", backlog_ms=1_000)
     with serve(settings, [fake_spec(slow)]) as server:
         audio = np.concatenate([jfk, np.zeros(16_000, np.int16)] * 3)
         client = await Client.connect(server.ws())
@@ -267,7 +270,7 @@ async def test_faster_than_real_time_with_a_slow_engine_loses_nothing(jfk: np.nd
 
 async def test_engine_failure_is_an_error_for_that_session_only(jfk: np.ndarray) -> None:
     broken = FakeTranscriber(fail_on_accept=True)
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=()), [fake_spec(broken)]) as server:
+    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec(broken)]) as server:
         client = await Client.connect(server.ws())
         await client.start()
         client.read_in_background()
@@ -279,7 +282,7 @@ async def test_engine_failure_is_an_error_for_that_session_only(jfk: np.ndarray)
 
 
 async def test_idle_session_ends_by_itself() -> None:
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), idle_timeout_s=0.5), [fake_spec()]) as server:
+    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", idle_timeout_s=0.5), [fake_spec()]) as server:
         client = await Client.connect(server.ws())
         await client.start()
         received = await client.closed(timeout_s=10)
@@ -315,7 +318,7 @@ async def test_readyz_is_503_until_engines_load() -> None:
     from tests.conftest import free_port
 
     port = free_port()
-    app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=(), port=port), registry=EngineRegistry([spec]))
+    app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", port=port), registry=EngineRegistry([spec]))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

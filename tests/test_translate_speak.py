@@ -28,7 +28,7 @@ from tests.fakes import (
 from tests.wsclient import Client
 
 SETTINGS = Settings(
-    stt=("en=fake",), translators=("fake-translate",), synthesizers=("fake-tts",), speak_queue=2,
+    stt=("en=fake",), translators=("fake-translate",), synthesizers=("fake-tts",), speak_queue=2, speaker_encoder="",
     max_text_chars=10_000,
 )
 

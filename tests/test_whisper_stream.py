@@ -30,7 +30,7 @@ def normalise(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def server():  # noqa: ANN201
-    with serve(Settings(stt=("en=whisper",), translators=(), synthesizers=(), max_sessions=8)) as running:
+    with serve(Settings(stt=("en=whisper",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=8)) as running:
         yield running
 
 

@@ -1,0 +1,251 @@
+"""Speaker recognition through the real server: real voices, real encoder.
+
+Voices are LibriSpeech readers from ``../shared/audio`` (1221, 2412, 251, 1089).
+No recording repeats a phrase, so the passphrase tests synthesize one with the
+Piper voice (say so: a synthetic speaker, the same for every take).
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.base import EngineOptions
+from gateway.settings import Settings
+from gateway.speakers import SpeakerBook, calibrated, phrase_matches, threshold_for
+from tests.audio_helpers import read_wav, resample
+from tests.conftest import serve
+from tests.wsclient import Client
+
+pytestmark = pytest.mark.slow
+LIB = "librispeech"
+
+
+@pytest.fixture(scope="module")
+def server(ge2e_models_dir: Path):  # noqa: ANN201
+    settings = Settings(
+        stt=("en=whisper",), translators=(), synthesizers=(), models_dir=ge2e_models_dir,
+        voiceprint_key="test-sealing-key", enroll_needed_ms=8_000,
+    )
+    with serve(settings) as running:
+        assert running.app.state.gateway.hub.encoder is not None, running.app.state.gateway.hub.unavailable
+        yield running
+
+
+def wav(audio_dir: Path, name: str) -> np.ndarray:
+    return read_wav(audio_dir / LIB / f"{name}.wav")[0]
+
+
+async def say(client: Client, pcm: np.ndarray, *until: str) -> list[dict]:
+    """Stream an utterance plus trailing silence; collect events until each named type was seen."""
+    start = len(client.received.events)
+    await client.stream(np.concatenate([pcm, np.zeros(16_000, np.int16)]))
+    await client.send({"type": "flush"})
+    wanted = list(until)
+    events: list[dict] = []
+    while wanted:
+        event = await client.next_event(timeout_s=60)
+        events.append(event)
+        if event["type"] in wanted:
+            wanted.remove(event["type"])
+    del start
+    return events
+
+
+def finals_of(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["type"] == "final"]
+
+
+async def enroll(client: Client, request_id: str, label: str, pcm: np.ndarray, **extra) -> dict:  # noqa: ANN003
+    await client.send({"type": "enroll", "id": request_id, "consent": True, "label": label, **extra})
+    progress = await client.next_event()
+    assert progress["type"] == "enroll.progress" and progress["speech_ms"] == 0
+    events = await say(client, pcm, "enrolled")
+    (enrolled,) = [e for e in events if e["type"] == "enrolled"]
+    assert enrolled["id"] == request_id and enrolled["label"] == label and enrolled["speech_ms"] >= 8_000
+    return enrolled
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+async def test_enrolled_speakers_are_identified_and_strangers_are_guests(server, audio_dir: Path, fmt: str) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), fmt)
+    ready = await client.start(speakers={"identify": True, "diarize": True})
+    assert ready["limits"]["voiceprint_exports_survive_restart"] is True
+    ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
+    ben = await enroll(client, "e2", "Ben", wav(audio_dir, "2412-153948-0000"))
+    # Held-out utterances of the two enrolled readers.
+    for name, expected in [("1221-135766-0002", ana), ("2412-153948-0001", ben)]:
+        events = await say(client, wav(audio_dir, name), "final")
+        final = finals_of(events)[-1]
+        speaker = final.get("speaker") or next(e["speaker"] for e in events if e["type"] == "speaker")
+        assert speaker["voiceprint_id"] == expected["voiceprint_id"], (name, speaker)
+        assert speaker["label"] == expected["label"] and speaker["score"] >= 0.5
+    # A reader nobody enrolled. (Ana's and Ben's enrollment speech came before
+    # their voiceprints existed, so it was diarized as guests too.)
+    events = await say(client, wav(audio_dir, "251-137823-0003"), "final")
+    speaker = finals_of(events)[-1]["speaker"]
+    assert speaker["voiceprint_id"] is None and speaker["label"].startswith("Guest-") and speaker["score"] < 0.5
+    # The same stranger again is the same guest.
+    events = await say(client, wav(audio_dir, "251-118436-0001"), "final")
+    assert finals_of(events)[-1]["speaker"]["label"] == speaker["label"]
+    assert (await client.finish()).close_code == 1000
+
+
+async def test_verification_accepts_the_speaker_and_rejects_another(server, audio_dir: Path) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start()
+    ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
+    await client.send({"type": "verify", "id": "v1", "voiceprint_id": ana["voiceprint_id"]})
+    verified = [e for e in await say(client, wav(audio_dir, "1221-135766-0002"), "verified") if e["type"] == "verified"]
+    assert verified[0]["decision"] == "accept" and verified[0]["score"] >= 0.5 and verified[0]["id"] == "v1"
+    await client.send({"type": "verify", "id": "v2", "voiceprint_id": ana["voiceprint_id"]})
+    verified = [e for e in await say(client, wav(audio_dir, "1089-134686-0000"), "verified") if e["type"] == "verified"]
+    assert verified[0]["decision"] == "reject" and verified[0]["score"] < 0.5
+    assert "passphrase_match" not in verified[0]
+    await client.send({"type": "verify", "id": "v3", "voiceprint_id": "no-such-id"})
+    error = await client.next_event()
+    assert (error["code"], error["id"]) == ("unknown_voiceprint", "v3")
+    await client.finish()
+
+
+@pytest.fixture(scope="module")
+def piper_phrases() -> dict[str, np.ndarray]:
+    from engines.piper import create
+
+    voice = create(EngineOptions())
+    out = {}
+    for key, text in {
+        "pass": "my voice is my passport verify me",
+        "wrong": "the quick brown fox jumps over the lazy dog",
+    }.items():
+        chunks = list(voice.synthesize(text, "en_US-joe-medium"))
+        out[key] = resample(np.concatenate(chunks), 22_050, 16_000)
+    voice.close()
+    return out
+
+
+async def test_passphrase_enrollment_and_verification(server, piper_phrases) -> None:  # noqa: ANN001
+    """Synthetic speaker (Piper's joe voice), one passphrase."""
+    client = await Client.connect(server.ws())
+    await client.start()
+    phrase = "my voice is my passport verify me"
+    await client.send({"type": "enroll", "id": "p1", "consent": True, "passphrase": phrase, "needed_ms": 4000})
+    assert (await client.next_event())["needed_ms"] == 4000
+    # A take with the wrong words is reported and not counted.
+    events = await say(client, piper_phrases["wrong"], "enroll.progress")
+    progress = [e for e in events if e["type"] == "enroll.progress"][-1]
+    assert progress["passphrase_match"] is False and progress["speech_ms"] == 0
+    enrolled = None
+    for _ in range(4):
+        events = await say(client, piper_phrases["pass"], "enroll.progress")
+        done = [e for e in events if e["type"] == "enrolled"]
+        progress = [e for e in events if e["type"] == "enroll.progress"][-1]
+        assert progress["passphrase_match"] is True
+        if done or progress["speech_ms"] >= 4000:
+            enrolled = done[0] if done else await client.next_event()
+            break
+    assert enrolled is not None and enrolled["type"] == "enrolled"
+    vid = enrolled["voiceprint_id"]
+    await client.send({"type": "verify", "id": "ok", "voiceprint_id": vid})
+    result = [e for e in await say(client, piper_phrases["pass"], "verified") if e["type"] == "verified"][0]
+    assert (result["decision"], result["passphrase_match"]) == ("accept", True)
+    await client.send({"type": "verify", "id": "bad", "voiceprint_id": vid})
+    result = [e for e in await say(client, piper_phrases["wrong"], "verified") if e["type"] == "verified"][0]
+    # Right voice, wrong words: rejected whatever the voice score.
+    assert (result["decision"], result["passphrase_match"]) == ("reject", False)
+    await client.finish()
+
+
+async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: Path) -> None:  # noqa: ANN001
+    first = await Client.connect(server.ws())
+    await first.start()
+    ana = await enroll(first, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
+    await first.send({"type": "voiceprint.export", "id": "x1", "voiceprint_id": ana["voiceprint_id"]})
+    exported = await first.next_event()
+    assert exported["type"] == "voiceprint.exported" and exported["voiceprint_id"] == ana["voiceprint_id"]
+    sealed = exported["voiceprint"]
+    assert "Ana" not in sealed  # sealed, not merely encoded
+    await first.finish()
+
+    second = await Client.connect(server.ws(), "msgpack")
+    await second.start(speakers={"identify": True, "voiceprints": [sealed]})
+    imported = await second.next_event()
+    assert imported == {"type": "voiceprint.imported", "voiceprint_id": ana["voiceprint_id"], "label": "Ana"}
+    events = await say(second, wav(audio_dir, "1221-135766-0002"), "final")
+    final = finals_of(events)[-1]
+    speaker = final.get("speaker") or next(e["speaker"] for e in events if e["type"] == "speaker")
+    assert speaker["voiceprint_id"] == ana["voiceprint_id"]
+    raw = bytearray(sealed.encode())
+    for position in (len(raw) // 2, len(raw) - 3):
+        tampered = bytes(raw[:position]) + bytes([raw[position] ^ 0x01]) + bytes(raw[position + 1:])
+        await second.send({"type": "voiceprint.import", "id": "t", "voiceprint": tampered.decode("latin-1")})
+        error = await second.next_event()
+        assert (error["type"], error["code"], error["id"]) == ("error", "unknown_voiceprint", "t")
+    await second.finish()
+
+
+async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(server, audio_dir: Path) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start(speakers={"identify": True})
+    ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
+    ben = await enroll(client, "e2", "Ben", wav(audio_dir, "2412-153948-0000"))
+    (session,) = list(server.app.state.gateway.sessions)
+    book = session._book
+    ana_vector = book.voiceprints[ana["voiceprint_id"]].vector
+    ben_vector = book.voiceprints[ben["voiceprint_id"]].vector
+    session_ref = weakref.ref(session)
+    del session
+    await client.send({"type": "voiceprint.delete", "id": "d1", "voiceprint_id": ana["voiceprint_id"]})
+    assert await client.next_event() == {"type": "voiceprint.deleted", "voiceprint_id": ana["voiceprint_id"], "id": "d1"}
+    assert ana["voiceprint_id"] not in book.voiceprints and not ana_vector.any()
+    await client.send({"type": "verify", "id": "v", "voiceprint_id": ana["voiceprint_id"]})
+    assert (await client.next_event())["code"] == "unknown_voiceprint"
+    # Identification no longer finds the deleted voice.
+    events = await say(client, wav(audio_dir, "1221-135766-0002"), "final")
+    speaker = finals_of(events)[-1].get("speaker") or {}
+    assert speaker.get("voiceprint_id") != ana["voiceprint_id"]
+    await client.finish()
+    # After the session: the remaining voiceprint is wiped and nothing holds the session.
+    assert not ben_vector.any() and not book.voiceprints and book.enrollment is None
+    del book
+    gc.collect()
+    assert session_ref() is None
+
+
+async def test_enrollment_needs_consent(server) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start()
+    for message in ({"type": "enroll", "id": "a"}, {"type": "enroll", "id": "b", "consent": False}):
+        await client.send(message)
+        error = await client.next_event()
+        assert (error["code"], error["id"], error["fatal"]) == ("consent_required", message["id"], False)
+    await client.finish()
+
+
+def test_scores_are_calibrated_around_the_length_dependent_threshold() -> None:
+    for speech_ms in (1_500, 3_000, 8_000):
+        threshold = threshold_for(speech_ms)
+        assert calibrated(threshold, speech_ms) == 0.5
+        assert calibrated(threshold + 0.1, speech_ms) > 0.5 > calibrated(threshold - 0.1, speech_ms)
+    assert threshold_for(1_500) < threshold_for(8_000)  # short speech is judged more leniently
+
+
+def test_phrase_matching_tolerates_small_slips() -> None:
+    assert phrase_matches("My voice is my passport, verify me.", "my voice is my passport verify me")
+    assert phrase_matches("my voice is my passport verify", "my voice is my passport verify me")
+    assert not phrase_matches("open the pod bay doors", "my voice is my passport verify me")
+    assert not phrase_matches("anything", "")
+
+
+def test_a_book_holds_at_most_fifty_voiceprints() -> None:
+    from gateway.speakers import Voiceprint
+
+    book = SpeakerBook()
+    for i in range(50):
+        book.add(Voiceprint(str(i), np.ones(4, np.float32) / 2, 1, 1000, None, None))
+    with pytest.raises(OverflowError):
+        book.add(Voiceprint("x", np.ones(4, np.float32) / 2, 1, 1000, None, None))
