@@ -11,6 +11,7 @@ follows each stretch of audio.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -32,7 +33,8 @@ class Backlog:
     def __init__(self, limit_samples: int, max_items: int = 4096) -> None:
         self.limit_samples = limit_samples
         self.max_items = max_items
-        self._items: deque[Item] = deque()
+        self._items: deque[tuple[Item, float]] = deque()
+        self.last_arrival = 0.0  # when the item most recently taken was put
         self._samples = 0
         self._space = asyncio.Event()
         self._space.set()
@@ -51,7 +53,7 @@ class Backlog:
                 self._space.clear()
                 await self._space.wait()
             self._samples += len(item.pcm)
-        self._items.append(item)
+        self._items.append((item, time.monotonic()))
         self._data.set()
 
     async def get(self) -> Item:
@@ -64,10 +66,10 @@ class Backlog:
         return self._take() if self._items else None
 
     def peek(self) -> Item | None:
-        return self._items[0] if self._items else None
+        return self._items[0][0] if self._items else None
 
     def _take(self) -> Item:
-        item = self._items.popleft()
+        item, self.last_arrival = self._items.popleft()
         if isinstance(item, UtteranceAudio):
             self._samples -= len(item.pcm)
         self._space.set()

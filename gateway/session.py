@@ -174,6 +174,10 @@ class Session:
         self._draining = asyncio.Event()
         self._ended_at: dict[int, float] = {}
         self._book = SpeakerBook()
+        # Token bucket for control messages: refill rate and a burst of twice that.
+        self._control_tokens = 2 * settings.control_rate_per_s
+        self._control_refilled = time.monotonic()
+        self._lagging = False
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -418,6 +422,9 @@ class Session:
             "backlog_ms": s.backlog_ms,
             "outbox_events": s.outbox_events,
             "enroll_needed_ms": s.enroll_needed_ms,
+            "control_rate_per_s": s.control_rate_per_s,
+            "max_text_chars": s.max_text_chars,
+            "speak_queue": s.speak_queue,
             "voiceprint_exports_survive_restart": self._hub.sealer.persistent,
         }
 
@@ -475,12 +482,29 @@ class Session:
                 return
             try:
                 message = self._codec.decode(frame, started=True)
+                if not isinstance(message, Audio):
+                    self._spend_control_token(message)
                 if await self._handle(message):
                     return
             except ProtocolError as exc:
                 if exc.fatal:
                     raise
                 self._outbox.put(exc.event())
+
+    def _spend_control_token(self, message: ClientMessage) -> None:
+        if isinstance(message, Stop):
+            return  # always honoured: refusing it would keep the session open
+        rate = self._settings.control_rate_per_s
+        now = time.monotonic()
+        self._control_tokens = min(2 * rate, self._control_tokens + (now - self._control_refilled) * rate)
+        self._control_refilled = now
+        if self._control_tokens < 1:
+            self._on_event("rejected", "control_rate")
+            raise ProtocolError(
+                ErrorCode.OVERLOADED, f"more than {rate:g} control messages per second",
+                request_id=getattr(message, "id", None),
+            )
+        self._control_tokens -= 1
 
     async def _handle(self, message: ClientMessage) -> bool:
         """Act on one message; True when the client asked to stop."""
@@ -621,6 +645,7 @@ class Session:
                 case UtteranceStart(utterance=index, t0_ms=t0_ms):
                     current = _Utterance(index, t0_ms, audio=[] if self._needs_voice() else None)
                 case UtteranceAudio(pcm=pcm):
+                    self._check_lag()  # against the oldest chunk, before more are taken
                     chunks = [pcm]
                     # Take all audio already waiting in one thread hop.
                     while isinstance(self._backlog.peek(), UtteranceAudio):
@@ -638,6 +663,19 @@ class Session:
                     # task closes the next one once it has drained.
                     self._translations.close()
                     return
+
+    def _check_lag(self) -> None:
+        """Tell the client once per episode when its audio waits too long for the engine."""
+        lag_ms = int((time.monotonic() - self._backlog.last_arrival) * 1000)
+        limit_ms = self._settings.lag_warning_ms
+        if lag_ms > limit_ms and not self._lagging:
+            self._lagging = True
+            self._on_event("rejected", "lagging")
+            self._outbox.put(ProtocolError(
+                ErrorCode.OVERLOADED, f"speech-to-text is {lag_ms / 1000:.1f} s behind the audio; results will be late"
+            ).event())
+        elif lag_ms < limit_ms // 2:
+            self._lagging = False
 
     async def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._route is None:

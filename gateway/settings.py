@@ -33,6 +33,7 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
     port: int = field(default=8000, metadata=_doc("TCP port to listen on."))
     log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+    log_json: bool = field(default=False, metadata=_doc("Write logs as one JSON object per line."))
     log_content: bool = field(
         default=False,
         metadata=_doc("Log transcripts and other content. Off: logs carry ids, sizes and timings only."),
@@ -139,6 +140,16 @@ class Settings:
     start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
     idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
     max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
+    control_rate_per_s: float = field(
+        default=50.0,
+        metadata=_doc("Control messages (everything but audio) one session may send per second, with bursts "
+                      "of twice that; the excess is refused as `overloaded`."),
+    )
+    lag_warning_ms: int = field(
+        default=10_000,
+        metadata=_doc("When audio waits longer than this for speech-to-text, the client is told (`overloaded`, "
+                      "not fatal) instead of silently lagging."),
+    )
     outbox_events: int = field(
         default=256,
         metadata=_doc("Events waiting to be sent to one client; a client that lets more pile up is closed (1013)."),

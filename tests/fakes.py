@@ -25,6 +25,8 @@ class FakeTranscriberStream:
     def accept(self, pcm: Pcm16) -> None:
         if self._owner.delay_s:
             time.sleep(self._owner.delay_s)
+        if self._owner.real_time_factor:
+            time.sleep(len(pcm) / 16_000 * self._owner.real_time_factor)
         if self._owner.fail_on_accept:
             raise RuntimeError("fake engine failure")
         self._samples += len(pcm)
@@ -58,8 +60,10 @@ class FakeTranscriber:
     sample_rate_hz = 16_000
     partial_interval_ms = 200
 
-    def __init__(self, delay_s: float = 0.0, final_delay_s: float = 0.0, fail_on_accept: bool = False) -> None:
+    def __init__(self, delay_s: float = 0.0, final_delay_s: float = 0.0, fail_on_accept: bool = False,
+                 real_time_factor: float = 0.0) -> None:
         self.delay_s = delay_s
+        self.real_time_factor = real_time_factor
         self.final_delay_s = final_delay_s
         self.fail_on_accept = fail_on_accept
         self.open_streams = 0

@@ -352,3 +352,42 @@ def test_msgpack_client_bytes_are_binary() -> None:
     packed = msgpack.packb({"type": "audio", "pcm": b"\x00\x01"}, use_bin_type=True)
     assert msgpack.unpackb(packed, raw=False)["pcm"] == b"\x00\x01"
     assert websockets  # imported for the client
+
+
+async def test_control_messages_are_rate_limited_but_stop_always_works() -> None:
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", control_rate_per_s=5)
+    with serve(settings, [fake_spec()]) as server:
+        client = await Client.connect(server.ws())
+        await client.start()
+        for i in range(30):
+            await client.send({"type": "ping"})
+        client.read_in_background()
+        received = await client.finish()
+    refused = [e for e in received.of("error") if e["code"] == "overloaded"]
+    assert len(received.of("pong")) == 10 and len(refused) == 20  # a burst of twice the rate, then refusals
+    assert received.close_code == 1000 and received.types[-1] == "ended"
+
+
+async def test_a_session_that_falls_behind_is_told(jfk: np.ndarray) -> None:
+    slow = FakeTranscriber(real_time_factor=1.5)  # an engine slower than real time
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", lag_warning_ms=1000)
+    with serve(settings, [fake_spec(slow)]) as server:
+        client = await Client.connect(server.ws())
+        await client.start(partials=False)
+        client.read_in_background()
+        await client.stream(np.concatenate([jfk, np.zeros(16_000, np.int16)]), chunk_ms=20, realtime=True)
+        received = await client.finish()
+    notices = [e for e in received.of("error") if e["code"] == "overloaded"]
+    assert notices and "behind" in notices[0]["message"] and not notices[0]["fatal"]
+    assert received.of("final")  # late, but not lost
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    import logging
+
+    from gateway.cli import JsonFormatter
+
+    record = logging.LogRecord("speech_gateway.session", logging.INFO, __file__, 1, "session %s closed", ("abc",), None)
+    line = JsonFormatter().format(record)
+    assert json.loads(line) == {**json.loads(line), "level": "info", "logger": "speech_gateway.session",
+                                "message": "session abc closed"}
