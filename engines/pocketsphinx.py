@@ -34,6 +34,7 @@ from engines.base import (
     Transcript,
     Word,
 )
+from engines.options import catalogue_name, languages_option
 
 _SAMPLE_RATE_HZ = 16000
 _PARTIAL_INTERVAL_MS = 200
@@ -277,24 +278,6 @@ class PocketSphinxTranscriber:
                 raise EngineError(f"could not create a pocketsphinx decoder for {self.model}: {exc}") from exc
 
 
-def _catalogue_name(configured: str | None) -> str | None:
-    # A configured catalogue name says more than the directory it resolves to;
-    # a configured path does not, so the directory then names the model.
-    if configured is None or Path(configured).expanduser().exists():
-        return None
-    return configured
-
-
-def _languages_option(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and all(isinstance(code, str) for code in value):
-        return tuple(value)
-    raise EngineError(f"pocketsphinx: 'languages' must be a language code or a list of them, got {value!r}")
-
-
 def create(options: EngineOptions) -> PocketSphinxTranscriber:
     """Load the pocketsphinx model named by ``options.model`` (a catalogue name or a path).
 
@@ -314,8 +297,8 @@ def create(options: EngineOptions) -> PocketSphinxTranscriber:
     # options.threads is not used: a pocketsphinx decoder runs on the calling thread.
     return PocketSphinxTranscriber(
         model_dir,
-        model_name=_catalogue_name(options.model),
-        languages=_languages_option(options.extra.get("languages")),
+        model_name=catalogue_name(options.model),
+        languages=languages_option(options.extra.get("languages"), "pocketsphinx"),
         cmn_warmup_ms=warmup_ms,
         config_overrides=overrides,
     )

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+from engines.options import catalogue_name
 
 SAMPLE_RATE_HZ = 16_000
 PAD_S = 5.0
@@ -238,10 +239,9 @@ def create(options: EngineOptions) -> WhisperTranscriber:
     from models.store import locate_model
 
     path = locate_model(options.model, engine="whisper", models_dir=options.models_dir)
-    name = options.model if options.model and not Path(options.model).exists() else None
     return WhisperTranscriber(
         path,
-        model_name=name or options.extra.get("model_name") or _guess_name(path),
+        model_name=catalogue_name(options.model) or options.extra.get("model_name") or _guess_name(path),
         threads=options.threads,
         workers=int(options.extra.get("workers", 2)),
         beam_size=int(options.extra.get("beam_size", 1)),
