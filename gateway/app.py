@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,10 +29,17 @@ from gateway.auth import Authenticator, Decision
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
 from gateway.session import ClientGone, Session
+from gateway.vosk_compat import make_vosk_endpoint
 from gateway.settings import Settings
 
 log = logging.getLogger("speech_gateway")
 WEB_DIR = Path(str(resources.files("web")))
+
+
+class Drainable(Protocol):
+    """A live connection the server can ask to finish (see DrainingServer)."""
+
+    def drain(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -42,7 +49,7 @@ class Gateway:
     runtime: Runtime
     metrics: Metrics
     auth: Authenticator
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[Drainable] = field(default_factory=set)
     per_key: dict[str, int] = field(default_factory=dict)
     ready: bool = False
     draining: bool = False
@@ -303,6 +310,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         Route("/v1/tokens", tokens, methods=["POST"]),
         Route("/metrics", metrics),
         WebSocketRoute("/v1/stream", stream),
+        WebSocketRoute("/vosk", make_vosk_endpoint(gateway)),
         Route("/", index),
         Route("/overlay", overlay),
         Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),
