@@ -22,6 +22,7 @@ threads may synthesise at once.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -192,6 +193,7 @@ class EspeakSynthesizer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env=_quiet_audio_env(),
         )
         # Popen with both pipes always sets these; the check is for the type checker.
         if process.stdin is None or process.stdout is None:
@@ -244,6 +246,18 @@ class EspeakSynthesizer:
         self._closed = True
 
 
+def _quiet_audio_env() -> dict[str, str]:
+    """The environment for espeak-ng, minus its urge to talk to a sound server.
+
+    Even with ``--stdout`` espeak-ng's audio library starts a PulseAudio client,
+    which writes runtime state under $HOME/.config/pulse and $TMPDIR (found by
+    tests/test_privacy.py). A server address that can never exist (nothing lives
+    below /dev/null) makes the client give up before it writes anything; the
+    audio on stdout is unchanged.
+    """
+    return {**os.environ, "PULSE_SERVER": "unix:/dev/null/no-sound-server"}
+
+
 def _exit_description(process: subprocess.Popen[bytes]) -> str:
     try:
         return f"espeak-ng exit status {process.wait(timeout=EXIT_TIMEOUT_S)}"
@@ -254,7 +268,8 @@ def _exit_description(process: subprocess.Popen[bytes]) -> str:
 def _list_voices(executable: str) -> str:
     try:
         result = subprocess.run(
-            [executable, "--voices"], capture_output=True, check=True, timeout=LIST_TIMEOUT_S
+            [executable, "--voices"], capture_output=True, check=True, timeout=LIST_TIMEOUT_S,
+            env=_quiet_audio_env(),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise EngineError(f"could not list espeak-ng voices: {exc}") from exc
@@ -266,7 +281,7 @@ def _probe_rate_hz(executable: str) -> int:
     try:
         result = subprocess.run(
             [executable, "-b", "1", "--stdin", "--stdout"],
-            input=b"a", capture_output=True, check=True, timeout=LIST_TIMEOUT_S,
+            input=b"a", capture_output=True, check=True, timeout=LIST_TIMEOUT_S, env=_quiet_audio_env(),
         )
     except subprocess.CalledProcessError as exc:
         message = exc.stderr.decode("utf-8", "replace").strip() if exc.stderr else ""
