@@ -114,8 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_settings_flags(serve_parser)
     sub.add_parser("models", help="list, locate and install models (speech-gateway models --help)", add_help=False)
     sub.add_parser("keys", help="make API keys and their hashes (speech-gateway keys --help)", add_help=False)
+    sub.add_parser("transcribe", help="transcribe a WAV file through a running gateway", add_help=False)
+    sub.add_parser("speak", help="synthesize text to a WAV file through a running gateway", add_help=False)
+    sub.add_parser("translate", help="translate text through a running gateway", add_help=False)
     if argv[:1] == ["keys"]:
         return keys(argv[1:])
+    if argv[:1] and argv[0] in ("transcribe", "speak", "translate"):
+        from gateway import commands
+
+        command = {"transcribe": commands.transcribe_main, "speak": commands.speak_main,
+                   "translate": commands.translate_main}[argv[0]]
+        return command(argv[1:])
     if argv[:1] == ["models"]:
         from models.commands import main as models_main
 

@@ -43,7 +43,8 @@ class SealedContent:
 
 class Sealer:
     def __init__(self, key_material: str | None) -> None:
-        self.persistent = key_material is not None
+        # An empty setting is no key: say so rather than claim exports survive.
+        self.persistent = bool(key_material)
         key = hashlib.sha256(key_material.encode()).digest() if key_material else os.urandom(32)
         self._aead = AESGCM(key)
 

@@ -416,7 +416,7 @@ class Session:
         s = self._settings
         return {
             "max_frame_bytes": s.max_frame_bytes,
-            "max_session_s": s.max_session_s,
+            "max_session_s": self._max_session_s,  # a token may cap it below the server's
             "idle_timeout_s": s.idle_timeout_s,
             "max_utterance_ms": s.max_utterance_ms,
             "backlog_ms": s.backlog_ms,
@@ -805,15 +805,19 @@ class Session:
         speech_ms = end.t1_ms - end.t0_ms
         speaker, undecided = None, None
         if identifying and embedding is None:
-            undecided = "too_short" if speech_ms < MIN_DECISION_MS or not utt.failed else None
-        elif identifying and embedding is not None and embedding.done() and not embedding.exception():
-            speaker, undecided = self._identity(embedding.result(), speech_ms)
+            undecided = "too_short"
+        elif identifying and embedding is not None and embedding.done():
+            if embedding.exception() is None:
+                speaker, undecided = self._identity(embedding.result(), speech_ms)
+            else:
+                undecided = "failed"
         self._outbox.put(Final(
             utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words,
             speaker=speaker, undecided=undecided,
         ))
         if embedding is not None:
-            await self._after_final(utt, end, result.text, embedding, follow_up=identifying and not embedding.done())
+            await self._after_final(utt, end, result.text, embedding, follow_up=identifying and speaker is None
+                                    and undecided is None)
         if result.text:
             for target in self._targets:
                 self._queue_translation(_TranslateJob(result.text, self._language, target, utterance=utt.index))
@@ -821,7 +825,7 @@ class Session:
     def _identity(self, vector: Any, speech_ms: int) -> tuple[Speaker | None, str | None]:
         start = self._start
         identity: Identity | None = self._book.identify(
-            vector, speech_ms, diarize=bool(start and (start.speakers.diarize or start.speakers.identify)))
+            vector, speech_ms, diarize=bool(start and start.speakers.diarize))
         if identity is None:
             return None, "no_match"
         return Speaker(voiceprint_id=identity.voiceprint_id, label=identity.label, score=identity.score), None
@@ -841,7 +845,13 @@ class Session:
             self._outbox.put(SpeakerEvent(utterance=utt.index, speaker=speaker, undecided=undecided))
         enrollment = self._book.enrollment
         if enrollment is not None and utt.index >= enrollment.first_utterance:
-            matched, voiceprint = self._book.add_enrollment_speech(vector, speech_ms, text)
+            try:
+                matched, voiceprint = self._book.add_enrollment_speech(vector, speech_ms, text)
+            except OverflowError as exc:
+                self._book.enrollment = None
+                self._outbox.put(ProtocolError(ErrorCode.OVERLOADED, f"enrollment stopped: {exc}",
+                                               request_id=enrollment.request_id).event())
+                return
             self._outbox.put(EnrollProgress(
                 id=enrollment.request_id, speech_ms=enrollment.speech_ms, needed_ms=enrollment.needed_ms,
                 passphrase_match=matched,
@@ -875,7 +885,8 @@ class Session:
         except LaneFull:
             if not job.provisional:
                 self._outbox.put(ProtocolError(
-                    ErrorCode.OVERLOADED, f"translation of utterance {job.utterance} dropped: too many waiting"
+                    ErrorCode.OVERLOADED, f"translation of utterance {job.utterance} dropped: too many waiting",
+                    utterance=job.utterance,
                 ).event())
 
     # Translation and speech ------------------------------------------------------
@@ -983,17 +994,6 @@ class Session:
 
 def _pick(value: int | None, default: int) -> int:
     return default if value is None else value
-
-
-def _unavailable(message: ClientMessage, request_id: str | None) -> ProtocolError:
-    names = {
-        Enroll: "speaker enrollment",
-        Verify: "speaker verification", VoiceprintExport: "voiceprints", VoiceprintImport: "voiceprints",
-        VoiceprintDelete: "voiceprints",
-    }
-    what = names.get(type(message), "this feature")
-    return ProtocolError(ErrorCode.ENGINE_UNAVAILABLE, f"{what} is not available on this server",
-                         request_id=request_id)
 
 
 SessionFactory = Callable[[Transport], Awaitable[None]]

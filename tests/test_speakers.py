@@ -249,3 +249,21 @@ def test_a_book_holds_at_most_fifty_voiceprints() -> None:
         book.add(Voiceprint(str(i), np.ones(4, np.float32) / 2, 1, 1000, None, None))
     with pytest.raises(OverflowError):
         book.add(Voiceprint("x", np.ones(4, np.float32) / 2, 1, 1000, None, None))
+
+
+def test_an_enrollment_cannot_make_a_fifty_first_voiceprint() -> None:
+    from gateway.speakers import Voiceprint
+
+    book = SpeakerBook()
+    for i in range(50):
+        book.add(Voiceprint(str(i), np.ones(4, np.float32) / 2, 1, 1000, None, None))
+    book.begin_enrollment("e", None, None, 4000, first_utterance=0)
+    with pytest.raises(OverflowError):
+        book.add_enrollment_speech(np.ones(4, np.float32) / 2, 5000, "")
+    assert len(book.voiceprints) == 50
+
+
+def test_an_empty_sealing_key_is_no_key() -> None:
+    from gateway.sealing import Sealer
+
+    assert Sealer("").persistent is False and Sealer(None).persistent is False and Sealer("k").persistent

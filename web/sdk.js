@@ -348,9 +348,10 @@ export class GatewaySession extends EventTarget {
       this._failPending(new GatewayError("closed", "the connection closed before an answer came", {
         closeCode: event.code,
       }));
-      // A session the server ended at its maximum duration is worth a new one;
-      // one ended for being idle, or stopped, is not.
-      const endedForGood = ended && this._ended?.reason !== "max_duration";
+      // A session the server ended at its maximum duration, or because that
+      // replica is shutting down (a rolling update), is worth a new one; one
+      // ended for being idle, or stopped, is not.
+      const endedForGood = ended && !["max_duration", "shutdown"].includes(this._ended?.reason);
       const retryable = !this._wantClose && !endedForGood && !FINAL_CLOSE_CODES.has(event.code);
       const policy = this.reconnectPolicy;
       if (retryable && policy && this._attempt < policy.retries) {
