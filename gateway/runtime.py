@@ -8,7 +8,9 @@ bounded wait queue in front of it:
 * at most ``max_waiting`` calls wait; one more is refused with
   :class:`Overloaded` at once (overflow policy: reject, never queue unbounded);
 * waiters are served first come, first served, so a session sending a file
-  faster than real time cannot starve live ones of more than its turn.
+  faster than real time cannot starve live ones of more than its turn;
+  the one exception is ``urgent`` calls (a final a person is waiting for),
+  which go ahead of every ordinary waiter (a partial can always come later).
 
 A call whose caller is cancelled still runs to the end in its thread (Python
 threads cannot be interrupted); its slot is freed only then, so the limit holds.
@@ -17,12 +19,14 @@ threads cannot be interrupted); its slot is freed only then, so the limit holds.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,34 +61,59 @@ class EngineRunner:
         self.max_waiting = max_waiting
         self.stats = EngineStats()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"engine-{name}")
-        self._slots: asyncio.Semaphore | None = None
-        self._waiting = 0
+        self._free = concurrency
+        # (0 for urgent / 1 for ordinary, arrival order, future granted the slot)
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
         self._running = 0
         self._lock = threading.Lock()
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return len(self._waiters)
 
     @property
     def busy(self) -> bool:
         """True when a new call would have to wait."""
-        return self._waiting > 0 or self._running >= self.concurrency
+        return bool(self._waiters) or self._running >= self.concurrency
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # the slot arrived just as the caller gave up: pass it on
+            else:
+                self._waiters = [w for w in self._waiters if w[2] is not granted]
+                heapq.heapify(self._waiters)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():
+                granted.set_result(None)  # the slot goes straight to the next waiter
+                return
+        self._free += 1
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
-        if self._waiting >= self.max_waiting:
+        return await self._run(False, fn, *args, **kwargs)
+
+    async def run_urgent(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(True, fn, *args, **kwargs)
+
+    async def _run(self, urgent: bool, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        if len(self._waiters) >= self.max_waiting:
             self.stats.rejected += 1
-            raise Overloaded(f"engine {self.name} has {self._waiting} calls waiting")
+            raise Overloaded(f"engine {self.name} has {len(self._waiters)} calls waiting")
         loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        slots = self._slots
+        await self._acquire(urgent)
         started_at = time.perf_counter()
         self._running += 1
 
@@ -97,7 +126,7 @@ class EngineRunner:
 
             def release() -> None:
                 self._running -= 1
-                slots.release()
+                self._release()
 
             try:
                 loop.call_soon_threadsafe(release)
@@ -108,7 +137,7 @@ class EngineRunner:
             future = self._executor.submit(call)
         except BaseException:
             self._running -= 1
-            slots.release()
+            self._release()
             raise
         future.add_done_callback(done)
         return await asyncio.wrap_future(future)

@@ -653,7 +653,9 @@ class Session:
                         if isinstance(nxt, UtteranceAudio):
                             chunks.append(nxt.pcm)
                     if current is not None:
-                        await self._transcribe(current, np.concatenate(chunks))
+                        # With the end already queued, a partial would only delay the final.
+                        ending = isinstance(self._backlog.peek(), UtteranceEnd)
+                        await self._transcribe(current, np.concatenate(chunks), partial_allowed=not ending)
                 case UtteranceEnd():
                     if current is not None:
                         await self._finish(current, item)
@@ -682,8 +684,8 @@ class Session:
             raise RuntimeError("session has no engine")
         return await self._call(self._route.runner, fn, *args)
 
-    async def _call(self, runner: EngineRunner, fn: Callable[..., Any], *args: Any) -> Any:
-        future = asyncio.ensure_future(runner.run(fn, *args))
+    async def _call(self, runner: EngineRunner, fn: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
+        future = asyncio.ensure_future((runner.run_urgent if urgent else runner.run)(fn, *args))
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
         # Shielded: if this session is cancelled, the call still owns session
@@ -703,7 +705,7 @@ class Session:
         new_ms = (utt.samples - utt.samples_at_partial) * 1000 // self._route.transcriber.sample_rate_hz
         return new_ms >= interval_ms
 
-    async def _transcribe(self, utt: _Utterance, pcm: np.ndarray) -> None:
+    async def _transcribe(self, utt: _Utterance, pcm: np.ndarray, *, partial_allowed: bool = True) -> None:
         stream = self._stream
         if utt.failed or stream is None:
             return
@@ -712,7 +714,7 @@ class Session:
             utt.audio.append(pcm)
         if self._route is not None:
             self._on_event("stt_audio_ms", (self._route.runner.name, len(pcm) * 1000 // self._route.transcriber.sample_rate_hz))
-        want_partial = self._want_partial(utt)
+        want_partial = partial_allowed and self._want_partial(utt)
         if want_partial:
             utt.samples_at_partial = utt.samples
 
@@ -771,7 +773,9 @@ class Session:
         if stream is None:
             return
         try:
-            result: Transcript = await self._engine(stream.finish)
+            # Urgent: a person is waiting for this text; other sessions' partials can wait.
+            result: Transcript = await self._call(self._route.runner, stream.finish, urgent=True) \
+                if self._route else Transcript("")
         except Exception as exc:  # noqa: BLE001 - reported to the client, logged here
             if not isinstance(exc, Overloaded):
                 log.exception("session %s: final decode failed", self.id)

@@ -77,3 +77,35 @@ async def test_exceptions_reach_the_caller() -> None:
         await runner.run(boom)
     assert not runner.busy
     runner.shutdown()
+
+
+async def test_urgent_calls_go_ahead_of_ordinary_waiters() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=100)
+    gate = threading.Event()
+    order: list[str] = []
+    first = asyncio.ensure_future(runner.run(gate.wait))
+    await asyncio.sleep(0.02)
+    ordinary = [asyncio.ensure_future(runner.run(order.append, f"partial{i}")) for i in range(3)]
+    await asyncio.sleep(0.02)
+    urgent = asyncio.ensure_future(runner.run_urgent(order.append, "final"))
+    await asyncio.sleep(0.02)
+    gate.set()
+    await asyncio.gather(first, urgent, *ordinary)
+    assert order == ["final", "partial0", "partial1", "partial2"]
+    runner.shutdown()
+
+
+async def test_a_waiter_that_gives_up_leaves_no_hole() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=100)
+    gate = threading.Event()
+    first = asyncio.ensure_future(runner.run(gate.wait))
+    await asyncio.sleep(0.02)
+    quitter = asyncio.ensure_future(runner.run(lambda: None))
+    await asyncio.sleep(0.02)
+    quitter.cancel()
+    await asyncio.sleep(0.02)
+    assert runner.waiting == 0
+    gate.set()
+    await first
+    assert await runner.run(lambda: 42) == 42 and not runner.busy
+    runner.shutdown()
