@@ -195,6 +195,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                     "sample_rates_hz": [8000, 48000],
                     "max_text_chars": settings.max_text_chars,
                     "speak_queue": settings.speak_queue,
+                    "control_rate_per_s": settings.control_rate_per_s,
+                    "outbox_events": settings.outbox_events,
                 },
             }
         )

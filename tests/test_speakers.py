@@ -7,6 +7,7 @@ Piper voice (say so: a synthetic speaker, the same for every take).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from pathlib import Path
@@ -95,8 +96,9 @@ async def test_enrolled_speakers_are_identified_and_strangers_are_guests(server,
     assert (await client.finish()).close_code == 1000
 
 
-async def test_verification_accepts_the_speaker_and_rejects_another(server, audio_dir: Path) -> None:  # noqa: ANN001
-    client = await Client.connect(server.ws())
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+async def test_verification_accepts_the_speaker_and_rejects_another(server, audio_dir: Path, fmt: str) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), fmt)
     await client.start()
     ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
     await client.send({"type": "verify", "id": "v1", "voiceprint_id": ana["voiceprint_id"]})
@@ -188,8 +190,11 @@ async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: P
     await second.finish()
 
 
-async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(server, audio_dir: Path) -> None:  # noqa: ANN001
-    client = await Client.connect(server.ws())
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(
+    server, audio_dir: Path, fmt: str  # noqa: ANN001
+) -> None:
+    client = await Client.connect(server.ws(), fmt)
     await client.start(speakers={"identify": True})
     ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
     ben = await enroll(client, "e2", "Ben", wav(audio_dir, "2412-153948-0000"))
@@ -211,6 +216,34 @@ async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(se
     await client.finish()
     # After the session: the remaining voiceprint is wiped and nothing holds the session.
     assert not ben_vector.any() and not book.voiceprints and book.enrollment is None
+    del book
+    gc.collect()
+    assert session_ref() is None
+
+
+async def test_a_dropped_connection_mid_enrollment_leaves_nothing(server, audio_dir: Path) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws())
+    await client.start(speakers={"identify": True})
+    await client.send({"type": "enroll", "id": "e1", "consent": True, "needed_ms": 30_000})
+    await client.stream(wav(audio_dir, "1221-135766-0001")[: 16_000 * 8])
+    await client.send({"type": "flush"})  # end the utterance so its speech is counted
+    sessions = server.app.state.gateway.sessions
+    (session,) = list(sessions)
+    book = session._book
+    for _ in range(100):  # wait until some enrollment speech was counted
+        if book.enrollment is not None and book.enrollment.vectors:
+            break
+        await asyncio.sleep(0.1)
+    vectors = list(book.enrollment.vectors) if book.enrollment else []
+    session_ref = weakref.ref(session)
+    del session
+    client.ws.transport.abort()
+    for _ in range(100):
+        if not sessions:
+            break
+        await asyncio.sleep(0.1)
+    assert not sessions and book.enrollment is None and not book.voiceprints
+    assert vectors and not any(v.any() for v in vectors)  # the partial enrollment was wiped, not just dropped
     del book
     gc.collect()
     assert session_ref() is None
