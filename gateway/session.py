@@ -944,9 +944,13 @@ class Session:
         chunks = route.synthesizer.synthesize(job.text, route.voice.id)
         samples = 0
         frame = out_rate * TTS_FRAME_MS // 1000
+        first = True
         try:
             while True:
-                chunk: Pcm16 | None = await self._call(route.runner, next, chunks, None)
+                # The first chunk is urgent: a listener is waiting in silence, while
+                # other sessions' later chunks have audio queued ahead of them.
+                chunk: Pcm16 | None = await self._call(route.runner, next, chunks, None, urgent=first)
+                first = False
                 last = chunk is None
                 pcm = np.zeros(0, np.int16) if chunk is None else chunk
                 if resampler is not None:
