@@ -63,6 +63,21 @@ class Gateway:
         for session in list(self.sessions):
             session.drain()
 
+    @asynccontextmanager
+    async def admitted(self, session: Drainable, key_id: str) -> AsyncIterator[None]:
+        """Count a live session everywhere it is counted, for as long as it runs."""
+        self.metrics.session_opened()
+        self.sessions.add(session)
+        self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.metrics.session_closed()
+            self.sessions.discard(session)
+            self.per_key[key_id] -= 1
+            if not self.per_key[key_id]:
+                del self.per_key[key_id]
+
 
 class WebSocketTransport:
     def __init__(self, websocket: WebSocket) -> None:
@@ -292,17 +307,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=metrics.on_event,
             max_session_s=principal.max_session_s,
         )
-        metrics.session_opened()
-        gateway.sessions.add(session)
-        gateway.per_key[principal.key_id] = gateway.per_key.get(principal.key_id, 0) + 1
-        try:
+        async with gateway.admitted(session, principal.key_id):
             await session.run()
-        finally:
-            metrics.session_closed()
-            gateway.sessions.discard(session)
-            gateway.per_key[principal.key_id] -= 1
-            if not gateway.per_key[principal.key_id]:
-                del gateway.per_key[principal.key_id]
 
     routes = [
         Route("/healthz", healthz),

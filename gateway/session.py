@@ -27,6 +27,7 @@ from engines.base import EngineError, Pcm16, Transcript, TranscriberStream
 from gateway.audio import AudioInput
 from gateway.backlog import Backlog, EndOfStream
 from gateway.codec import Codec, Frame
+from gateway.drain import next_or_drain
 from gateway.hub import EngineHub, SttRoute
 from gateway.lane import Lane, LaneFull
 from gateway.outbox import Outbox
@@ -446,21 +447,7 @@ class Session:
 
     async def _next_frame(self, timeout_s: float) -> Frame | None:
         """The next frame; None when the server is draining. Raises TimeoutError."""
-        receive = asyncio.ensure_future(self._receive())
-        drain = asyncio.ensure_future(self._draining.wait())
-        try:
-            done, _ = await asyncio.wait({receive, drain}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if receive in done:
-                return receive.result()
-            if drain in done:
-                return None
-            raise TimeoutError
-        finally:
-            # Also when this task is cancelled: never leave an orphan receive behind.
-            for task in (receive, drain):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(receive, drain, return_exceptions=True)
+        return await next_or_drain(self._receive, self._draining, timeout_s)
 
     async def _read(self) -> None:
         s = self._settings

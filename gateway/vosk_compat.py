@@ -59,6 +59,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from engines.base import EngineError, Pcm16, Transcript, TranscriberStream, Word
 from gateway.audio import AudioInput
 from gateway.auth import Decision
+from gateway.drain import next_or_drain
 from gateway.hub import EngineHub, SttRoute
 from gateway.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, CloseCode, ErrorCode, ProtocolError
 from gateway.runtime import Overloaded
@@ -307,21 +308,7 @@ class VoskSession:
 
     async def _next_frame(self, timeout_s: float) -> str | bytes | None:
         """The next frame; None when the server is draining. Raises TimeoutError."""
-        receive = asyncio.ensure_future(self._receive())
-        drain = asyncio.ensure_future(self._draining.wait())
-        try:
-            done, _ = await asyncio.wait({receive, drain}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if receive in done:
-                return receive.result()
-            if drain in done:
-                return None
-            raise TimeoutError
-        finally:
-            # Also when this task is cancelled: never leave an orphan receive behind.
-            for task in (receive, drain):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(receive, drain, return_exceptions=True)
+        return await next_or_drain(self._receive, self._draining, timeout_s)
 
     async def _receive(self) -> str | bytes:
         message = await self._ws.receive()
@@ -555,18 +542,8 @@ def make_vosk_endpoint(
             on_event=metrics.on_event, max_session_s=principal.max_session_s,
             default_sample_rate_hz=default_sample_rate_hz,
         )
-        metrics.session_opened()
-        # Registered with /v1/stream's sessions so that SIGTERM drains it too
-        # (the server only needs .drain()).
-        gateway.sessions.add(session)
-        gateway.per_key[principal.key_id] = gateway.per_key.get(principal.key_id, 0) + 1
-        try:
+        # Counted with /v1/stream's sessions, so limits are shared and SIGTERM drains it too.
+        async with gateway.admitted(session, principal.key_id):
             await session.run()
-        finally:
-            metrics.session_closed()
-            gateway.sessions.discard(session)
-            gateway.per_key[principal.key_id] -= 1
-            if not gateway.per_key[principal.key_id]:
-                del gateway.per_key[principal.key_id]
 
     return endpoint
