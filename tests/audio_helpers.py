@@ -13,6 +13,8 @@ import numpy.typing as npt
 import pytest
 import soxr
 
+from engines.base import TranscriberStream, Transcript
+
 
 def shared_audio_dir() -> Path:
     """The ``shared/audio`` folder that sits beside the repository checkout."""
@@ -55,3 +57,31 @@ def silence(duration_ms: int, rate_hz: int) -> npt.NDArray[np.int16]:
 
 def chunks(pcm: npt.NDArray[np.int16], chunk_samples: int) -> list[npt.NDArray[np.int16]]:
     return [pcm[start : start + chunk_samples] for start in range(0, pcm.shape[0], chunk_samples)]
+
+
+STREAM_RATE_HZ = 16_000
+STREAM_CHUNK_SAMPLES = STREAM_RATE_HZ // 10  # 100 ms, what a client typically sends
+
+
+def pcm_duration_ms(pcm: npt.NDArray[np.int16]) -> int:
+    return pcm.shape[0] * 1000 // STREAM_RATE_HZ
+
+
+def stream_utterance(stream: TranscriberStream, pcm: npt.NDArray[np.int16]) -> tuple[list[Transcript], Transcript]:
+    partials = []
+    for chunk in chunks(pcm, STREAM_CHUNK_SAMPLES):
+        stream.accept(chunk)
+        partial = stream.partial()
+        if partial is not None:
+            partials.append(partial)
+    return partials, stream.finish()
+
+
+def assert_word_times(transcript: Transcript, duration_ms: int) -> None:
+    assert transcript.words, "expected word timings"
+    previous_t0_ms = 0
+    for word in transcript.words:
+        assert 0 <= word.t0_ms <= word.t1_ms <= duration_ms + 100, word
+        assert word.t0_ms >= previous_t0_ms, transcript.words
+        assert 0.0 <= word.conf <= 1.0, word
+        previous_t0_ms = word.t0_ms

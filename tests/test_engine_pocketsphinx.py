@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pocketsphinx
 import pytest
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber, TranscriberStream, Transcript
+from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber, Transcript
 from engines.pocketsphinx import (
     SPEC,
     PocketSphinxTranscriber,
@@ -26,7 +26,7 @@ from engines.pocketsphinx import (
     find_model_files,
     guess_languages,
 )
-from tests.audio_helpers import chunks, read_wav, shared_audio_dir
+from tests.audio_helpers import assert_word_times, chunks, pcm_duration_ms, read_wav, shared_audio_dir, stream_utterance
 
 RATE_HZ = 16000
 CHUNK_SAMPLES = RATE_HZ // 10  # 100 ms, what a client typically sends
@@ -50,30 +50,6 @@ def jfk() -> npt.NDArray[np.int16]:
     return pcm
 
 
-def _duration_ms(pcm: npt.NDArray[np.int16]) -> int:
-    return pcm.shape[0] * 1000 // RATE_HZ
-
-
-def _stream_utterance(stream: TranscriberStream, pcm: npt.NDArray[np.int16]) -> tuple[list[Transcript], Transcript]:
-    partials = []
-    for chunk in chunks(pcm, CHUNK_SAMPLES):
-        stream.accept(chunk)
-        partial = stream.partial()
-        if partial is not None:
-            partials.append(partial)
-    return partials, stream.finish()
-
-
-def _assert_word_times(transcript: Transcript, duration_ms: int) -> None:
-    assert transcript.words, "expected word timings"
-    previous_t0_ms = 0
-    for word in transcript.words:
-        assert 0 <= word.t0_ms <= word.t1_ms <= duration_ms + 100, word
-        assert word.t0_ms >= previous_t0_ms, transcript.words
-        assert 0.0 <= word.conf <= 1.0, word
-        previous_t0_ms = word.t0_ms
-
-
 def test_transcriber_describes_itself(transcriber: PocketSphinxTranscriber) -> None:
     assert isinstance(transcriber, Transcriber)
     assert transcriber.name == "pocketsphinx"
@@ -89,21 +65,21 @@ def test_jfk_streamed_in_100_ms_chunks_then_a_second_utterance(
 ) -> None:
     stream = transcriber.open_stream(language="en-US", words=True)
     try:
-        partials, final = _stream_utterance(stream, jfk)
+        partials, final = stream_utterance(stream, jfk)
         assert partials, "no partial arrived before finish()"
         assert final.text
         recognised = set(final.text.split())
         assert len(recognised & EXPECTED_WORDS) >= 2, final.text
-        _assert_word_times(final, _duration_ms(jfk))
+        assert_word_times(final, pcm_duration_ms(jfk))
         assert [word.w for word in final.words] == final.text.split()
 
         # "And so my fellow Americans": the first 3.5 s, on the same stream.
         opening = jfk[: RATE_HZ * 7 // 2]
-        _, second = _stream_utterance(stream, opening)
+        _, second = stream_utterance(stream, opening)
     finally:
         stream.close()
     assert second.text
-    _assert_word_times(second, _duration_ms(opening))
+    assert_word_times(second, pcm_duration_ms(opening))
     assert second.words[0].t0_ms < 1500, "times of the second utterance must restart from its own start"
 
 
@@ -113,10 +89,10 @@ def test_utterance_shorter_than_the_cmn_warm_up(
     stream = transcriber.open_stream(language="en", words=True)
     try:
         short = jfk[: RATE_HZ * 6 // 10]
-        partials, final = _stream_utterance(stream, short)
+        partials, final = stream_utterance(stream, short)
         assert partials == []  # the audio is held back until finish()
         for word in final.words:
-            assert 0 <= word.t0_ms <= word.t1_ms <= _duration_ms(short) + 100
+            assert 0 <= word.t0_ms <= word.t1_ms <= pcm_duration_ms(short) + 100
         assert stream.finish() == Transcript(text="")  # nothing new since
     finally:
         stream.close()

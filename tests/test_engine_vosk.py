@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber, TranscriberStream, Transcript
+from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber
 from engines.vosk import SPEC, VoskTranscriber, create, guess_languages
-from tests.audio_helpers import chunks, espeak, resample, silence
+from tests.audio_helpers import assert_word_times, chunks, espeak, pcm_duration_ms, resample, silence, stream_utterance
 
 RATE_HZ = 16000
 CHUNK_SAMPLES = RATE_HZ // 10  # 100 ms, what a client typically sends
@@ -50,30 +50,6 @@ def korean_clip(tmp_path_factory: pytest.TempPathFactory) -> npt.NDArray[np.int1
     return np.concatenate([silence(300, RATE_HZ), resample(pcm, rate_hz, RATE_HZ), silence(300, RATE_HZ)])
 
 
-def _duration_ms(pcm: npt.NDArray[np.int16]) -> int:
-    return pcm.shape[0] * 1000 // RATE_HZ
-
-
-def _stream_utterance(stream: TranscriberStream, pcm: npt.NDArray[np.int16]) -> tuple[list[Transcript], Transcript]:
-    partials = []
-    for chunk in chunks(pcm, CHUNK_SAMPLES):
-        stream.accept(chunk)
-        partial = stream.partial()
-        if partial is not None:
-            partials.append(partial)
-    return partials, stream.finish()
-
-
-def _assert_word_times(transcript: Transcript, duration_ms: int) -> None:
-    assert transcript.words, "expected word timings"
-    previous_t0_ms = 0
-    for word in transcript.words:
-        assert 0 <= word.t0_ms <= word.t1_ms <= duration_ms + 100, word
-        assert word.t0_ms >= previous_t0_ms, transcript.words
-        assert 0.0 <= word.conf <= 1.0, word
-        previous_t0_ms = word.t0_ms
-
-
 def test_transcriber_describes_itself(transcriber: VoskTranscriber) -> None:
     assert isinstance(transcriber, Transcriber)
     assert transcriber.name == "vosk"
@@ -89,13 +65,13 @@ def test_streamed_utterance_gives_partials_then_korean_final(
 ) -> None:
     stream = transcriber.open_stream(language="ko", words=True)
     try:
-        partials, final = _stream_utterance(stream, korean_clip)
+        partials, final = stream_utterance(stream, korean_clip)
     finally:
         stream.close()
     assert partials, "no partial arrived before finish()"
     assert all(partial.text for partial in partials)
     assert HANGUL.search(final.text), final.text
-    _assert_word_times(final, _duration_ms(korean_clip))
+    assert_word_times(final, pcm_duration_ms(korean_clip))
     assert [word.w for word in final.words] == final.text.split()
 
 
@@ -104,13 +80,13 @@ def test_second_utterance_on_the_same_stream_restarts_times(
 ) -> None:
     stream = transcriber.open_stream(language="ko", words=True)
     try:
-        _, first = _stream_utterance(stream, korean_clip)
-        _, second = _stream_utterance(stream, korean_clip)
+        _, first = stream_utterance(stream, korean_clip)
+        _, second = stream_utterance(stream, korean_clip)
     finally:
         stream.close()
-    duration_ms = _duration_ms(korean_clip)
-    _assert_word_times(first, duration_ms)
-    _assert_word_times(second, duration_ms)
+    duration_ms = pcm_duration_ms(korean_clip)
+    assert_word_times(first, duration_ms)
+    assert_word_times(second, duration_ms)
     assert HANGUL.search(second.text), second.text
     # Same audio twice: the words must start at about the same utterance time,
     # not shifted by the length of the first utterance.
@@ -133,9 +109,9 @@ def test_text_committed_at_kaldis_own_endpoint_is_kept(
         final = stream.finish()
     finally:
         stream.close()
-    _assert_word_times(final, _duration_ms(utterance))
-    second_phrase_starts_ms = _duration_ms(korean_clip) + 2500
-    assert any(word.t1_ms <= _duration_ms(korean_clip) for word in final.words), final.words
+    assert_word_times(final, pcm_duration_ms(utterance))
+    second_phrase_starts_ms = pcm_duration_ms(korean_clip) + 2500
+    assert any(word.t1_ms <= pcm_duration_ms(korean_clip) for word in final.words), final.words
     assert any(word.t0_ms >= second_phrase_starts_ms for word in final.words), final.words
 
 
