@@ -815,6 +815,10 @@ class Session:
                 await self._send_frame(piece)
             else:
                 await self._send_frame(msgpack.packb({"type": "audio", "pcm": piece}, use_bin_type=True))
+            # While the socket takes every write at once, ``send`` never suspends: a
+            # loop of sends would starve this connection's reader and keepalive, so
+            # events pile up unread until a ping times out (close 1006).
+            await asyncio.sleep(0)
 
     async def flush(self) -> None:
         """End the utterance in progress now (a push-to-talk release); its ``final`` follows."""
