@@ -71,7 +71,8 @@ class EngineHub:
                 spec = self._registry.get(engine, "stt")
                 started = time.perf_counter()
                 extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
-                                         "whisper_context": s.whisper_context}
+                                         "whisper_context": s.whisper_context,
+                                         "final_window": s.whisper_final_window}
                 transcriber = spec.factory(
                     EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
                 )

@@ -120,6 +120,13 @@ class Settings:
         metadata=_doc("Calls that may wait for one engine; beyond that a request is refused as `overloaded`."),
     )
     whisper_beam_size: int = field(default=1, metadata=_doc("Beam size of Whisper's final decode."))
+    whisper_final_window: str = field(
+        default="short",
+        metadata=_doc(
+            "Window of Whisper's final decode: `short` (the utterance plus 5 s; about a third of the time) "
+            "or `full` (faster-whisper's 30 s window)."
+        ),
+    )
     whisper_context: bool = field(
         default=False,
         metadata=_doc("Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."),
@@ -182,6 +189,8 @@ class Settings:
         for name in ("max_sessions", "stt_concurrency", "engine_threads", "outbox_events", "max_frame_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.whisper_final_window not in ("short", "full"):
+            raise SettingsError(f"whisper_final_window must be short or full, not {self.whisper_final_window!r}")
         if not 100 <= self.silence_ms <= 5000:
             raise SettingsError("silence_ms must be 100–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
