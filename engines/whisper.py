@@ -204,7 +204,9 @@ class WhisperTranscriber:
             elif token < tok.eot and start_s < audio_s - SHORT_FINAL_EDGE_S:
                 kept.append(token)
         text = tok.decode(kept).strip()
-        if not words or not kept:
+        if not any(ch.isalnum() for ch in text):
+            return Transcript("")  # a lone "." or "..." over noise is not speech
+        if not words:
             return Transcript(text)
         num_frames = len(audio) // self._model.feature_extractor.hop_length
         alignment = self._model.find_alignment(tok, [kept], encoded, num_frames)[0]

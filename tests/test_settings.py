@@ -55,6 +55,7 @@ def test_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"SPEECH_GATEWAY_VAD_AGGRESSIVENESS": "4"},
         {"SPEECH_GATEWAY_VAD": "magic"},
         {"SPEECH_GATEWAY_MAX_UTTERANCE_MS": "60000"},
+        {"SPEECH_GATEWAY_WHISPER_FINAL_WINDOW": "long"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from gateway.settings import Settings
-from tests.audio_helpers import read_wav, resample
+from tests.audio_helpers import assert_word_times, pcm_duration_ms, read_wav, resample
 from tests.conftest import serve
 from tests.test_server import check_utterance_events
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.slow
+JFK = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "misc" / "jfk.wav"
+JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
 
 def normalise(text: str) -> str:
@@ -130,3 +132,24 @@ async def test_the_event_loop_stays_responsive_while_sessions_decode(server, cor
     print(f"\nping rtt over {len(rtts_ms)} probes: p50 {statistics.median(rtts_ms):.1f} ms, p99 {p99:.1f} ms")
     assert len(rtts_ms) >= 30
     assert p99 < 50
+
+
+@pytest.mark.parametrize("window", ["short", "full"])
+def test_both_final_windows_give_the_words_with_their_times(server, window: str) -> None:  # noqa: ANN001
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    pcm = read_wav(JFK)[0]
+    decode = transcriber.decode_short if window == "short" else transcriber.decode_full
+    result = decode(pcm.astype(np.float32) / 32768, "en", "", True)
+    assert jiwer.wer(normalise(JFK_TEXT), normalise(result.text)) < 0.1, result.text
+    assert normalise(" ".join(w.w for w in result.words)) == normalise(result.text)
+    assert_word_times(result, pcm_duration_ms(pcm))
+    country = [w for w in result.words if normalise(w.w) == "country"]
+    assert len(country) == 2 and 5_600 < country[0].t0_ms < 6_400 and 9_800 < country[1].t0_ms < 10_600, country
+
+
+def test_the_short_window_invents_nothing_over_silence_and_noise(server) -> None:  # noqa: ANN001
+    """Whisper writes "Thank you." over silence; text inside the padding is dropped."""
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    quiet = np.random.default_rng(7).normal(0, 0.001, 3 * 16_000).astype(np.float32)
+    assert transcriber.decode_short(quiet, "en", "", True).text == ""
+    assert transcriber.decode_short(np.zeros(16_000, np.float32), "en", "", False).text == ""
