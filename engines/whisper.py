@@ -19,8 +19,8 @@ raised the word error rate sharply):
   cross-attention alignment, as in faster-whisper.
 
 Measured with ``bench/whisper_final.py`` on the VAD-cut utterances of the
-shared corpus, the short-window final took about a quarter of the time of
-faster-whisper's full-window decode (p50 125 vs 490 ms) at a lower word error
+shared corpus, the short-window final took under a third of the time of
+faster-whisper's full-window decode (p50 145 vs 508 ms) at a lower word error
 rate (4.9 vs 7.1 %). ``final_window="full"``
 keeps faster-whisper's decode (with ``hallucination_silence_threshold``), and
 utterances too long for the padding always use it.

@@ -123,8 +123,8 @@ class Settings:
     whisper_final_window: str = field(
         default="short",
         metadata=_doc(
-            "Window of Whisper's final decode: `short` (the utterance plus 5 s; about a third of the time) "
-            "or `full` (faster-whisper's 30 s window)."
+            "Window of Whisper's final decode: `short` (the utterance plus 5 s; p50 145 ms against 508 ms "
+            "on the shared corpus) or `full` (faster-whisper's 30 s window)."
         ),
     )
     whisper_context: bool = field(
