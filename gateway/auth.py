@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -92,7 +93,8 @@ class Authenticator:
                     now: float | None = None) -> str:
         payload = {
             "kid": principal.key_id,
-            "exp": int((now or time.time()) + min(ttl_s, self.token_ttl_max_s)),
+            # Rounded up: truncating let a 1 s token expire before its first use.
+            "exp": math.ceil((now or time.time()) + min(ttl_s, self.token_ttl_max_s)),
             "max_session_s": max_session_s,
             "n": secrets.token_urlsafe(8),
         }

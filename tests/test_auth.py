@@ -148,6 +148,10 @@ def test_token_signature_and_expiry_offline() -> None:
     assert auth.check_token(token, now=1061.0) is None
     other = Authenticator(key_hashes=(), token_secret=b"k2", allowed_origins=(), no_auth=False)
     assert other.check_token(token, now=1030.0) is None  # another deployment's secret
+    # A token lives at least its ttl, even when issued late in a second.
+    short = auth.issue_token(Principal("abc"), ttl_s=1, max_session_s=None, now=1000.9)
+    assert auth.check_token(short, now=1001.85) is not None
+    assert auth.check_token(short, now=1003.0) is None
 
 
 async def test_keys_never_reach_the_log(server, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
