@@ -15,8 +15,8 @@ import argparse
 import csv
 import re
 import statistics
+import sys
 import time
-import wave
 from pathlib import Path
 
 import jiwer
@@ -27,6 +27,10 @@ from engines.webrtcvad import WebRtcActivity
 from engines.whisper import create
 from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stream import load_wav  # noqa: E402  (bench/stream.py)
+
 DEFAULT_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 MODES = ("short", "full")
 
@@ -34,13 +38,6 @@ MODES = ("short", "full")
 def normalise(text: str) -> str:
     text = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " "))
     return " ".join(text.split())
-
-
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as wav:
-        if wav.getframerate() != 16_000 or wav.getnchannels() != 1:
-            raise SystemExit(f"{path} is not 16 kHz mono")
-        return np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
 
 
 def utterances(pcm: np.ndarray) -> list[np.ndarray]:
@@ -70,7 +67,7 @@ def main() -> None:
     times_ms: dict[str, list[float]] = {mode: [] for mode in MODES}
     cut = 0
     for row in rows:
-        clips = utterances(read_wav(args.audio_dir / row["file"]))
+        clips = utterances(load_wav(args.audio_dir / row["file"]))
         cut += len(clips)
         references.append(normalise(row["transcript"]))
         for mode in MODES:

@@ -56,7 +56,6 @@ SHORT_FINAL_MAX_S = 30.0 - PAD_S
 SHORT_FINAL_EDGE_S = 0.1
 FINAL_TOKENS_PER_S = 12.0
 MAX_PROMPT_TOKENS = 223
-TIME_PER_TOKEN_S = 0.02
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 _WORD_RE = re.compile(r"[^\w']+")
@@ -135,14 +134,18 @@ class WhisperTranscriber:
 
     # The two decodes, used by the stream.
 
+    def _padded_features(self, audio: np.ndarray) -> np.ndarray:
+        """Mel features of the audio plus ``PAD_S`` of silence, shaped for the encoder."""
+        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
+        features = self._model.feature_extractor(padded, padding=0)
+        # The encoder downsamples by two, so it needs an even frame count.
+        return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
+
     def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
         import ctranslate2
 
         tok = self.tokenizer(language)
-        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
-        features = self._model.feature_extractor(padded, padding=0)
-        # The encoder downsamples by two, so it needs an even frame count.
-        features = np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
+        features = self._padded_features(audio)
         prompt = list(tok.sot_sequence) + [tok.no_timestamps]
         if prefix:
             prompt += tok.encode(" " + prefix)
@@ -179,10 +182,7 @@ class WhisperTranscriber:
 
         tok = self.tokenizer(language)
         audio_s = len(audio) / SAMPLE_RATE_HZ
-        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
-        features = self._model.feature_extractor(padded, padding=0)
-        features = np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
-        encoded = self._model.encode(features)
+        encoded = self._model.encode(self._padded_features(audio))
         prompt: list[int] = []
         if context:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
@@ -200,7 +200,7 @@ class WhisperTranscriber:
         start_s = 0.0
         for token in result[0].sequences_ids[0]:
             if token >= tok.timestamp_begin:
-                start_s = (token - tok.timestamp_begin) * TIME_PER_TOKEN_S
+                start_s = (token - tok.timestamp_begin) * self._model.time_precision
             elif token < tok.eot and start_s < audio_s - SHORT_FINAL_EDGE_S:
                 kept.append(token)
         text = tok.decode(kept).strip()
@@ -212,14 +212,9 @@ class WhisperTranscriber:
         alignment = self._model.find_alignment(tok, [kept], encoded, num_frames)[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
         duration_ms = int(audio_s * 1000)
-        out_words = []
-        for w in alignment:
-            if not w["word"].strip():
-                continue
-            t0_ms = min(max(0, round(w["start"] * 1000)), duration_ms)
-            t1_ms = min(max(t0_ms, round(w["end"] * 1000)), duration_ms)
-            out_words.append(Word(w["word"].strip(), t0_ms, t1_ms, round(float(w["probability"]), 3)))
-        return Transcript(text, tuple(out_words))
+        return Transcript(text, tuple(
+            _word(w["word"], w["start"], w["end"], w["probability"], duration_ms) for w in alignment if w["word"].strip()
+        ))
 
     def decode_full(
         self, audio: np.ndarray, language: str, context: str, words: bool
@@ -241,11 +236,15 @@ class WhisperTranscriber:
         duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
         for segment in segments:
             texts.append(segment.text.strip())
-            for w in segment.words or ():
-                t0_ms = min(max(0, round(w.start * 1000)), duration_ms)
-                t1_ms = min(max(t0_ms, round(w.end * 1000)), duration_ms)
-                out_words.append(Word(w.word.strip(), t0_ms, t1_ms, round(float(w.probability), 3)))
+            out_words.extend(_word(w.word, w.start, w.end, w.probability, duration_ms) for w in segment.words or ())
         return Transcript(" ".join(t for t in texts if t), tuple(out_words))
+
+
+def _word(text: str, start_s: float, end_s: float, probability: float, duration_ms: int) -> Word:
+    """A word with its times kept inside the utterance (alignment may overshoot the audio)."""
+    t0_ms = min(max(0, round(start_s * 1000)), duration_ms)
+    t1_ms = min(max(t0_ms, round(end_s * 1000)), duration_ms)
+    return Word(text.strip(), t0_ms, t1_ms, round(float(probability), 3))
 
 
 class WhisperStream:
