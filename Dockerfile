@@ -1,10 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# speech-gateway container image.
+# hushgate container image.
 #
-#   docker build -t speech-gateway .
-#   docker build -t speech-gateway --build-arg EXTRAS=tts,argos,vosk .
-#   docker build -t speech-gateway --build-arg EXTRA_MODELS="translate-en_es translate-es_en" .
+#   docker build -t hushgate .
+#   docker build -t hushgate --build-arg EXTRAS=tts,argos,vosk .
+#   docker build -t hushgate --build-arg EXTRA_MODELS="translate-en_es translate-es_en" .
 #
 # AUTHENTICATION — READ BEFORE RUNNING. With no API keys configured the gateway
 # serves loopback clients only, and inside a container every client (the
@@ -12,14 +12,14 @@
 # address, so every request would be refused with HTTP 403. Give the container
 # at least one API key hash:
 #
-#   speech-gateway keys new                # prints a key (for clients) and its hash (for the server)
+#   hushgate keys new                # prints a key (for clients) and its hash (for the server)
 #   docker run -p 8000:8000 \
-#     -e SPEECH_GATEWAY_API_KEYS=sha256:... \
-#     -e SPEECH_GATEWAY_TOKEN_SECRET=... -e SPEECH_GATEWAY_VOICEPRINT_KEY=... \
-#     speech-gateway
+#     -e HUSHGATE_API_KEYS=sha256:... \
+#     -e HUSHGATE_TOKEN_SECRET=... -e HUSHGATE_VOICEPRINT_KEY=... \
+#     hushgate
 #
 # or, only when your own authenticating proxy is the sole way in, set
-# SPEECH_GATEWAY_NO_AUTH=true explicitly. docs/deploy.md lists every setting an
+# HUSHGATE_NO_AUTH=true explicitly. docs/deploy.md lists every setting an
 # operator must and should set.
 #
 # Models are fetched at BUILD time; the running container downloads nothing.
@@ -38,9 +38,9 @@ FROM ${BASE_IMAGE} AS build
 # Optional engines (pyproject.toml extras). tts: Piper and its built-in voice;
 # argos: the Argos Translate runtime (its language packages come from
 # EXTRA_MODELS). Add vosk, korean or pocketsphinx here if you configure them
-# with SPEECH_GATEWAY_STT.
+# with HUSHGATE_STT.
 ARG EXTRAS=tts,argos
-# More catalogue models to bake in, space-separated (`speech-gateway models
+# More catalogue models to bake in, space-separated (`hushgate models
 # list --all`), e.g. "translate-en_es translate-es_en vosk-model-small-en-us-0.15".
 ARG EXTRA_MODELS=""
 
@@ -60,28 +60,26 @@ RUN python -m venv /opt/venv && pip install --upgrade pip
 WORKDIR /src
 # Only what the package build needs (pyproject.toml names README.md as the readme).
 COPY pyproject.toml README.md ./
-COPY gateway ./gateway
-COPY engines ./engines
-COPY models ./models
-COPY web ./web
+COPY src ./src
+COPY client ./client
 # The import check fails the build, not the pod, if a dependency is missing.
-RUN pip install ".[${EXTRAS}]" \
- && python -c "import gateway.app, gateway.server, gateway.cli" \
- && speech-gateway --help >/dev/null
+RUN pip install ./client ".[${EXTRAS}]" \
+ && python -c "import hushgate.server.app, hushgate.server.server, hushgate.server.cli" \
+ && hushgate --help >/dev/null
 
 # Models into /models, the directory the runtime image points the gateway at.
-ENV SPEECH_GATEWAY_MODELS_DIR=/models
+ENV HUSHGATE_MODELS_DIR=/models
 RUN mkdir -p /models \
- && speech-gateway models pull resemblyzer-ge2e --no-progress \
- && for name in ${EXTRA_MODELS}; do speech-gateway models pull "$name" --no-progress || exit 1; done \
- && speech-gateway models
+ && hushgate models pull resemblyzer-ge2e --no-progress \
+ && for name in ${EXTRA_MODELS}; do hushgate models pull "$name" --no-progress || exit 1; done \
+ && hushgate models
 
 # ---------------------------------------------------------------------------
 # Runtime stage.
 # ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 
-LABEL org.opencontainers.image.title="speech-gateway" \
+LABEL org.opencontainers.image.title="hushgate" \
       org.opencontainers.image.description="Self-hosted real-time speech gateway: streaming speech-to-text, translation, TTS and speaker recognition over WebSocket" \
       org.opencontainers.image.licenses="Apache-2.0"
 
@@ -107,7 +105,7 @@ COPY --from=build /models /models
 # VAD) otherwise writes a device id under ~/.cache/Microsoft and sends usage
 # telemetry to Microsoft. The gateway sets it for itself on import; setting it
 # here also covers anything else run in the container (e.g. `docker exec`).
-# Engines set their own thread counts (SPEECH_GATEWAY_ENGINE_THREADS); the two
+# Engines set their own thread counts (HUSHGATE_ENGINE_THREADS); the two
 # *_NUM_THREADS keep BLAS/OpenMP pools from sizing themselves by the node's cores.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -115,8 +113,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ORT_DISABLE_TELEMETRY=1 \
     OMP_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
-    SPEECH_GATEWAY_MODELS_DIR=/models \
-    SPEECH_GATEWAY_HOST=0.0.0.0
+    HUSHGATE_MODELS_DIR=/models \
+    HUSHGATE_HOST=0.0.0.0
 
 USER 10001:10001
 WORKDIR /home/gateway
@@ -126,11 +124,11 @@ EXPOSE 8000
 # /healthz needs no credentials and answers while engines load; readiness
 # (/readyz) is for load balancers, not for restarting the container.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SPEECH_GATEWAY_PORT', '8000'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HUSHGATE_PORT', '8000'), timeout=4)"]
 
 # SIGTERM drains: /readyz turns 503, new sessions are refused (1013), running
-# ones go on for SPEECH_GATEWAY_DRAIN_TIMEOUT_S (30 s), are then finished and
+# ones go on for HUSHGATE_DRAIN_TIMEOUT_S (30 s), are then finished and
 # closed (1001); allow that much time in `docker stop -t` (e.g. -t 45).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["speech-gateway", "serve"]
+CMD ["hushgate", "serve"]

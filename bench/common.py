@@ -1,6 +1,6 @@
 """Shared pieces of the request benchmarks (`bench/tts.py`, `bench/translate.py`).
 
-* `SpawnedServer`: ``speech-gateway serve`` as a subprocess on a free loopback
+* `SpawnedServer`: ``hushgate serve`` as a subprocess on a free loopback
   port, with extra environment, waited for on ``/readyz`` and stopped with
   SIGTERM (then SIGKILL) at the end;
 * `Sampler`: CPU % and RSS of the server process and its children (Apertium
@@ -133,12 +133,12 @@ def free_port() -> int:
 
 
 class SpawnedServer:
-    """``speech-gateway serve`` on a free loopback port, for the length of a bench."""
+    """``hushgate serve`` on a free loopback port, for the length of a bench."""
 
     def __init__(self, extra_args: Sequence[str], env: dict[str, str], log_path: Path | None = None) -> None:
         self.port = free_port()
-        exe = Path(sys.executable).with_name("speech-gateway")
-        base = [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+        exe = Path(sys.executable).with_name("hushgate")
+        base = [str(exe)] if exe.exists() else [sys.executable, "-m", "hushgate.server.cli"]
         self.command = [*base, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                         "--log-level", "warning", *extra_args]
         self.env_overrides = dict(env)
@@ -292,7 +292,7 @@ async def sampling(pid: int | None):  # type: ignore[no-untyped-def]
 
 # Engine counters from /metrics ---------------------------------------------------------
 
-_METRIC_LINE = re.compile(r'^(speech_gateway_engine_\w+?)(?:_total)?\{engine="([^"]+)"\}\s+(\S+)$')
+_METRIC_LINE = re.compile(r'^(hushgate_engine_\w+?)(?:_total)?\{engine="([^"]+)"\}\s+(\S+)$')
 
 
 @dataclass(frozen=True)
@@ -321,9 +321,9 @@ def engine_counters(http: str, engine: str) -> EngineCounters | None:
     if not values:
         return None
     return EngineCounters(
-        calls=values.get("speech_gateway_engine_calls", 0.0),
-        busy_s=values.get("speech_gateway_engine_busy_seconds", 0.0),
-        queue_delay_s=values.get("speech_gateway_engine_queue_delay_seconds", 0.0),
+        calls=values.get("hushgate_engine_calls", 0.0),
+        busy_s=values.get("hushgate_engine_busy_seconds", 0.0),
+        queue_delay_s=values.get("hushgate_engine_queue_delay_seconds", 0.0),
     )
 
 

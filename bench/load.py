@@ -296,7 +296,7 @@ def busiest(server_pid: int | None, count: int = 3) -> str:
 
 # Engine counters --------------------------------------------------------------------------
 
-_ENGINE_KEY = re.compile(r'^speech_gateway_engine_(calls|busy_seconds|queue_delay_seconds)_total\{engine="([^"]+)"\}$')
+_ENGINE_KEY = re.compile(r'^hushgate_engine_(calls|busy_seconds|queue_delay_seconds)_total\{engine="([^"]+)"\}$')
 
 
 def engine_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -664,7 +664,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream", help="running server's stream URL")
     target.add_argument("--spawn", action="store_true",
-                        help="start `speech-gateway serve` on a free port and measure it")
+                        help="start `hushgate serve` on a free port and measure it")
     parser.add_argument("--clients", default="1,2,4,6", help="comma-separated session counts, run in order")
     parser.add_argument("--mix", default="stt,translate,speak,speakers",
                         help=f"features given round-robin to sessions; of {', '.join(FEATURES)}")
@@ -677,7 +677,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ping-every-s", type=float, default=2.0,
                         help="audio seconds between diagnostic pings (0: none)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up session")
-    parser.add_argument("--serve-args", default="", help="extra `speech-gateway serve` flags with --spawn")
+    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     parser.add_argument("--wait-quiet", action="store_true",
                         help="before each round, wait until other processes are (nearly) idle")
@@ -710,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server: sb.SpawnedServer | None = None
     url = args.url
     if args.spawn:
-        log_path = args.server_log or Path(tempfile.mkstemp(prefix="speech-gateway-load-", suffix=".log")[1])
+        log_path = args.server_log or Path(tempfile.mkstemp(prefix="hushgate-load-", suffix=".log")[1])
         server = sb.SpawnedServer(shlex.split(args.serve_args), log_path)
         print(f"# spawning: {shlex.join(server.command)} (log {log_path})", file=sys.stderr, flush=True)
         server.start()

@@ -76,8 +76,8 @@ Usage::
     python bench/speakers.py --spawn --audio /work/shared/audio --synth-piper 1 --synth-espeak 6
     python bench/speakers.py --url ws://127.0.0.1:8000/v1/stream --audio my-recordings/
 
-``--spawn`` starts ``speech-gateway serve`` on a free loopback port with
-``SPEECH_GATEWAY_MODELS_DIR`` pointing at ``--models-dir`` (the GE2E weights are
+``--spawn`` starts ``hushgate serve`` on a free loopback port with
+``HUSHGATE_MODELS_DIR`` pointing at ``--models-dir`` (the GE2E weights are
 pulled there if missing) and no translators or synthesizers, and stops it at the
 end. This is a measuring tool, not a test: it asserts nothing.
 """
@@ -112,7 +112,7 @@ import soxr
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from gateway.speakers import MIN_DECISION_MS, MIN_ENROLL_MS, SCORE_SLOPE, THRESHOLDS, threshold_for
+from hushgate.server.speakers import MIN_DECISION_MS, MIN_ENROLL_MS, SCORE_SLOPE, THRESHOLDS, threshold_for
 
 SAMPLE_RATE_HZ = 16_000
 CHUNK_SAMPLES = SAMPLE_RATE_HZ // 10  # 100 ms per binary frame
@@ -279,7 +279,7 @@ def _write_wav(path: Path, pcm: np.ndarray) -> None:
 def synth_piper(voices: int, utterances: int, out_dir: Path, models_dir: Path | None) -> list[Recording]:
     from piper import PiperVoice, SynthesisConfig
 
-    from models.store import locate_model
+    from hushgate.models.store import locate_model
 
     model_path = locate_model(PIPER_MODEL, engine="piper", models_dir=models_dir)
     if voices > 1:
@@ -836,19 +836,19 @@ def free_port() -> int:
 
 
 class SpawnedServer:
-    """``speech-gateway serve`` on a free loopback port, owned by this bench."""
+    """``hushgate serve`` on a free loopback port, owned by this bench."""
 
     def __init__(self, models_dir: Path, extra_args: list[str], log_path: Path) -> None:
         self.port = free_port()
         self.log_path = log_path
-        exe = Path(sys.executable).parent / "speech-gateway"
-        command = [str(exe)] if exe.exists() else [shutil.which("speech-gateway") or "speech-gateway"]
+        exe = Path(sys.executable).parent / "hushgate"
+        command = [str(exe)] if exe.exists() else [shutil.which("hushgate") or "hushgate"]
         self.command = [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         self.env = {
             **os.environ,
-            "SPEECH_GATEWAY_MODELS_DIR": str(models_dir),
-            "SPEECH_GATEWAY_TRANSLATORS": "",
-            "SPEECH_GATEWAY_SYNTHESIZERS": "",
+            "HUSHGATE_MODELS_DIR": str(models_dir),
+            "HUSHGATE_TRANSLATORS": "",
+            "HUSHGATE_SYNTHESIZERS": "",
         }
         self._log: TextIO | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -889,7 +889,7 @@ class SpawnedServer:
 
 
 def ensure_encoder(models_dir: Path) -> None:
-    from models.store import pull_model
+    from hushgate.models.store import pull_model
 
     path = pull_model(ENCODER_MODEL, models_dir=models_dir, progress=False)
     note(f"speaker encoder weights: {path}")
@@ -1017,12 +1017,12 @@ def dump(path: Path, speakers: list[Speaker], tests: list[Test]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from models.store import default_models_dir
+    from hushgate.models.store import default_models_dir
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream", help="running server's stream URL")
-    target.add_argument("--spawn", action="store_true", help="start `speech-gateway serve` on a free port")
+    target.add_argument("--spawn", action="store_true", help="start `hushgate serve` on a free port")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--audio", type=Path, help="folder of <speaker>-*.wav files (searched recursively)")
     source.add_argument("--tsv", type=Path, help="TSV of file<TAB>speaker rows, paths relative to the TSV")
@@ -1037,7 +1037,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="with --spawn: models directory holding the GE2E weights (pulled if missing)")
     parser.add_argument("--token", help="API key or token for a server that wants one (with --url)")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions at once")
-    parser.add_argument("--serve-args", default="", help="extra `speech-gateway serve` flags with --spawn")
+    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     parser.add_argument("--json", type=Path, help="write every trial here")
     parser.add_argument("--what-if", metavar="BANDS",

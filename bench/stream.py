@@ -427,12 +427,12 @@ class ServerView:
 
         stt = '{engine="stt:'
         return cls(
-            stt_calls=delta("speech_gateway_engine_calls_total" + stt),
-            stt_busy_s=delta("speech_gateway_engine_busy_seconds_total" + stt),
-            stt_queue_s=delta("speech_gateway_engine_queue_delay_seconds_total" + stt),
-            audio_s=delta("speech_gateway_audio_seconds_total"),
-            finals=delta("speech_gateway_final_latency_seconds_count"),
-            final_latency_s=delta("speech_gateway_final_latency_seconds_sum"),
+            stt_calls=delta("hushgate_engine_calls_total" + stt),
+            stt_busy_s=delta("hushgate_engine_busy_seconds_total" + stt),
+            stt_queue_s=delta("hushgate_engine_queue_delay_seconds_total" + stt),
+            audio_s=delta("hushgate_audio_seconds_total"),
+            finals=delta("hushgate_final_latency_seconds_count"),
+            final_latency_s=delta("hushgate_final_latency_seconds_sum"),
         )
 
 
@@ -642,13 +642,13 @@ def free_port() -> int:
 
 
 class SpawnedServer:
-    """``speech-gateway serve`` on a free loopback port, owned by this bench."""
+    """``hushgate serve`` on a free loopback port, owned by this bench."""
 
     def __init__(self, extra_args: list[str], log_path: Path) -> None:
         self.port = free_port()
         self.log_path = log_path
-        exe = Path(sys.executable).parent / "speech-gateway"
-        command = [str(exe)] if exe.exists() else [shutil.which("speech-gateway") or "speech-gateway"]
+        exe = Path(sys.executable).parent / "hushgate"
+        command = [str(exe)] if exe.exists() else [shutil.which("hushgate") or "hushgate"]
         self.command = [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                         "--max-sessions", "32", *extra_args]
         self._log: TextIO | None = None
@@ -762,7 +762,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", default="ws://127.0.0.1:8000/v1/stream", help="running server's stream URL")
     target.add_argument("--spawn", action="store_true",
-                        help="start `speech-gateway serve` on a free port and measure it")
+                        help="start `hushgate serve` on a free port and measure it")
     parser.add_argument("--clients", default="1,2,4,8", help="comma-separated client counts, run in order")
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO_DIR)
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per client")
@@ -773,7 +773,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ping-every-s", type=float, default=2.0,
                         help="audio seconds between diagnostic pings (0: none)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up session")
-    parser.add_argument("--serve-args", default="", help="extra `speech-gateway serve` flags with --spawn")
+    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     args = parser.parse_args(argv)
     try:
@@ -792,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server: SpawnedServer | None = None
     url = args.url
     if args.spawn:
-        log_path = args.server_log or Path(tempfile.mkstemp(prefix="speech-gateway-bench-", suffix=".log")[1])
+        log_path = args.server_log or Path(tempfile.mkstemp(prefix="hushgate-bench-", suffix=".log")[1])
         server = SpawnedServer(shlex.split(args.serve_args), log_path)
         print(f"# spawning: {shlex.join(server.command)} (log {log_path})", file=sys.stderr, flush=True)
         server.start()

@@ -384,8 +384,8 @@ async def stream_session(url: str, wire: Wire, clips: list[np.ndarray], offset: 
 
 
 def direct_rows(repeats: int, finals: list[str], gap_s: float) -> list[list[str]]:
-    from engines.apertium import create
-    from engines.base import EngineOptions
+    from hushgate.engines.apertium import create
+    from hushgate.engines.base import EngineOptions
 
     translator = create(EngineOptions())
     try:
@@ -571,7 +571,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="ws://HOST:PORT/v1/stream of a running server")
     target.add_argument("--spawn", action="store_true",
-                        help="start `speech-gateway serve` on a free loopback port for the bench")
+                        help="start `hushgate serve` on a free loopback port for the bench")
     parser.add_argument("--sessions", default="1,4", help="(a) concurrent session counts")
     parser.add_argument("--requests", type=int, default=100, help="(a) sequential requests per session")
     parser.add_argument("--pings", type=int, default=20, help="(a) ping round trips per session first")
@@ -587,7 +587,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process engine measurement")
     parser.add_argument("--direct-repeats", type=int, default=200)
-    parser.add_argument("--serve-args", default="", help="extra `speech-gateway serve` flags with --spawn")
+    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     return parser.parse_args(argv)
 
@@ -598,9 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(bench(args, args.url, None))
         return 0
     server = SpawnedServer(shlex.split(args.serve_args), {
-        "SPEECH_GATEWAY_SPEAKER_ENCODER": "",
-        "SPEECH_GATEWAY_TRANSLATORS": "apertium",
-        "SPEECH_GATEWAY_SYNTHESIZERS": "",
+        "HUSHGATE_SPEAKER_ENCODER": "",
+        "HUSHGATE_TRANSLATORS": "apertium",
+        "HUSHGATE_SYNTHESIZERS": "",
     }, args.server_log)
     print(f"# spawning: {server.describe()} (log {server.log_path})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()

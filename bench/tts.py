@@ -306,15 +306,15 @@ class DirectEngines:
     """The server's synthesisers loaded in this process, timed without the gateway."""
 
     def __init__(self, voices: list[dict[str, Any]]) -> None:
-        from engines.base import EngineOptions
+        from hushgate.engines.base import EngineOptions
 
         self._synths: dict[str, Any] = {}
         for info in voices:
             engine = info["engine"]
             if engine == "piper":
-                from engines import piper as module
+                from hushgate.engines import piper as module
             elif engine == "espeak":
-                from engines import espeak as module  # type: ignore[no-redef]
+                from hushgate.engines import espeak as module  # type: ignore[no-redef]
             else:
                 continue
             synth = next((s for s in self._synths.values() if s.name == engine), None) or module.create(
@@ -343,7 +343,7 @@ class DirectEngines:
 def first_chunk_chars(voice_engine: str, text_class: str) -> str:
     if voice_engine != "piper":
         return "whole text"
-    from engines.piper import split_text
+    from hushgate.engines.piper import split_text
 
     return ", ".join(str(len(split_text(t)[0])) for t in TEXTS[text_class])
 
@@ -511,7 +511,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="ws://HOST:PORT/v1/stream of a running server")
     target.add_argument("--spawn", action="store_true",
-                        help="start `speech-gateway serve` on a free loopback port for the bench")
+                        help="start `hushgate serve` on a free loopback port for the bench")
     parser.add_argument("--sessions", default="1,4", help="concurrent session counts, comma-separated")
     parser.add_argument("--requests", type=int, default=16, help="sequential speak requests per session (M)")
     parser.add_argument("--voices", help="voice ids, comma-separated (default: Piper joe and espeak en-us)")
@@ -520,7 +520,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
                         help="permessage-deflate as browsers negotiate it (default), or none")
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process engine measurement")
-    parser.add_argument("--serve-args", default="", help="extra `speech-gateway serve` flags with --spawn")
+    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     return parser.parse_args(argv)
 
@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(bench(args, args.url, None))
         return 0
     server = SpawnedServer(shlex.split(args.serve_args),
-                           {"SPEECH_GATEWAY_SPEAKER_ENCODER": "", "SPEECH_GATEWAY_TRANSLATORS": ""},
+                           {"HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_TRANSLATORS": ""},
                            args.server_log)
     print(f"# spawning: {server.describe()} (log {server.log_path})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import EngineOptions
-from engines.whisper import create
+from hushgate.engines.base import EngineOptions
+from hushgate.engines.whisper import create
 
 DEFAULT_WAV = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "misc" / "jfk.wav"
 

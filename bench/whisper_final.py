@@ -22,10 +22,10 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from engines.base import EngineOptions
-from engines.webrtcvad import WebRtcActivity
-from engines.whisper import create
-from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd
+from hushgate.engines.base import EngineOptions
+from hushgate.engines.webrtcvad import WebRtcActivity
+from hushgate.engines.whisper import create
+from hushgate.server.segmenter import Segmenter, UtteranceAudio, UtteranceEnd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

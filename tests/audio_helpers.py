@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 import soxr
 
-from engines.base import TranscriberStream, Transcript
+from hushgate.engines.base import TranscriberStream, Transcript
 
 
 def shared_audio_dir() -> Path:

@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from engines.base import EngineSpec
-from engines.registry import EngineRegistry
-from gateway.app import create_app
-from gateway.settings import Settings
+from hushgate.engines.base import EngineSpec
+from hushgate.engines.registry import EngineRegistry
+from hushgate.server.app import create_app
+from hushgate.server.settings import Settings
 from tests.audio_helpers import shared_audio_dir
 
 
@@ -106,7 +106,7 @@ def ge2e_models_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     The pull is the real one (``pip download --no-deps resemblyzer==0.1.4``, hash-checked).
     """
-    from models.store import ChecksumMismatch, PullError, pull_model
+    from hushgate.models.store import ChecksumMismatch, PullError, pull_model
 
     root = tmp_path_factory.mktemp("resemblyzer-models")
     try:

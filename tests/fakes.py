@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
 
 WORD_MS = 500
 
@@ -118,14 +118,14 @@ class FakeSynthesizer:
         self.delay_s = delay_s
 
     def voices(self):  # noqa: ANN201
-        from engines.base import Voice
+        from hushgate.engines.base import Voice
 
         return [Voice("fake-en", "en", 16_000, "fake-tts"), Voice("fake-es", "es", 22_050, "fake-tts")]
 
     def synthesize(self, text: str, voice: str):  # noqa: ANN201
         import numpy as np
 
-        from engines.base import EngineError
+        from hushgate.engines.base import EngineError
 
         rate = {v.id: v.sample_rate_hz for v in self.voices()}.get(voice)
         if rate is None:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soxr
 
-from gateway.audio import AudioInput
-from gateway.protocol import CloseCode, ProtocolError
+from hushgate.server.audio import AudioInput
+from hushgate.server.protocol import CloseCode, ProtocolError
 
 
 def tone(rate_hz: int, seconds: float, freq_hz: float = 440.0) -> np.ndarray:

@@ -11,9 +11,9 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from gateway.app import create_app
-from gateway.auth import Authenticator, Principal, hash_key
-from gateway.settings import Settings
+from hushgate.server.app import create_app
+from hushgate.server.auth import Authenticator, Principal, hash_key
+from hushgate.server.settings import Settings
 from tests.conftest import serve
 from tests.fakes import fake_spec
 from tests.wsclient import Client

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.conftest import serve
 from tests.fakes import FakeSynthesizer, FakeTranslator, fake_spec, fake_translate_spec, fake_tts_spec
 
@@ -264,7 +264,7 @@ def test_overlay_options_and_translation_target(server: Any, browser: Any) -> No
     """Captions fed over the BroadcastChannel; `lines`, `target`, `color` and `position` obeyed."""
     browser.get(server.http + "/overlay?lines=2&target=es&color=ffff00&bg=transparent&position=top&hint=0")
     post = """
-        const channel = new BroadcastChannel('speech-gateway-captions');
+        const channel = new BroadcastChannel('hushgate-captions');
         for (const m of arguments[0]) channel.postMessage(m);
         channel.close();
     """

@@ -1,4 +1,4 @@
-"""The Python SDK (gateway.client) and the transcribe / speak / translate commands,
+"""The Python SDK (hushgate.client) and the transcribe / speak / translate commands,
 against a real server on loopback.
 
 Most tests use the fake engines (tests/fakes.py plus a fake speaker encoder
@@ -23,10 +23,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from engines.base import EngineSpec
-from gateway import protocol as wire
-from gateway.auth import hash_key
-from gateway.client import (
+from hushgate.engines.base import EngineSpec
+from hushgate.server import protocol as wire
+from hushgate.server.auth import hash_key
+from hushgate.client import (
     AudioFormat,
     Client,
     EngineInfo,
@@ -56,8 +56,8 @@ from gateway.client import (
     Word,
     parse_event,
 )
-from gateway.commands import cue, speak_main, timestamp, transcribe_main, translate_main
-from gateway.settings import Settings
+from hushgate.client.commands import cue, speak_main, timestamp, transcribe_main, translate_main
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port, serve
 from tests.fakes import FakeSynthesizer, FakeTranslator, fake_spec, fake_translate_spec, fake_tts_spec
@@ -591,12 +591,12 @@ def test_api_key_from_flag_or_environment(monkeypatch, capsys) -> None:  # noqa:
     settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="",
                         api_keys=(hash_key(key),))
     with serve(settings, [fake_spec()]) as running:
-        monkeypatch.delenv("SPEECH_GATEWAY_CLIENT_KEY", raising=False)
+        monkeypatch.delenv("HUSHGATE_CLIENT_KEY", raising=False)
         assert transcribe_main([str(JFK), "--url", running.ws()]) == 1
         assert "unauthorized" in capsys.readouterr().err
         assert transcribe_main([str(JFK), "--url", running.ws(), "--api-key", key]) == 0
         assert capsys.readouterr().out.startswith("word0")
-        monkeypatch.setenv("SPEECH_GATEWAY_CLIENT_KEY", key)
+        monkeypatch.setenv("HUSHGATE_CLIENT_KEY", key)
         assert transcribe_main([str(JFK), "--url", running.ws()]) == 0
         assert capsys.readouterr().out.startswith("word0")
 

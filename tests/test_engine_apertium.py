@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engines.apertium import (
+from hushgate.engines.apertium import (
     DEFAULT_MODES_DIR,
     ApertiumTranslator,
     create,
@@ -30,7 +30,7 @@ from engines.apertium import (
     language_code,
     reformat_txt,
 )
-from engines.base import EngineError, EngineOptions, ModelNotFound
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound
 
 HAVE_APERTIUM = shutil.which("lt-proc") is not None and (DEFAULT_MODES_DIR / "eng-spa.mode").is_file()
 needs_apertium = pytest.mark.skipif(
@@ -394,7 +394,7 @@ def test_without_apertium_wblank_mode_the_flags_are_added_here(
 ) -> None:
     real_which = shutil.which
     monkeypatch.setattr(
-        "engines.apertium.shutil.which", lambda name: None if name == "apertium-wblank-mode" else real_which(name)
+        "hushgate.engines.apertium.shutil.which", lambda name: None if name == "apertium-wblank-mode" else real_which(name)
     )
     engine = create(EngineOptions())
     try:

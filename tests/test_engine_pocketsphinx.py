@@ -17,8 +17,8 @@ import numpy.typing as npt
 import pocketsphinx
 import pytest
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber, Transcript
-from engines.pocketsphinx import (
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber, Transcript
+from hushgate.engines.pocketsphinx import (
     SPEC,
     PocketSphinxTranscriber,
     clean_word,

@@ -41,8 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, SpeakerEncoder
-from engines.resemblyzer import (
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, SpeakerEncoder
+from hushgate.engines.resemblyzer import (
     DEFAULT_MODEL,
     DIMENSIONS,
     PULL_HINT,
@@ -56,7 +56,7 @@ from engines.resemblyzer import (
     read_torch_state_dict,
     window_starts,
 )
-from models.store import ChecksumMismatch, PullError, pull_model
+from hushgate.models.store import ChecksumMismatch, PullError, pull_model
 from tests.audio_helpers import read_wav
 
 REFERENCE = Path(__file__).parent / "data" / "ge2e_reference.json"
@@ -160,7 +160,7 @@ def test_encoder_follows_the_protocol(encoder: ResemblyzerEncoder) -> None:
 def test_missing_weights_say_how_to_pull_them(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound) as default:
         create(EngineOptions(models_dir=tmp_path))
-    assert "speech-gateway models pull resemblyzer-ge2e" in str(default.value)
+    assert "hushgate models pull resemblyzer-ge2e" in str(default.value)
     with pytest.raises(ModelNotFound) as explicit:
         create(EngineOptions(model=str(tmp_path / "missing" / "pretrained.pt"), models_dir=tmp_path))
     assert PULL_HINT in str(explicit.value)

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber
-from engines.vosk import SPEC, VoskTranscriber, create, guess_languages
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Transcriber
+from hushgate.engines.vosk import SPEC, VoskTranscriber, create, guess_languages
 from tests.audio_helpers import assert_word_times, chunks, espeak, pcm_duration_ms, resample, silence, stream_utterance
 
 RATE_HZ = 16000

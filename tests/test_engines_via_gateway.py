@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import espeak, read_wav, resample, silence
 from tests.conftest import serve
 from tests.test_server import check_utterance_events

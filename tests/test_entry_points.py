@@ -9,26 +9,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.registry import ENTRY_POINT_GROUP, EngineRegistry
-from gateway.settings import Settings
+from hushgate.engines.registry import ENTRY_POINT_GROUP, EngineRegistry
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import serve
 from tests.wsclient import Client
 
-EXAMPLE = Path(__file__).parent / "example_engine" / "speech_gateway_example.py"
+EXAMPLE = Path(__file__).parent / "example_engine" / "hushgate_example.py"
 
 
 @pytest.fixture
 def installed_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What `pip install speech-gateway-example` would leave on sys.path."""
+    """What `pip install hushgate-example` would leave on sys.path."""
     shutil.copy(EXAMPLE, tmp_path / EXAMPLE.name)
-    dist = tmp_path / "speech_gateway_example-1.0.dist-info"
+    dist = tmp_path / "hushgate_example-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: speech-gateway-example\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nexample = speech_gateway_example:SPEC\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hushgate-example\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nexample = hushgate_example:SPEC\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield
-    sys.modules.pop("speech_gateway_example", None)
+    sys.modules.pop("hushgate_example", None)
 
 
 def test_registry_discovers_the_entry_point(installed_example: None) -> None:

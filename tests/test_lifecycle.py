@@ -1,4 +1,4 @@
-"""Metrics, and draining on SIGTERM, against the real `speech-gateway serve`."""
+"""Metrics, and draining on SIGTERM, against the real `hushgate serve`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port, serve
 from tests.fakes import fake_spec
@@ -40,15 +40,15 @@ async def test_metrics_are_scraped(audio_dir: Path) -> None:
         line.split(" ")[0]: float(line.split(" ")[-1])
         for line in text.splitlines() if line and not line.startswith("#")
     }
-    assert values["speech_gateway_sessions_total"] == 1
-    assert values["speech_gateway_sessions_active"] == 0
-    assert values["speech_gateway_audio_seconds_total"] == pytest.approx(12.0)
-    assert values["speech_gateway_utterances_total"] == finals
-    assert values["speech_gateway_final_latency_seconds_count"] == finals
-    assert values['speech_gateway_rejections_total{reason="overloaded"}'] == 1
-    assert values["speech_gateway_bytes_in_total"] > 12 * 32_000
-    assert values['speech_gateway_engine_calls_total{engine="stt:fake:fake-model"}'] > 0
-    assert 'speech_gateway_engine_real_time_factor{engine="stt:fake:fake-model"}' in values
+    assert values["hushgate_sessions_total"] == 1
+    assert values["hushgate_sessions_active"] == 0
+    assert values["hushgate_audio_seconds_total"] == pytest.approx(12.0)
+    assert values["hushgate_utterances_total"] == finals
+    assert values["hushgate_final_latency_seconds_count"] == finals
+    assert values['hushgate_rejections_total{reason="overloaded"}'] == 1
+    assert values["hushgate_bytes_in_total"] > 12 * 32_000
+    assert values['hushgate_engine_calls_total{engine="stt:fake:fake-model"}'] > 0
+    assert 'hushgate_engine_real_time_factor{engine="stt:fake:fake-model"}' in values
 
 
 @pytest.fixture
@@ -56,13 +56,13 @@ def gateway_process():  # noqa: ANN201
     port = free_port()
     env = {
         **os.environ,
-        "SPEECH_GATEWAY_PORT": str(port),
-        "SPEECH_GATEWAY_DRAIN_TIMEOUT_S": "1.5",
-        "SPEECH_GATEWAY_TRANSLATORS": "",
-        "SPEECH_GATEWAY_SYNTHESIZERS": "",
+        "HUSHGATE_PORT": str(port),
+        "HUSHGATE_DRAIN_TIMEOUT_S": "1.5",
+        "HUSHGATE_TRANSLATORS": "",
+        "HUSHGATE_SYNTHESIZERS": "",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "hushgate.server.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

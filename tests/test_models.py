@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from engines.base import ModelNotFound
-from models import store
-from models.commands import main
-from models.store import (
+from hushgate.engines.base import ModelNotFound
+from hushgate.models import store
+from hushgate.models.commands import main
+from hushgate.models.store import (
     ENGINES,
     CatalogueEntry,
     CatalogueError,
@@ -224,10 +224,10 @@ def test_default_model_names() -> None:
 
 
 def test_default_models_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert default_models_dir() == tmp_path / "xdg" / "speech-gateway" / "models"
+    assert default_models_dir() == tmp_path / "xdg" / "hushgate" / "models"
     monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
     assert (
-        default_models_dir() == tmp_path / "home" / ".local" / "share" / "speech-gateway" / "models"
+        default_models_dir() == tmp_path / "home" / ".local" / "share" / "hushgate" / "models"
     )
     assert not default_models_dir().exists()
 
@@ -281,7 +281,7 @@ def test_not_found_names_the_pull_command(models_dir: Path) -> None:
     with pytest.raises(ModelNotFound) as caught:
         locate_model("vosk-model-small-fr-0.22", engine="vosk", models_dir=models_dir)
     message = str(caught.value)
-    assert "speech-gateway models pull vosk-model-small-fr-0.22" in message
+    assert "hushgate models pull vosk-model-small-fr-0.22" in message
     assert str(models_dir / "vosk-model-small-fr-0.22") in message
 
 
@@ -647,14 +647,14 @@ def test_cli_lists_catalogue(models_dir: Path, capsys: pytest.CaptureFixture[str
     }
     assert row["whisper-tiny.en"].startswith("*")
     assert not row["vosk-model-small-de-0.15"].startswith("*")
-    assert "speech-gateway models pull vosk-model-small-de-0.15" in row["vosk-model-small-de-0.15"]
+    assert "hushgate models pull vosk-model-small-de-0.15" in row["vosk-model-small-de-0.15"]
 
 
 def test_cli_path(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["path", "whisper-tiny.en"], models_dir=models_dir) == 0
     assert Path(capsys.readouterr().out.strip()).joinpath("model.bin").is_file()
     assert main(["path", "vosk-model-small-de-0.15"], models_dir=models_dir) == 1
-    assert "speech-gateway models pull vosk-model-small-de-0.15" in capsys.readouterr().err
+    assert "hushgate models pull vosk-model-small-de-0.15" in capsys.readouterr().err
 
 
 def test_cli_pull_debian_prints_the_command(

@@ -1,6 +1,6 @@
 """Privacy promises, tested: a session with every feature writes no file and logs no words.
 
-The real `speech-gateway serve` runs as a subprocess with an empty HOME, TMPDIR
+The real `hushgate serve` runs as a subprocess with an empty HOME, TMPDIR
 and working directory of its own, so anything written there is the gateway's
 (other programs on the machine cannot blur the result), and a Python audit hook
 in that process reports every file opened for writing anywhere on the system.
@@ -45,7 +45,7 @@ def hook(event, args):
         sys.__stderr__.write(f"AUDIT-FS {event} {args[0]!r}\\n")
 
 sys.addaudithook(hook)
-from gateway.cli import main
+from hushgate.server.cli import main
 sys.exit(main(["serve"]))
 """
 
@@ -60,15 +60,15 @@ def start_gateway(tmp_path: Path, models_dir: Path, *, log_content: bool, full: 
         "HOME": str(dirs["home"]),
         "TMPDIR": str(dirs["tmp"]),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "SPEECH_GATEWAY_PORT": str(port),
-        "SPEECH_GATEWAY_LOG_LEVEL": "debug",
-        "SPEECH_GATEWAY_LOG_CONTENT": "true" if log_content else "false",
-        "SPEECH_GATEWAY_MODELS_DIR": str(models_dir),
-        "SPEECH_GATEWAY_VOICEPRINT_KEY": "privacy-test",
-        "SPEECH_GATEWAY_ENROLL_NEEDED_MS": "4000",
+        "HUSHGATE_PORT": str(port),
+        "HUSHGATE_LOG_LEVEL": "debug",
+        "HUSHGATE_LOG_CONTENT": "true" if log_content else "false",
+        "HUSHGATE_MODELS_DIR": str(models_dir),
+        "HUSHGATE_VOICEPRINT_KEY": "privacy-test",
+        "HUSHGATE_ENROLL_NEEDED_MS": "4000",
     }
     if not full:
-        env |= {"SPEECH_GATEWAY_TRANSLATORS": "", "SPEECH_GATEWAY_SYNTHESIZERS": "", "SPEECH_GATEWAY_SPEAKER_ENCODER": ""}
+        env |= {"HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "", "HUSHGATE_SPEAKER_ENCODER": ""}
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER], cwd=dirs["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

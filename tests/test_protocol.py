@@ -8,8 +8,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from gateway.codec import JsonCodec, MsgpackCodec, codec_for
-from gateway.protocol import (
+from hushgate.server.codec import JsonCodec, MsgpackCodec, codec_for
+from hushgate.server.protocol import (
     Audio,
     AudioFormat,
     CloseCode,

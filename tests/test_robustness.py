@@ -22,7 +22,7 @@ import psutil
 import pytest
 import websockets
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import serve, wait_until
 from tests.fakes import FakeSynthesizer, FakeTranscriber, fake_spec, fake_tts_spec

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.runtime import EngineRunner, Overloaded
+from hushgate.server.runtime import EngineRunner, Overloaded
 
 
 async def test_concurrency_limit_holds() -> None:

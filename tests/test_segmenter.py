@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import EngineOptions
-from engines.silero import create as silero_create
+from hushgate.engines.base import EngineOptions
+from hushgate.engines.silero import create as silero_create
 
-from engines.webrtcvad import WebRtcDetector
-from gateway.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from hushgate.engines.webrtcvad import WebRtcDetector
+from hushgate.server.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from tests.audio_helpers import read_wav
 
 FRAME = 320  # 20 ms at 16 kHz

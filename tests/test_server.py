@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import websockets
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav, resample
 from tests.conftest import serve, wait_until
 from tests.fakes import FakeTranscriber, fake_spec
@@ -303,7 +303,7 @@ async def test_http_routes(server) -> None:  # noqa: ANN001
 async def test_readyz_is_503_until_engines_load() -> None:
     import threading
 
-    from engines.base import EngineSpec
+    from hushgate.engines.base import EngineSpec
 
     gate = threading.Event()
 
@@ -312,8 +312,8 @@ async def test_readyz_is_503_until_engines_load() -> None:
         return FakeTranscriber()
 
     spec = EngineSpec(name="fake", capability="stt", factory=slow_factory)
-    from gateway.app import create_app
-    from engines.registry import EngineRegistry
+    from hushgate.server.app import create_app
+    from hushgate.engines.registry import EngineRegistry
     import uvicorn
     from tests.conftest import free_port
 
@@ -385,9 +385,9 @@ async def test_a_session_that_falls_behind_is_told(jfk: np.ndarray) -> None:
 def test_json_logs_are_one_object_per_line() -> None:
     import logging
 
-    from gateway.cli import JsonFormatter
+    from hushgate.server.cli import JsonFormatter
 
-    record = logging.LogRecord("speech_gateway.session", logging.INFO, __file__, 1, "session %s closed", ("abc",), None)
+    record = logging.LogRecord("hushgate.session", logging.INFO, __file__, 1, "session %s closed", ("abc",), None)
     line = JsonFormatter().format(record)
-    assert json.loads(line) == {**json.loads(line), "level": "info", "logger": "speech_gateway.session",
+    assert json.loads(line) == {**json.loads(line), "level": "info", "logger": "hushgate.session",
                                 "message": "session abc closed"}

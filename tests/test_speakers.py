@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import EngineOptions
-from gateway.settings import Settings
-from gateway.speakers import SpeakerBook, calibrated, phrase_matches, threshold_for
+from hushgate.engines.base import EngineOptions
+from hushgate.server.settings import Settings
+from hushgate.server.speakers import SpeakerBook, calibrated, phrase_matches, threshold_for
 from tests.audio_helpers import read_wav, resample
 from tests.conftest import serve
 from tests.wsclient import Client
@@ -117,7 +117,7 @@ async def test_verification_accepts_the_speaker_and_rejects_another(server, audi
 
 @pytest.fixture(scope="module")
 def piper_phrases() -> dict[str, np.ndarray]:
-    from engines.piper import create
+    from hushgate.engines.piper import create
 
     voice = create(EngineOptions())
     out = {}
@@ -274,7 +274,7 @@ def test_phrase_matching_tolerates_small_slips() -> None:
 
 
 def test_a_book_holds_at_most_fifty_voiceprints() -> None:
-    from gateway.speakers import Voiceprint
+    from hushgate.server.speakers import Voiceprint
 
     book = SpeakerBook()
     for i in range(50):
@@ -284,7 +284,7 @@ def test_a_book_holds_at_most_fifty_voiceprints() -> None:
 
 
 def test_an_enrollment_cannot_make_a_fifty_first_voiceprint() -> None:
-    from gateway.speakers import Voiceprint
+    from hushgate.server.speakers import Voiceprint
 
     book = SpeakerBook()
     for i in range(50):
@@ -296,7 +296,7 @@ def test_an_enrollment_cannot_make_a_fifty_first_voiceprint() -> None:
 
 
 def test_an_empty_sealing_key_is_no_key() -> None:
-    from gateway.sealing import Sealer
+    from hushgate.server.sealing import Sealer
 
     assert Sealer("").persistent is False and Sealer(None).persistent is False and Sealer("k").persistent
 

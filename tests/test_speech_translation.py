@@ -10,7 +10,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import serve
 from tests.wsclient import Client

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import serve
 from tests.fakes import (

@@ -26,11 +26,11 @@ from starlette.routing import WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import tests.conftest as conftest
-from engines.base import EngineSpec
-from gateway.app import create_app
-from gateway.auth import hash_key
-from gateway.settings import Settings
-from gateway.vosk_compat import make_vosk_endpoint
+from hushgate.engines.base import EngineSpec
+from hushgate.server.app import create_app
+from hushgate.server.auth import hash_key
+from hushgate.server.settings import Settings
+from hushgate.server.vosk_compat import make_vosk_endpoint
 from tests.audio_helpers import read_wav, resample
 from tests.conftest import Running, serve, wait_until
 from tests.fakes import FakeTranscriber, fake_spec

@@ -17,11 +17,11 @@ import httpx
 import msgpack
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.conftest import serve
 from tests.fakes import fake_spec
 
-WEB = Path(__file__).resolve().parents[1] / "web"
+WEB = Path(__file__).resolve().parents[1] / "src" / "hushgate" / "web"
 JS_TYPES = {"text/javascript", "application/javascript"}
 
 

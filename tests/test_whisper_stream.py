@@ -13,7 +13,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from gateway.settings import Settings
+from hushgate.server.settings import Settings
 from tests.audio_helpers import assert_word_times, pcm_duration_ms, read_wav, resample
 from tests.conftest import serve
 from tests.test_server import check_utterance_events

@@ -1,0 +1,477 @@
+"""``hushgate transcribe | speak | translate``: the SDK from a shell.
+
+Each command is ``NAME_main(argv) -> exit status`` so that ``hushgate.server.cli`` can
+dispatch to it and tests can call it directly. Results go to stdout, progress
+and warnings to stderr, so the output can be piped into a file as it is.
+Exit status: 0 done, 1 the gateway refused or failed (the message says why),
+2 bad arguments or an unreadable input file, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import struct
+import sys
+import time
+import wave
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from hushgate.client import Client, Ended, Final, GatewayError, Ready, ServerError, Translation
+
+DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
+KEY_ENV = "HUSHGATE_CLIENT_KEY"
+MIN_RATE_HZ, MAX_RATE_HZ = 8_000, 48_000
+FALLBACK_RATE_HZ = 16_000
+PROGRESS_MIN_S = 5.0
+FAST_CHUNK_MS = 500  # as fast as the server takes it: fewer, larger frames
+REALTIME_CHUNK_MS = 100  # paced: small frames, like a live microphone
+
+OutputFormat = Literal["text", "json", "srt", "vtt"]
+
+
+class InputError(Exception):
+    """The input file cannot be read as audio (exit status 2)."""
+
+
+# Reading WAV files ----------------------------------------------------------------
+
+_WAVE_FORMAT_PCM = 0x0001
+_WAVE_FORMAT_FLOAT = 0x0003
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+@dataclass(frozen=True)
+class _WavLayout:
+    rate_hz: int
+    channels: int
+    width: int  # bytes per sample
+    floating: bool
+    frames: int
+    data_offset: int | None  # set when read by the RIFF fallback rather than `wave`
+
+
+def _riff_layout(path: Path) -> _WavLayout:
+    """Header of a WAV the `wave` module refuses: WAVE_FORMAT_EXTENSIBLE (usual for 24/32-bit) and float."""
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise InputError(f"{path}: not a WAV file")
+        fmt: tuple[int, int, int, int] | None = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise InputError(f"{path}: no audio data in the WAV file")
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"fmt ":
+                body = f.read(size + (size & 1))[:size]
+                if len(body) < 16:
+                    raise InputError(f"{path}: truncated WAV header")
+                tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # first bytes of the sub-format GUID
+                fmt = (tag, channels, rate, bits)
+            elif kind == b"data":
+                if fmt is None:
+                    raise InputError(f"{path}: WAV data before its format")
+                tag, channels, rate, bits = fmt
+                width = bits // 8
+                floating = tag == _WAVE_FORMAT_FLOAT
+                if tag not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_FLOAT) or bits % 8 or not channels \
+                        or (floating and width not in (4, 8)) or (not floating and width not in (1, 2, 3, 4)):
+                    raise InputError(f"{path}: unsupported WAV encoding (format {tag:#x}, {bits}-bit); "
+                                     "use PCM 8/16/24/32-bit or float")
+                return _WavLayout(rate, channels, width, floating, size // (width * channels), f.tell())
+            else:
+                f.seek(size + (size & 1), io.SEEK_CUR)  # chunks are padded to even sizes
+
+
+def _to_float(data: bytes, layout: _WavLayout) -> npt.NDArray[np.float32]:
+    """Interleaved samples of any supported width as float32 in -1..1, mixed down to mono."""
+    if layout.floating:
+        samples = np.frombuffer(data, dtype="<f4" if layout.width == 4 else "<f8").astype(np.float32)
+    elif layout.width == 1:  # 8-bit WAV is unsigned
+        samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif layout.width == 2:
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    elif layout.width == 3:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        value = np.where(value >= 1 << 23, value - (1 << 24), value)
+        samples = value.astype(np.float32) / float(1 << 23)
+    else:
+        samples = (np.frombuffer(data, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    if layout.channels > 1:
+        samples = samples[: len(samples) - len(samples) % layout.channels]
+        samples = samples.reshape(-1, layout.channels).mean(axis=1, dtype=np.float32)
+    return samples
+
+
+def _to_int16(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    out: npt.NDArray[np.int16] = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
+    return out
+
+
+class WavSource:
+    """A WAV file read block by block as mono int16 at a rate the gateway accepts.
+
+    The file is never loaded whole, so an hour of 48 kHz stereo costs a block of
+    memory. Rates within 8–48 kHz are sent as they are (the server resamples);
+    others are resampled here to 16 kHz, the rate speech engines use.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with wave.open(str(path), "rb") as w:
+                self._layout = _WavLayout(w.getframerate(), w.getnchannels(), w.getsampwidth(), False,
+                                          w.getnframes(), None)
+        except wave.Error:
+            # `wave` (Python 3.11) reads only plain PCM; 24/32-bit files are often EXTENSIBLE, some are float.
+            self._layout = _riff_layout(path)
+        except EOFError:
+            raise InputError(f"{path}: truncated WAV file") from None
+        if self._layout.rate_hz <= 0 or self._layout.channels <= 0:
+            raise InputError(f"{path}: the WAV header is not valid")
+        inside = MIN_RATE_HZ <= self._layout.rate_hz <= MAX_RATE_HZ
+        self.rate_hz = self._layout.rate_hz if inside else FALLBACK_RATE_HZ
+
+    @property
+    def duration_s(self) -> float:
+        return self._layout.frames / self._layout.rate_hz
+
+    def _raw_blocks(self, frames_per_block: int) -> Iterator[bytes]:
+        layout = self._layout
+        if layout.data_offset is None:
+            with wave.open(str(self.path), "rb") as w:
+                while data := w.readframes(frames_per_block):
+                    yield data
+            return
+        frame_bytes = layout.width * layout.channels
+        remaining = layout.frames * frame_bytes
+        with self.path.open("rb") as f:
+            f.seek(layout.data_offset)
+            while remaining > 0 and (data := f.read(min(remaining, frames_per_block * frame_bytes))):
+                remaining -= len(data)
+                yield data[: len(data) - len(data) % frame_bytes]
+
+    def chunks(self, chunk_ms: int) -> Iterator[npt.NDArray[np.int16]]:
+        """Consecutive mono int16 chunks of about ``chunk_ms`` at ``rate_hz``."""
+        layout = self._layout
+        frames = max(1, layout.rate_hz * chunk_ms // 1000)
+        if layout.rate_hz == self.rate_hz and layout.width == 2 and layout.channels == 1 and not layout.floating:
+            for data in self._raw_blocks(frames):  # the common case, sample for sample
+                yield np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").astype(np.int16)
+            return
+        resampler = None
+        if layout.rate_hz != self.rate_hz:
+            import soxr
+
+            resampler = soxr.ResampleStream(layout.rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ")
+        for data in self._raw_blocks(frames):
+            samples = _to_float(data, layout)
+            if resampler is not None:
+                samples = resampler.resample_chunk(samples)
+            if len(samples):
+                yield _to_int16(samples)
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                yield _to_int16(tail)
+
+
+# Captions -------------------------------------------------------------------------
+
+
+def timestamp(ms: int, separator: str = ",") -> str:
+    """``HH:MM:SS,mmm`` (SRT) or, with ``separator="."``, ``HH:MM:SS.mmm`` (WebVTT)."""
+    ms = max(0, int(ms))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{ms:03d}"
+
+
+def cue(number: int, t0_ms: int, t1_ms: int, text: str, fmt: Literal["srt", "vtt"]) -> str:
+    """One subtitle cue with its trailing blank line."""
+    separator = "," if fmt == "srt" else "."
+    # A blank line would end the cue early, and `-->` is reserved in WebVTT cue text.
+    body = " ".join(text.split()).replace("-->", "->")
+    return f"{number}\n{timestamp(t0_ms, separator)} --> {timestamp(max(t0_ms, t1_ms), separator)}\n{body}\n\n"
+
+
+class TranscriptWriter:
+    """Turns finals (and their translations) into lines of text, JSON, SRT or WebVTT, in order.
+
+    With a translation target, each caption waits for its translation. Translations
+    of finals come in the order of the finals, so when one arrives every earlier
+    caption still waiting has lost its own (an error was reported instead) and goes
+    out in the original language; the same happens to what is left at the end.
+    """
+
+    def __init__(self, fmt: OutputFormat, target: str | None, write: Callable[[str], None]) -> None:
+        self.fmt = fmt
+        self.target = target
+        self._write = write
+        self._waiting: deque[tuple[Final, str | None]] = deque()
+        self._cues = 0
+        if fmt == "vtt":
+            write("WEBVTT\n\n")
+
+    def ready(self, ready: Ready) -> None:
+        if self.target is not None and self.target not in ready.translate:
+            self.target = None  # the server's notice says why; captions stay in the original language
+
+    def event(self, event: Any) -> None:
+        if isinstance(event, Final):
+            if self.fmt == "json":
+                self._json(event.raw)
+            if event.text.strip():
+                self._waiting.append((event, None))
+                if self.target is None:
+                    self._release(all_=True)
+        elif isinstance(event, Translation) and event.utterance is not None and not event.provisional \
+                and event.target == self.target:
+            if self.fmt == "json":
+                self._json(event.raw)
+            for i, (final, _) in enumerate(self._waiting):
+                if final.utterance == event.utterance:
+                    self._waiting[i] = (final, event.text)
+                    # Every earlier caption's translation would have come before this one.
+                    self._release(upto=i)
+                    break
+
+    def finish(self) -> None:
+        self._release(all_=True)
+
+    def _release(self, *, upto: int = -1, all_: bool = False) -> None:
+        count = len(self._waiting) if all_ else upto + 1
+        for _ in range(count):
+            final, translated = self._waiting.popleft()
+            self._caption(final, translated if translated is not None else final.text)
+
+    def _caption(self, final: Final, text: str) -> None:
+        if self.fmt == "text":
+            self._write(" ".join(text.split()) + "\n")
+        elif self.fmt in ("srt", "vtt"):
+            self._cues += 1
+            self._write(cue(self._cues, final.t0_ms, final.t1_ms, text, "srt" if self.fmt == "srt" else "vtt"))
+
+    def _json(self, raw: Any) -> None:
+        self._write(json.dumps(dict(raw), ensure_ascii=False) + "\n")
+
+
+# Shared pieces --------------------------------------------------------------------
+
+
+def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway's stream URL (default {DEFAULT_URL})")
+    parser.add_argument("--api-key", default=None,
+                        help=f"API key, sent as Authorization: Bearer (default: ${KEY_ENV}; prefer the environment, "
+                             "command lines are visible to other users)")
+    parser.add_argument("--msgpack", action="store_true", help="use the msgpack encoding instead of JSON")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    key = args.api_key or os.environ.get(KEY_ENV) or None
+    return Client(args.url, api_key=key, format="msgpack" if args.msgpack else "json")
+
+
+def _run(prog: str, work: Callable[[], Any]) -> int:
+    """Run one command's coroutine; failures become a one-line message and an exit status."""
+    try:
+        result = asyncio.run(work())
+    except GatewayError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except InputError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+def _warn(prog: str, event: ServerError) -> None:
+    print(f"{prog}: warning: {event.code}: {event.message}", file=sys.stderr)
+
+
+# transcribe -----------------------------------------------------------------------
+
+
+def transcribe_main(argv: list[str]) -> int:
+    """``hushgate transcribe FILE``: captions for a WAV file, on stdout."""
+    prog = "hushgate transcribe"
+    parser = argparse.ArgumentParser(prog=prog, description="Transcribe a WAV file through the gateway.")
+    parser.add_argument("file", type=Path, help="a WAV file (PCM 8/16/24/32-bit or float, any rate and channels)")
+    parser.add_argument("--format", dest="fmt", choices=("text", "json", "srt", "vtt"), default="text",
+                        help="text: one line per utterance; json: one final/translation event per line; "
+                             "srt / vtt: subtitles (default text)")
+    parser.add_argument("--translate", metavar="LANG", default=None,
+                        help="translate each utterance into LANG; text, srt and vtt then show the translation")
+    parser.add_argument("--language", default=None, help="language spoken in the file (default: the server's)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="send the audio at its own pace, as a live source would (default: as fast as the "
+                             "server takes it)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no warnings")
+    _add_connection_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        source = WavSource(args.file)
+    except (OSError, InputError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    return _run(prog, lambda: _transcribe(prog, args, source))
+
+
+async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
+                 realtime: bool) -> AsyncIterator[npt.NDArray[np.int16]]:
+    """The chunks, at the audio's own pace when ``realtime`` (as a live source would send them)."""
+    started = time.monotonic()
+    sent_s = 0.0
+    for chunk in chunks:
+        yield chunk
+        sent_s += len(chunk) / rate_hz
+        if realtime:
+            delay = started + sent_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) -> int:
+    progress = None
+    if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(total=source.duration_s, unit="s", file=sys.stderr, leave=False,
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+
+    def write(text: str) -> None:
+        if progress is not None:
+            progress.clear()
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if progress is not None:
+            progress.refresh()
+
+    writer = TranscriptWriter(args.fmt, args.translate, write)
+    chunk_ms = REALTIME_CHUNK_MS if args.realtime else FAST_CHUNK_MS
+    chunks = _paced(source.chunks(chunk_ms), source.rate_hz, args.realtime)
+    try:
+        async for event in _client(args).stream(
+            chunks, source.rate_hz, language=args.language, partials=False, words=args.fmt == "json",
+            translate=[args.translate] if args.translate else None,
+        ):
+            if progress is not None and isinstance(event, (Final, Ended)):
+                # Progress is what has been transcribed: sending runs up to 30 s of audio ahead.
+                done_s = source.duration_s if isinstance(event, Ended) else event.t1_ms / 1000
+                progress.update(max(0.0, min(done_s, source.duration_s) - progress.n))
+            if isinstance(event, Ready):
+                writer.ready(event)
+            elif isinstance(event, ServerError):
+                if not args.quiet:
+                    _warn(prog, event)
+            else:
+                writer.event(event)
+    finally:
+        if progress is not None:
+            progress.close()
+    writer.finish()
+    return 0
+
+
+# speak ----------------------------------------------------------------------------
+
+
+def wav_bytes(pcm: npt.NDArray[np.int16], rate_hz: int) -> bytes:
+    """A mono 16-bit WAV file in memory (written whole, so stdout works as a destination too)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate_hz)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def speak_main(argv: list[str]) -> int:
+    """``hushgate speak TEXT -o OUT.wav``: synthesized speech into a WAV file."""
+    prog = "hushgate speak"
+    parser = argparse.ArgumentParser(prog=prog, description="Synthesize speech through the gateway into a WAV file.")
+    parser.add_argument("text", help="what to say ('-' reads it from stdin)")
+    parser.add_argument("-o", "--output", required=True, help="the WAV file to write ('-' for stdout)")
+    parser.add_argument("--voice", default=None, help="a voice id (GET /v1/engines lists them)")
+    parser.add_argument("--language", default=None, help="pick the first voice of this language")
+    parser.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the voice's)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    _add_connection_flags(parser)
+    args = parser.parse_args(argv)
+    text = sys.stdin.read() if args.text == "-" else args.text
+
+    async def work() -> int:
+        pcm, rate = await _client(args).speak(text, voice=args.voice, sample_rate=args.sample_rate,
+                                              language=args.language)
+        data = wav_bytes(pcm, rate)
+        if args.output == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            try:
+                Path(args.output).write_bytes(data)
+            except OSError as exc:
+                raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        if not args.quiet:
+            print(f"{prog}: wrote {args.output}: {len(pcm) / rate:.2f} s at {rate} Hz", file=sys.stderr)
+        return 0
+
+    return _run(prog, work)
+
+
+# translate ------------------------------------------------------------------------
+
+
+def translate_main(argv: list[str]) -> int:
+    """``hushgate translate TEXT --to LANG``: the translation on stdout."""
+    prog = "hushgate translate"
+    parser = argparse.ArgumentParser(prog=prog, description="Translate text through the gateway.")
+    parser.add_argument("text", help="the text ('-' reads it from stdin)")
+    parser.add_argument("--to", dest="target", required=True, help="target language, e.g. es")
+    parser.add_argument("--from", dest="source", default=None, help="source language (default: the server's)")
+    _add_connection_flags(parser)
+    args = parser.parse_args(argv)
+    text = sys.stdin.read() if args.text == "-" else args.text
+
+    async def work() -> int:
+        print(await _client(args).translate(text, args.target, source=args.source), flush=True)
+        return 0
+
+    return _run(prog, work)
+
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "transcribe": transcribe_main, "speak": speak_main, "translate": translate_main,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hushgate-client transcribe|speak|translate ...``: the client's own console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(f"usage: hushgate-client {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 2
+    return COMMANDS[args[0]](args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,342 @@
+"""The ASGI application: HTTP routes beside the streaming WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from hushgate.engines.registry import EngineRegistry
+from hushgate.server.codec import Frame, JsonCodec, codec_for
+from hushgate.server.hub import EngineHub
+from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.server.auth import Authenticator, Decision
+from hushgate.server.metrics import Metrics
+from hushgate.server.runtime import Runtime
+from hushgate.server.session import ClientGone, Session
+from hushgate.server.vosk_compat import make_vosk_endpoint
+from hushgate.server.settings import Settings
+
+log = logging.getLogger("hushgate")
+WEB_DIR = Path(str(resources.files("hushgate.web")))
+
+
+class Drainable(Protocol):
+    """A live connection the server can ask to finish (see DrainingServer)."""
+
+    def drain(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    hub: EngineHub
+    runtime: Runtime
+    metrics: Metrics
+    auth: Authenticator
+    sessions: set[Drainable] = field(default_factory=set)
+    per_key: dict[str, int] = field(default_factory=dict)
+    ready: bool = False
+    draining: bool = False
+    load_error: str | None = None
+
+    def drain(self) -> None:
+        """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""
+        self.draining = True
+
+    def finish_sessions(self) -> None:
+        for session in list(self.sessions):
+            session.drain()
+
+    @asynccontextmanager
+    async def admitted(self, session: Drainable, key_id: str) -> AsyncIterator[None]:
+        """Count a live session everywhere it is counted, for as long as it runs."""
+        self.metrics.session_opened()
+        self.sessions.add(session)
+        self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.metrics.session_closed()
+            self.sessions.discard(session)
+            self.per_key[key_id] -= 1
+            if not self.per_key[key_id]:
+                del self.per_key[key_id]
+
+
+class WebSocketTransport:
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def receive(self) -> Frame | None:
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def send(self, frame: Frame) -> None:
+        try:
+            if isinstance(frame, str):
+                await self._ws.send_text(frame)
+            else:
+                await self._ws.send_bytes(frame)
+        except WebSocketDisconnect:
+            raise ClientGone() from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._ws.application_state is not WebSocketState.DISCONNECTED:
+            await self._ws.close(code, reason)
+
+
+def create_app(settings: Settings | None = None, *, registry: EngineRegistry | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    runtime = Runtime(max_waiting=settings.engine_queue)
+    auth = Authenticator(
+        key_hashes=settings.api_keys,
+        token_secret=(settings.token_secret or secrets.token_hex(32)).encode(),
+        allowed_origins=settings.allowed_origins,
+        no_auth=settings.no_auth,
+    )
+    gateway = Gateway(
+        settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime, Metrics(runtime), auth
+    )
+
+    async def load_engines() -> None:
+        try:
+            await asyncio.to_thread(gateway.hub.load)
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and logged
+            gateway.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("engines failed to load: %s", gateway.load_error)
+            return
+        gateway.ready = True
+        log.info("engines ready: %s", ", ".join(gateway.hub.languages))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.create_task(load_engines())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await gateway.hub.aclose()
+            await asyncio.to_thread(runtime.shutdown)
+            gateway.hub.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if gateway.ready and not gateway.draining:
+            return JSONResponse({"ready": True})
+        reason = "draining" if gateway.draining else gateway.load_error or "loading"
+        return JSONResponse({"ready": False, "error": reason}, status_code=503)
+
+    def http_auth(request: Request) -> Decision:
+        client = request.client.host if request.client else None
+        return auth.decide(
+            client_host=client, authorization=request.headers.get("authorization"),
+            token=request.query_params.get("token"), origin=request.headers.get("origin"),
+            host=request.headers.get("host"),
+        )
+
+    def denied(decision: Decision) -> Response:
+        gateway.metrics.on_event("rejected", "unauthorized")
+        status = 401 if decision.outcome == "unauthorized" else 403
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        return JSONResponse({"error": decision.reason, "code": "unauthorized"}, status_code=status, headers=headers)
+
+    async def metrics(request: Request) -> Response:
+        decision = http_auth(request)
+        if decision.outcome != "ok":
+            return denied(decision)
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def tokens(request: Request) -> Response:
+        """An operator's backend trades its API key for a short-lived browser token."""
+        header = request.headers.get("authorization", "")
+        principal = auth.check_key(header[7:].strip()) if header.lower().startswith("bearer ") else None
+        if principal is None:
+            return denied(Decision("unauthorized", "an API key is required (Authorization: Bearer KEY)"))
+        try:
+            body = await request.json() if await request.body() else {}
+        except (ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
+        cap_s = body.get("max_session_s") if isinstance(body, dict) else None
+        if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
+                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or cap_s <= 0))):
+            return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
+        ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
+        token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
+        return JSONResponse({"token": token, "expires_in_s": ttl_s, "max_session_s": cap_s})
+
+    async def engines(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "ready": gateway.ready,
+                "languages": gateway.hub.languages if gateway.ready else [],
+                "voices": [
+                    {"id": v.id, "language": v.language, "sample_rate": v.sample_rate_hz, "engine": v.engine}
+                    for v in gateway.hub.voices()
+                ] if gateway.ready else [],
+                "translation_pairs": [f"{a}-{b}" for a, b in gateway.hub.pairs()] if gateway.ready else [],
+                "engines": gateway.hub.describe() if gateway.ready else {},
+                "limits": {
+                    "max_sessions": settings.max_sessions,
+                    "max_sessions_per_key": settings.max_sessions_per_key,
+                    "max_frame_bytes": settings.max_frame_bytes,
+                    "max_session_s": settings.max_session_s,
+                    "idle_timeout_s": settings.idle_timeout_s,
+                    "max_utterance_ms": settings.max_utterance_ms,
+                    "sample_rates_hz": [8000, 48000],
+                    "max_text_chars": settings.max_text_chars,
+                    "speak_queue": settings.speak_queue,
+                    "control_rate_per_s": settings.control_rate_per_s,
+                    "outbox_events": settings.outbox_events,
+                },
+            }
+        )
+
+    async def tts(request: Request) -> Response:
+        """Synthesize a whole text into one WAV (for clients that do not stream)."""
+        decision = http_auth(request)
+        if decision.outcome != "ok":
+            return denied(decision)
+        if not gateway.ready:
+            return JSONResponse({"error": "engines are still loading"}, status_code=503)
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be JSON: {\"text\": ..., \"voice\": ...}"}, status_code=400)
+        text = body.get("text") if isinstance(body, dict) else None
+        voice = body.get("voice") if isinstance(body, dict) else None
+        language = body.get("language") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            return JSONResponse({"error": "`text` must be a non-empty string"}, status_code=400)
+        if len(text) > settings.max_text_chars:
+            return JSONResponse({"error": f"`text` is over {settings.max_text_chars} characters"}, status_code=413)
+        if not isinstance(voice, (str, type(None))) or not isinstance(language, (str, type(None))):
+            return JSONResponse({"error": "`voice` and `language` must be strings"}, status_code=400)
+        route = gateway.hub.voice(voice, language or (None if voice else settings.default_language))
+        if route is None:
+            voices = [v.id for v in gateway.hub.voices()]
+            return JSONResponse({"error": f"unknown voice {voice!r}", "voices": voices}, status_code=404)
+
+        def synthesize() -> bytes:
+            out = io.BytesIO()
+            with wave.open(out, "wb") as wav:
+                wav.setnchannels(1)
+                wav.setsampwidth(2)
+                wav.setframerate(route.voice.sample_rate_hz)
+                for chunk in route.synthesizer.synthesize(text, route.voice.id):
+                    wav.writeframes(chunk.astype("<i2").tobytes())
+            return out.getvalue()
+
+        try:
+            audio = await route.runner.run(synthesize)
+        except Exception as exc:  # noqa: BLE001 - the engine's message is for the client
+            log.warning("POST /v1/tts failed: %s", type(exc).__name__)
+            return JSONResponse({"error": f"synthesis failed: {exc}"}, status_code=500)
+        return Response(audio, media_type="audio/wav", headers={"X-Voice": route.voice.id})
+
+    async def index(request: Request) -> Response:
+        return FileResponse(WEB_DIR / "index.html")
+
+    async def overlay(request: Request) -> Response:
+        return FileResponse(WEB_DIR / "overlay.html")
+
+    async def stream(websocket: WebSocket) -> None:
+        decision = auth.decide(
+            client_host=websocket.client.host if websocket.client else None,
+            authorization=websocket.headers.get("authorization"),
+            token=websocket.query_params.get("token"),
+            origin=websocket.headers.get("origin"),
+            host=websocket.headers.get("host"),
+        )
+        if decision.outcome != "ok" or decision.principal is None:
+            # Refused before the upgrade: the client sees HTTP 401/403, never a socket.
+            await websocket.send_denial_response(denied(decision))
+            return
+        principal = decision.principal
+        await websocket.accept()
+        transport = WebSocketTransport(websocket)
+        metrics = gateway.metrics
+        try:
+            codec = codec_for(websocket.query_params.get("format", "json"), max_frame_bytes=settings.max_frame_bytes)
+        except ProtocolError as exc:
+            await _refuse(transport, exc)
+            return
+        refusal = None
+        if not gateway.ready or gateway.draining:
+            refusal = ProtocolError(
+                ErrorCode.ENGINE_UNAVAILABLE,
+                "server is shutting down" if gateway.draining else "engines are still loading; try again shortly",
+                close=CloseCode.TRY_AGAIN_LATER)
+        elif metrics.active >= settings.max_sessions:
+            refusal = ProtocolError(
+                ErrorCode.OVERLOADED, f"server is at its limit of {settings.max_sessions} sessions",
+                close=CloseCode.TRY_AGAIN_LATER)
+        elif settings.max_sessions_per_key and gateway.per_key.get(principal.key_id, 0) >= settings.max_sessions_per_key:
+            refusal = ProtocolError(
+                ErrorCode.OVERLOADED, f"this key is at its limit of {settings.max_sessions_per_key} sessions",
+                close=CloseCode.TRY_AGAIN_LATER)
+        if refusal is not None:
+            metrics.on_event("rejected", refusal.code.value)
+            await _refuse(transport, refusal, codec)
+            return
+        session = Session(
+            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=metrics.on_event,
+            max_session_s=principal.max_session_s,
+        )
+        async with gateway.admitted(session, principal.key_id):
+            await session.run()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/engines", engines),
+        Route("/v1/tts", tts, methods=["POST"]),
+        Route("/v1/tokens", tokens, methods=["POST"]),
+        Route("/metrics", metrics),
+        WebSocketRoute("/v1/stream", stream),
+        WebSocketRoute("/vosk", make_vosk_endpoint(gateway)),
+        Route("/", index),
+        Route("/overlay", overlay),
+        Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    if not settings.api_keys and not settings.no_auth:
+        log.warning("no API keys configured: only loopback clients will be served")
+    elif settings.no_auth:
+        log.warning("--no-auth: every address is served without credentials")
+    return app
+
+
+async def _refuse(transport: WebSocketTransport, error: ProtocolError, codec: Any = None) -> None:
+    codec = codec or JsonCodec()
+    try:
+        for frame in codec.encode(error.event()):
+            await transport.send(frame)
+        await transport.close(int(error.close or CloseCode.POLICY), error.message[:120])
+    except Exception:  # noqa: BLE001 - the client may be gone already
+        pass

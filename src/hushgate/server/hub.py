@@ -1,0 +1,206 @@
+"""The engines a server has loaded, and which one serves which language.
+
+Heavy model objects live here, one per (engine, model), shared by every session
+(Wyoming's pattern); sessions open light streams on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hushgate.engines.base import (
+    EngineError,
+    EngineOptions,
+    SpeakerEncoder,
+    Synthesizer,
+    Transcriber,
+    Translator,
+    Voice,
+    VoiceDetector,
+)
+from hushgate.engines.registry import EngineRegistry
+from hushgate.server.batcher import TranslationBatcher
+from hushgate.server.runtime import EngineRunner, Runtime
+from hushgate.server.sealing import Sealer
+from hushgate.server.settings import Settings
+
+log = logging.getLogger("hushgate.engines")
+
+
+@dataclass(frozen=True, slots=True)
+class SttRoute:
+    language: str
+    transcriber: Transcriber
+    runner: EngineRunner
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceRoute:
+    voice: Voice
+    synthesizer: Synthesizer
+    runner: EngineRunner
+
+
+class EngineHub:
+    def __init__(self, settings: Settings, registry: EngineRegistry, runtime: Runtime) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._runtime = runtime
+        self._routes: dict[str, SttRoute] = {}
+        self._vad: VoiceDetector | None = None
+        self._translators: list[TranslationBatcher] = []
+        self._synthesizers: list[tuple[Synthesizer, EngineRunner]] = []
+        self.unavailable: dict[str, str] = {}
+        self.load_seconds: dict[str, float] = {}
+        self.encoder: SpeakerEncoder | None = None
+        self.encoder_runner: EngineRunner | None = None
+        self.sealer = Sealer(settings.voiceprint_key)
+
+    def load(self) -> None:
+        """Load every configured engine; slow, so the app calls it in a thread."""
+        s = self._settings
+        vad_spec = self._registry.get(s.vad, "vad")
+        self._vad = vad_spec.factory(EngineOptions(models_dir=s.models_dir))
+        loaded: dict[tuple[str, str | None], Transcriber] = {}
+        for language, (engine, model) in s.stt_table().items():
+            key = (engine, model)
+            if key not in loaded:
+                spec = self._registry.get(engine, "stt")
+                started = time.perf_counter()
+                extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
+                                         "whisper_context": s.whisper_context,
+                                         "final_window": s.whisper_final_window}
+                transcriber = spec.factory(
+                    EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
+                )
+                if not isinstance(transcriber, Transcriber):
+                    raise TypeError(f"engine {engine!r} did not build a Transcriber")
+                self.load_seconds[f"{engine}:{transcriber.model}"] = time.perf_counter() - started
+                log.info("loaded stt engine %s model %s in %.1f s", engine, transcriber.model,
+                         time.perf_counter() - started)
+                loaded[key] = transcriber
+            transcriber = loaded[key]
+            runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
+            self._routes[language] = SttRoute(language, transcriber, runner)
+        for name in s.translators:
+            translator = self._load_optional(name, "translate")
+            if isinstance(translator, Translator):
+                runner = self._runtime.add(f"translate:{name}", s.translate_concurrency)
+                self._translators.append(TranslationBatcher(translator, runner, max_waiting=s.engine_queue))
+        if s.speaker_encoder:
+            encoder = self._load_optional(s.speaker_encoder, "speaker")
+            if isinstance(encoder, SpeakerEncoder):
+                self.encoder = encoder
+                self.encoder_runner = self._runtime.add(f"speaker:{encoder.name}", 1)
+        for name in s.synthesizers:
+            synthesizer = self._load_optional(name, "tts")
+            if isinstance(synthesizer, Synthesizer):
+                self._synthesizers.append((synthesizer, self._runtime.add(f"tts:{name}", s.tts_concurrency)))
+
+    def _load_optional(self, name: str, capability: str) -> object | None:
+        """Load an engine that the server can do without, recording why it is missing."""
+        s = self._settings
+        started = time.perf_counter()
+        try:
+            spec = self._registry.get(name, capability)  # type: ignore[arg-type]
+            engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
+        except (EngineError, ImportError, OSError) as exc:
+            self.unavailable[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s engine %s not loaded: %s", capability, name, exc)
+            return None
+        self.load_seconds[name] = time.perf_counter() - started
+        log.info("loaded %s engine %s in %.1f s", capability, name, self.load_seconds[name])
+        return engine
+
+    @property
+    def vad(self) -> VoiceDetector:
+        if self._vad is None:
+            raise RuntimeError("engines are not loaded yet")
+        return self._vad
+
+    def stt(self, language: str) -> SttRoute | None:
+        route = self._routes.get(language)
+        if route is None and "-" in language:
+            # "en-US" is served by the "en" engine when no regional one exists.
+            route = self._routes.get(language.split("-")[0])
+        return route
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self._routes)
+
+    def translator(self, source: str, target: str) -> TranslationBatcher | None:
+        for batcher in self._translators:
+            if (source, target) in batcher.translator.pairs():
+                return batcher
+        return None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted({p for b in self._translators for p in b.translator.pairs()})
+
+    def voices(self) -> list[Voice]:
+        return [v for synthesizer, _ in self._synthesizers for v in synthesizer.voices()]
+
+    def voice(self, voice_id: str | None, language: str | None) -> VoiceRoute | None:
+        """The named voice, else the first voice of the language (engines in configured order)."""
+        for synthesizer, runner in self._synthesizers:
+            for voice in synthesizer.voices():
+                if voice_id is not None and voice.id == voice_id:
+                    return VoiceRoute(voice, synthesizer, runner)
+        if voice_id is not None:
+            return None
+        for synthesizer, runner in self._synthesizers:
+            for voice in synthesizer.voices():
+                if language is None or voice.language == language or voice.language.split("-")[0] == language:
+                    return VoiceRoute(voice, synthesizer, runner)
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        stt = [
+            {
+                "language": r.language,
+                "engine": r.transcriber.name,
+                "model": r.transcriber.model,
+                "sample_rate": r.transcriber.sample_rate_hz,
+                "partial_interval_ms": r.transcriber.partial_interval_ms,
+            }
+            for r in self._routes.values()
+        ]
+        return {
+            "stt": stt,
+            "vad": {"engine": self._vad.name if self._vad else None},
+            "translate": [
+                {"engine": b.translator.name, "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()]}
+                for b in self._translators
+            ],
+            "tts": [
+                {"engine": v.engine, "voice": v.id, "language": v.language, "sample_rate": v.sample_rate_hz}
+                for v in self.voices()
+            ],
+            "speaker": {"engine": self.encoder.name, "model": self.encoder.model} if self.encoder else None,
+            "unavailable": dict(self.unavailable),
+        }
+
+    async def aclose(self) -> None:
+        for batcher in self._translators:
+            await batcher.aclose()
+
+    def close(self) -> None:
+        for batcher in self._translators:
+            batcher.translator.close()
+        for synthesizer, _ in self._synthesizers:
+            synthesizer.close()
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
+        self._translators.clear()
+        self._synthesizers.clear()
+        closed: set[int] = set()
+        for route in self._routes.values():
+            if id(route.transcriber) not in closed:
+                closed.add(id(route.transcriber))
+                route.transcriber.close()
+        self._routes.clear()

@@ -1,0 +1,180 @@
+"""Cuts a session's audio into utterances with a frame-level voice detector.
+
+The segmenter is pure bookkeeping over a :class:`hushgate.engines.base.VoiceActivity`:
+it keeps a pre-roll so that the first syllable before the detector fires is not
+clipped, confirms onset over a short window so a click does not open an
+utterance, keeps a short hangover after the last voiced frame, and holds back
+the rest of a pause so the engine never decodes long silences.
+All times are milliseconds on the session's audio clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+import numpy as np
+
+from hushgate.engines.base import Pcm16, VoiceActivity
+
+EndReason = Literal["silence", "flush", "max_length"]
+ONSET_WINDOW_MS = 100
+ONSET_FRACTION = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStart:
+    utterance: int
+    onset_ms: int
+    """When the detector confirmed speech."""
+    t0_ms: int
+    """Where the utterance's audio begins (pre-roll included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceAudio:
+    utterance: int
+    pcm: Pcm16
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEnd:
+    utterance: int
+    t0_ms: int
+    t1_ms: int
+    reason: EndReason
+
+
+Segment: TypeAlias = UtteranceStart | UtteranceAudio | UtteranceEnd
+
+
+class Segmenter:
+    def __init__(
+        self,
+        vad: VoiceActivity,
+        *,
+        silence_ms: int,
+        max_utterance_ms: int,
+        preroll_ms: int,
+        hangover_ms: int,
+    ) -> None:
+        self._vad = vad
+        self._frame = vad.frame_samples
+        self._rate = vad.sample_rate_hz
+        frame_ms = self._frame * 1000 / self._rate
+        self._onset_frames = max(1, round(ONSET_WINDOW_MS / frame_ms))
+        self._onset_needed = max(1, math.ceil(self._onset_frames * ONSET_FRACTION))
+        self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
+        self._hangover_frames = min(self._silence_frames, max(0, round(hangover_ms / frame_ms)))
+        self._max_frames = max(1, int(max_utterance_ms / frame_ms))
+        self._preroll_frames = round(preroll_ms / frame_ms)
+        # Room for the pre-roll before the onset plus the onset window itself.
+        self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=self._preroll_frames + self._onset_frames)
+        self._leftover = np.zeros(0, np.int16)
+        self._samples_seen = 0  # position on the session's audio clock
+        self._utterance = -1
+        self._in_speech = False
+        self._t0_sample = 0
+        self._emitted_samples = 0
+        self._pending: list[Pcm16] = []  # unvoiced frames inside speech, not yet sent
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def next_utterance(self) -> int:
+        """Index the next utterance to start will get (one in progress has started already)."""
+        return self._utterance + 1
+
+    def _ms(self, samples: int) -> int:
+        return samples * 1000 // self._rate
+
+    def push(self, pcm: Pcm16) -> list[Segment]:
+        out: list[Segment] = []
+        data = np.concatenate([self._leftover, pcm]) if len(self._leftover) else pcm
+        whole = len(data) // self._frame * self._frame
+        for i in range(0, whole, self._frame):
+            frame = data[i : i + self._frame]
+            self._step(frame, self._vad.is_speech(frame), out)
+        self._leftover = data[whole:].copy()
+        return out
+
+    def flush(self) -> list[Segment]:
+        """End the current utterance now (push-to-talk release, or the client stopping)."""
+        out: list[Segment] = []
+        if self._in_speech:
+            tail = list(self._pending[: self._hangover_frames])
+            if len(self._leftover) and len(self._pending) <= self._hangover_frames:
+                tail.append(self._leftover)  # contiguous with what was sent: keep it
+            self._end("flush", tail, out)
+        # The partial frame is consumed either way (sent above, or dropped as
+        # silence); the clock must count it or every later time runs early.
+        self._samples_seen += len(self._leftover)
+        self._leftover = np.zeros(0, np.int16)
+        self._ring.clear()
+        return out
+
+    def _step(self, frame: Pcm16, voiced: bool, out: list[Segment]) -> None:
+        self._samples_seen += len(frame)
+        if not self._in_speech:
+            self._ring.append((frame, voiced))
+            recent = list(self._ring)[-self._onset_frames :]
+            if sum(v for _, v in recent) >= self._onset_needed:
+                self._begin(out)
+            return
+        if voiced:
+            self._send(self._pending + [frame], out)
+            self._pending = []
+        else:
+            self._pending.append(frame)
+            if len(self._pending) >= self._silence_frames:
+                held = self._pending[self._hangover_frames :]
+                self._end("silence", self._pending[: self._hangover_frames], out)
+                # The held-back pause becomes pre-roll for whatever comes next.
+                for f in held[-(self._ring.maxlen or 1) :]:
+                    self._ring.append((f, False))
+                return
+        if self._emitted_samples // self._frame + len(self._pending) >= self._max_frames:
+            carried = self._pending
+            self._end("max_length", [], out)
+            # Speech goes on: the next utterance starts right here, with no pre-roll.
+            self._in_speech = True
+            self._utterance += 1
+            self._t0_sample = self._samples_seen - len(carried) * self._frame
+            self._pending = carried
+            out.append(UtteranceStart(self._utterance, self._ms(self._t0_sample), self._ms(self._t0_sample)))
+
+    def _begin(self, out: list[Segment]) -> None:
+        frames = list(self._ring)
+        self._ring.clear()
+        window_start = max(0, len(frames) - self._onset_frames)
+        onset = next((i for i in range(window_start, len(frames)) if frames[i][1]), window_start)
+        # Keep exactly the pre-roll before the onset.
+        frames = frames[max(0, onset - self._preroll_frames) :]
+        onset_sample = self._samples_seen - (len(frames) - min(onset, self._preroll_frames)) * self._frame
+        self._utterance += 1
+        self._in_speech = True
+        self._emitted_samples = 0
+        self._pending = []
+        self._t0_sample = self._samples_seen - len(frames) * self._frame
+        out.append(UtteranceStart(self._utterance, self._ms(onset_sample), self._ms(self._t0_sample)))
+        self._send([f for f, _ in frames], out)
+
+    def _send(self, frames: list[Pcm16], out: list[Segment]) -> None:
+        if not frames:
+            return
+        pcm = np.concatenate(frames)
+        self._emitted_samples += len(pcm)
+        out.append(UtteranceAudio(self._utterance, pcm))
+
+    def _end(self, reason: EndReason, tail: list[Pcm16], out: list[Segment]) -> None:
+        self._send(tail, out)
+        t0_ms = self._ms(self._t0_sample)
+        t1_ms = t0_ms + self._emitted_samples * 1000 // self._rate
+        out.append(UtteranceEnd(self._utterance, t0_ms, t1_ms, reason))
+        self._in_speech = False
+        self._pending = []
+        self._emitted_samples = 0

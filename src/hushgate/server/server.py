@@ -1,0 +1,71 @@
+"""uvicorn, taught to drain instead of dropping live sessions on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from hushgate.server.app import Gateway
+
+log = logging.getLogger("hushgate")
+# After sessions are told to finish, how long they get to flush their finals.
+FINISH_GRACE_S = 10.0
+SPURIOUS_DENIAL_ERROR = "ASGI callable returned without completing handshake."
+
+
+class _DenialNoiseFilter(logging.Filter):
+    """uvicorn's websockets-sansio protocol logs this ERROR after every valid
+    HTTP 401/403 denial response, although the client received the denial
+    (upstream: Kludex/uvicorn PR #3138). Alerting on it would page an operator
+    for every refused token; the gateway never returns without accepting or
+    denying, so the line carries no information here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != SPURIOUS_DENIAL_ERROR
+
+
+def install_log_filters() -> None:
+    logging.getLogger("uvicorn.error").addFilter(_DenialNoiseFilter())
+
+
+class DrainingServer(uvicorn.Server):
+    """First SIGTERM/SIGINT: drain. A second SIGINT: uvicorn's own hard stop.
+
+    Draining: ``/readyz`` answers 503 and new sessions are refused (1013), so a
+    load balancer moves traffic away; running sessions go on for up to
+    ``drain_timeout_s``; then each is finished (its last utterance flushed to a
+    final, ``ended`` with reason ``shutdown``) and closed with 1001.
+    """
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+        self._drain_deadline: float | None = None
+        self._finish_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_deadline is None and not self.should_exit:
+            # Runs as a signal handler: only set flags; on_tick does the work.
+            self._drain_deadline = time.monotonic() + self._gateway.settings.drain_timeout_s
+            self._gateway.drain()
+            log.info("%s: draining %d sessions for up to %.0f s", signal.Signals(sig).name,
+                     len(self._gateway.sessions), self._gateway.settings.drain_timeout_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_deadline is not None:
+            now = time.monotonic()
+            if not self._gateway.sessions:
+                return True
+            if now >= self._drain_deadline and self._finish_deadline is None:
+                log.info("drain timeout: finishing %d sessions", len(self._gateway.sessions))
+                self._gateway.finish_sessions()
+                self._finish_deadline = now + FINISH_GRACE_S
+            if self._finish_deadline is not None and now >= self._finish_deadline:
+                return True
+        return await super().on_tick(counter)

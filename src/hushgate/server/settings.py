@@ -1,0 +1,261 @@
+"""One frozen settings object; the CLI, the environment and code all map onto it.
+
+Every field can be set three ways, in rising precedence: its default here, the
+environment variable ``HUSHGATE_<FIELD>``, and the ``serve`` flag
+``--<field-with-dashes>``. ``docs/settings.md`` is generated from this module
+(``python -m hushgate.server.settings``) so the table cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HUSHGATE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot use."""
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address to listen on."))
+    port: int = field(default=8000, metadata=_doc("TCP port to listen on."))
+    log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+    log_json: bool = field(default=False, metadata=_doc("Write logs as one JSON object per line."))
+    log_content: bool = field(
+        default=False,
+        metadata=_doc("Log transcripts and other content. Off: logs carry ids, sizes and timings only."),
+    )
+    api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("SHA-256 hashes (`sha256:HEX`) of the API keys clients may use; make one with "
+                      "`hushgate keys new`. None: only loopback clients are served.", repeat=True),
+    )
+    token_secret: str | None = field(
+        default=None,
+        metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
+                      "Unset: random per process (tokens die with it)."),
+    )
+    token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
+                      "pages always may. `*` allows any.", repeat=True),
+    )
+    no_auth: bool = field(
+        default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
+    )
+    max_sessions_per_key: int = field(
+        default=0, metadata=_doc("Sessions one API key may hold at once; 0: only the global limit.")
+    )
+    drain_timeout_s: float = field(
+        default=30.0,
+        metadata=_doc("On SIGTERM: how long running sessions may go on before they are finished and closed (1001)."),
+    )
+    models_dir: Path | None = field(
+        default=None,
+        metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/hushgate/models)."),
+    )
+    stt: tuple[str, ...] = field(
+        default=("en=whisper",),
+        metadata=_doc(
+            "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
+            "environment, repeated as a flag. MODEL is a catalogue name or a path.",
+            repeat=True,
+        ),
+    )
+    default_language: str = field(default="en", metadata=_doc("Language of a session whose `start` names none."))
+    translators: tuple[str, ...] = field(
+        default=("apertium", "argos"),
+        metadata=_doc("Translation engines to load, in order of preference; one that is not installed is skipped.",
+                      repeat=True),
+    )
+    synthesizers: tuple[str, ...] = field(
+        default=("piper", "espeak"),
+        metadata=_doc("Text-to-speech engines to load, in order of preference (a language's first voice wins).",
+                      repeat=True),
+    )
+    speaker_encoder: str = field(
+        default="resemblyzer",
+        metadata=_doc("Speaker encoder for enrollment, verification and identification; empty: none."),
+    )
+    voiceprint_key: str | None = field(
+        default=None,
+        metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
+                      "Unset: random per process, so exports do not survive a restart."),
+    )
+    enroll_needed_ms: int = field(
+        default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
+    )
+    vad: str = field(default="webrtc", metadata=_doc("Voice activity detector: `webrtc` or `silero`."))
+    engine_threads: int = field(default=1, metadata=_doc("CPU threads inside one engine call."))
+    stt_concurrency: int = field(
+        default=2, metadata=_doc("Speech-to-text calls running at once (per engine); more wait in a queue.")
+    )
+    translate_concurrency: int = field(default=1, metadata=_doc("Translation calls running at once, per engine."))
+    tts_concurrency: int = field(default=1, metadata=_doc("Synthesis calls running at once, per engine."))
+    max_text_chars: int = field(
+        default=5_000, metadata=_doc("Longest text a `speak` or `translate` request may carry.")
+    )
+    speak_queue: int = field(
+        default=4, metadata=_doc("Syntheses waiting per session; one more is refused as `overloaded`.")
+    )
+    translate_partials_ms: int = field(
+        default=1_000, metadata=_doc("Least time between provisional translations of one utterance's partials.")
+    )
+    engine_queue: int = field(
+        default=64,
+        metadata=_doc("Calls that may wait for one engine; beyond that a request is refused as `overloaded`."),
+    )
+    whisper_beam_size: int = field(default=1, metadata=_doc("Beam size of Whisper's final decode."))
+    whisper_final_window: str = field(
+        default="short",
+        metadata=_doc(
+            "Window of Whisper's final decode: `short` (the utterance plus 5 s; p50 145 ms against 508 ms "
+            "on the shared corpus) or `full` (faster-whisper's 30 s window)."
+        ),
+    )
+    whisper_context: bool = field(
+        default=False,
+        metadata=_doc("Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."),
+    )
+    partial_interval_ms: int = field(
+        default=0,
+        metadata=_doc("Audio between two partials; 0 uses each engine's own (Whisper 1000, Vosk 200)."),
+    )
+    vad_aggressiveness: int = field(default=2, metadata=_doc("Default VAD aggressiveness, 0–3."))
+    silence_ms: int = field(default=500, metadata=_doc("Default silence that ends an utterance."))
+    max_utterance_ms: int = field(default=15_000, metadata=_doc("Default longest utterance before a forced cut."))
+    preroll_ms: int = field(default=300, metadata=_doc("Audio kept before speech onset so first syllables survive."))
+    hangover_ms: int = field(default=200, metadata=_doc("Silence kept after the last speech frame of an utterance."))
+    max_sessions: int = field(default=16, metadata=_doc("Concurrent sessions; one more is closed with 1013."))
+    max_frame_bytes: int = field(
+        default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
+    )
+    start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
+    max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
+    control_rate_per_s: float = field(
+        default=50.0,
+        metadata=_doc("Control messages (everything but audio) one session may send per second, with bursts "
+                      "of twice that; the excess is refused as `overloaded`."),
+    )
+    lag_warning_ms: int = field(
+        default=10_000,
+        metadata=_doc("When audio waits longer than this for speech-to-text, the client is told (`overloaded`, "
+                      "not fatal) instead of silently lagging."),
+    )
+    outbox_events: int = field(
+        default=256,
+        metadata=_doc("Events waiting to be sent to one client; a client that lets more pile up is closed (1013)."),
+    )
+    backlog_ms: int = field(
+        default=30_000,
+        metadata=_doc("Audio waiting for the engine per session before the server stops reading from that client."),
+    )
+
+    # Mapping from the outside world.
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        if not 1 <= self.port <= 65535 and self.port != 0:
+            raise SettingsError(f"port must be 0–65535, not {self.port}")
+        if not 0 <= self.vad_aggressiveness <= 3:
+            raise SettingsError("vad_aggressiveness must be 0–3")
+        if self.vad not in ("webrtc", "silero"):
+            raise SettingsError(f"vad must be webrtc or silero, not {self.vad!r}")
+        for name in ("max_sessions", "stt_concurrency", "engine_threads", "outbox_events", "max_frame_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if self.whisper_final_window not in ("short", "full"):
+            raise SettingsError(f"whisper_final_window must be short or full, not {self.whisper_final_window!r}")
+        if not 100 <= self.silence_ms <= 5000:
+            raise SettingsError("silence_ms must be 100–5000")
+        if not 1000 <= self.max_utterance_ms <= 30_000:
+            raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        for key in self.api_keys:
+            if not key.startswith("sha256:") or len(key) != 71:
+                raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
+        self.stt_table()
+        return self
+
+    def stt_table(self) -> dict[str, tuple[str, str | None]]:
+        """``{language: (engine, model or None)}``."""
+        table: dict[str, tuple[str, str | None]] = {}
+        for item in self.stt:
+            lang, sep, target = item.partition("=")
+            engine, _, model = target.partition(":")
+            if not sep or not lang.strip() or not engine.strip():
+                raise SettingsError(f"stt entry {item!r} is not LANG=ENGINE[:MODEL]")
+            table[lang.strip()] = (engine.strip(), model.strip() or None)
+        if self.default_language not in table:
+            raise SettingsError(f"default_language {self.default_language!r} has no stt entry")
+        return table
+
+
+def _base_type(f: dataclasses.Field[Any]) -> Any:
+    hint = typing.get_type_hints(Settings)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = _base_type(f)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if typing.get_origin(kind) is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind is Path:
+            return Path(raw).expanduser() if raw else None
+        return kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
+
+
+def settings_table() -> str:
+    """Markdown table of every setting, for docs/settings.md."""
+    rows = [
+        "| flag | environment | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        rows.append(
+            f"| `--{f.name.replace('_', '-')}` | `{ENV_PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
