@@ -293,7 +293,7 @@ def test_the_engine_does_not_import_torch(packages: Path) -> None:
     # A fresh interpreter: this test process may have imported anything.
     script = (
         "import sys\n"
-        "from engines.argos import create\n"
+        "from hushgate.engines.argos import create\n"
         "from hushgate.engines.base import EngineOptions\n"
         f"engine = create(EngineOptions(model={str(packages)!r}, extra={{'max_decoding_length': 4}}))\n"
         "engine.translate(['The cat sat.'], 'xx', 'yy')\n"
