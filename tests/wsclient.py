@@ -1,17 +1,24 @@
-"""A small protocol client for tests, over a real `websockets` connection."""
+"""A small protocol client for tests, over a real `websockets` connection.
+
+It sends maps exactly as a test writes them (so tests can send what no SDK
+would), and reads every event through the wire codec, so a server event that
+does not fit the protocol's types fails the test that received it. Tests get
+the plain maps back, as they appear on the wire.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+import msgspec
 import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+from hushgate.wire import Audio, UnknownEvent, decode_event, encode_message, to_wire
 
 
 @dataclass
@@ -46,15 +53,12 @@ class Client:
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.fmt == "json":
-            await self.ws.send(json.dumps(message))
+            await self.ws.send(msgspec.json.encode(message).decode())
         else:
-            await self.ws.send(msgpack.packb(message, use_bin_type=True))
+            await self.ws.send(msgspec.msgpack.encode(message))
 
     async def send_audio(self, pcm: bytes) -> None:
-        if self.fmt == "json":
-            await self.ws.send(pcm)
-        else:
-            await self.ws.send(msgpack.packb({"type": "audio", "pcm": pcm}, use_bin_type=True))
+        await self.ws.send(encode_message(Audio(pcm), "json" if self.fmt == "json" else "msgpack"))
 
     async def start(self, sample_rate: int = 16_000, **options: Any) -> dict[str, Any]:
         await self.send({"type": "start", "audio": {"sample_rate": sample_rate}, **options})
@@ -72,7 +76,8 @@ class Client:
         if self.fmt == "json" and isinstance(frame, bytes):
             self.received.audio.append(frame)
             return None
-        event = json.loads(frame) if self.fmt == "json" else msgpack.unpackb(frame, raw=False)
+        decoded = decode_event(frame)
+        event = decoded.raw if isinstance(decoded, UnknownEvent) else to_wire(decoded)
         self.received.events.append(event)
         self.received.times.append(now)
         return event

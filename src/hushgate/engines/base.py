@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from hushgate.wire import WordTiming
+
 Pcm16 = npt.NDArray[np.int16]
 """Mono signed 16-bit samples at the engine's own ``sample_rate_hz``."""
 
@@ -30,12 +32,8 @@ class ModelNotFound(EngineError):
     """The configured model is not installed where the engine looked."""
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    w: str
-    t0_ms: int
-    t1_ms: int
-    conf: float
+Word = WordTiming
+"""A timed word: the protocol's own type; an engine times it from the start of the utterance."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hushgate.engines.registry import EngineRegistry
-from hushgate.server.codec import Frame, JsonCodec, codec_for
+from hushgate.wire.codec import Frame, JsonCodec, codec_for
 from hushgate.server.hub import EngineHub
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.wire import CloseCode, ErrorCode, ProtocolError
 from hushgate.server.auth import Authenticator, Decision
 from hushgate.server.metrics import Metrics
 from hushgate.server.runtime import Runtime

@@ -6,7 +6,7 @@ import numpy as np
 import soxr
 
 from hushgate.engines.base import Pcm16
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.wire import CloseCode, ErrorCode, ProtocolError
 
 
 class AudioInput:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from hushgate.server.protocol import CloseCode, ErrorCode, Partial, ProtocolError, ServerEvent
+from hushgate.wire import CloseCode, ErrorCode, Partial, ProtocolError, ServerEvent
 
 
 class Outbox:

@@ -26,12 +26,12 @@ import soxr
 from hushgate.engines.base import EngineError, Pcm16, Transcript, TranscriberStream
 from hushgate.server.audio import AudioInput
 from hushgate.server.backlog import Backlog, EndOfStream
-from hushgate.server.codec import Codec, Frame
+from hushgate.wire.codec import Codec, Frame
 from hushgate.server.drain import next_or_drain
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.lane import Lane, LaneFull
 from hushgate.server.outbox import Outbox
-from hushgate.server.protocol import (
+from hushgate.wire import (
     Audio,
     ClientMessage,
     CloseCode,

@@ -61,7 +61,7 @@ from hushgate.server.audio import AudioInput
 from hushgate.server.auth import Decision
 from hushgate.server.drain import next_or_drain
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.protocol import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, CloseCode, ErrorCode, ProtocolError
+from hushgate.wire import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, CloseCode, ErrorCode, ProtocolError
 from hushgate.server.runtime import Overloaded
 from hushgate.server.segmenter import Segment, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from hushgate.server.settings import Settings

@@ -1,0 +1,72 @@
+"""The one-shot calls of :class:`hushgate.client.Client` for code without an event loop.
+
+::
+
+    from hushgate.client.sync import SyncClient
+
+    gateway = SyncClient("ws://127.0.0.1:8000", api_key="sgw_...")
+    for final in gateway.transcribe(pcm_chunks, 16_000):
+        print(final.text)
+    pcm, rate = gateway.speak_pcm("Your table is ready.")
+    print(gateway.translate("good morning", "es"))
+
+Each call runs its own event loop (``asyncio.run``), so it must not be made
+from inside a running loop: use the async :class:`Client` there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hushgate.client.api import Client
+from hushgate.client.session import PcmChunk
+from hushgate.wire import Event, Final, Format
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+
+class SyncClient:
+    """Blocking wrappers around :class:`Client`; the arguments are the same."""
+
+    def __init__(self, url: str, *, token: str | None = None, api_key: str | None = None,
+                 format: Format = "json", open_timeout_s: float = 30.0) -> None:  # noqa: A002 - the protocol's name
+        self.client = Client(url, token=token, api_key=api_key, format=format, open_timeout_s=open_timeout_s)
+
+    def events(self, pcm: Iterable[PcmChunk], rate: int = 16_000, **start: Any) -> list[Event]:
+        """Send every chunk of ``pcm`` and return every event, ``Ready`` first and ``Ended`` last."""
+
+        async def collect() -> list[Event]:
+            return [event async for event in self.client.stream(pcm, rate, **start)]
+
+        return asyncio.run(collect())
+
+    def transcribe(self, pcm: Iterable[PcmChunk], rate: int = 16_000, **start: Any) -> list[Final]:
+        """The finals of the audio in ``pcm`` (s16le bytes or numpy arrays), in order."""
+        return [event for event in self.events(pcm, rate, **start) if isinstance(event, Final)]
+
+    def speak_pcm(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
+                  language: str | None = None) -> tuple[bytes, int]:
+        """(s16le mono PCM, its sample rate) for ``text``."""
+        return asyncio.run(self.client.speak_pcm(text, voice, sample_rate, language=language))
+
+    def speak(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
+              language: str | None = None) -> tuple[npt.NDArray[np.int16], int]:
+        """(int16 samples, their sample rate) for ``text``; needs numpy."""
+        return asyncio.run(self.client.speak(text, voice, sample_rate, language=language))
+
+    def translate(self, text: str, target: str, source: str | None = None) -> str:
+        return asyncio.run(self.client.translate(text, target, source=source))
+
+
+def transcribe_file(url: str, path: str, **options: Any) -> list[Final]:
+    """The finals of a WAV file (any PCM or float WAV; see :class:`hushgate.client.wav.WavSource`)."""
+    from hushgate.client.wav import WavSource
+
+    source = WavSource(Path(path))
+    client_options = {k: options.pop(k) for k in ("token", "api_key", "format") if k in options}
+    return SyncClient(url, **client_options).transcribe(source.chunks(500), source.rate_hz, **options)
