@@ -191,13 +191,20 @@ async def _paced(chunks: Iterator[bytes], rate_hz: int, realtime: bool) -> Async
                 await asyncio.sleep(delay)
 
 
+def _progress_bar(total_s: float) -> Any:
+    """A tqdm bar on stderr, or None: tqdm is not a dependency of the client, only used when there."""
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    return tqdm(total=total_s, unit="s", file=sys.stderr, leave=False,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+
+
 async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) -> int:
     progress = None
     if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(total=source.duration_s, unit="s", file=sys.stderr, leave=False,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+        progress = _progress_bar(source.duration_s)
 
     def write(text: str) -> None:
         if progress is not None:

@@ -82,29 +82,30 @@ def _riff_layout(path: Path) -> _WavLayout:
 
 def _to_float(data: bytes, layout: _WavLayout) -> npt.NDArray[np.float32]:
     """Interleaved samples of any supported width as float32 in -1..1, mixed down to mono."""
-    np = _numpy()
+    numpy = _numpy()
     if layout.floating:
-        samples = np.frombuffer(data, dtype="<f4" if layout.width == 4 else "<f8").astype(np.float32)
+        samples = numpy.frombuffer(data, dtype="<f4" if layout.width == 4 else "<f8").astype(numpy.float32)
     elif layout.width == 1:  # 8-bit WAV is unsigned
-        samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+        samples = (numpy.frombuffer(data, dtype=numpy.uint8).astype(numpy.float32) - 128.0) / 128.0
     elif layout.width == 2:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        samples = numpy.frombuffer(data, dtype="<i2").astype(numpy.float32) / 32768.0
     elif layout.width == 3:
-        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        b = numpy.frombuffer(data, dtype=numpy.uint8).reshape(-1, 3).astype(numpy.int32)
         value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        value = np.where(value >= 1 << 23, value - (1 << 24), value)
-        samples = value.astype(np.float32) / float(1 << 23)
+        value = numpy.where(value >= 1 << 23, value - (1 << 24), value)
+        samples = value.astype(numpy.float32) / float(1 << 23)
     else:
-        samples = (np.frombuffer(data, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+        samples = (numpy.frombuffer(data, dtype="<i4").astype(numpy.float64) / float(1 << 31)).astype(numpy.float32)
     if layout.channels > 1:
         samples = samples[: len(samples) - len(samples) % layout.channels]
-        samples = samples.reshape(-1, layout.channels).mean(axis=1, dtype=np.float32)
-    return samples
+        samples = samples.reshape(-1, layout.channels).mean(axis=1, dtype=numpy.float32)
+    out: npt.NDArray[np.float32] = samples
+    return out
 
 
 def _to_s16le(samples: npt.NDArray[np.float32]) -> bytes:
-    np = _numpy()
-    return bytes(np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2").tobytes())
+    numpy = _numpy()
+    return bytes(numpy.clip(numpy.rint(samples * 32768.0), -32768, 32767).astype("<i2").tobytes())
 
 
 
@@ -169,9 +170,9 @@ class WavSource:
             return
         resampler = None
         if layout.rate_hz != self.rate_hz:
-            np = _numpy()
+            numpy = _numpy()
             try:
-                import soxr
+                import soxr  # type: ignore[import-untyped,unused-ignore]
             except ImportError:
                 raise InputError(f"{self.path}: resampling {layout.rate_hz} Hz needs soxr: pip install soxr") from None
             resampler = soxr.ResampleStream(layout.rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ")
@@ -182,7 +183,7 @@ class WavSource:
             if len(samples):
                 yield _to_s16le(samples)
         if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            tail = resampler.resample_chunk(numpy.zeros(0, numpy.float32), last=True)
             if len(tail):
                 yield _to_s16le(tail)
 

@@ -47,7 +47,8 @@ _MSGPACK_PLAIN = msgspec.msgpack.Decoder()
 
 def to_wire(value: ServerEvent | ClientMessage) -> dict[str, Any]:
     """The frame's map as plain data, ``type`` first (what both encodings carry)."""
-    out: dict[str, Any] = msgspec.to_builtins(value, enc_hook=_scalar)
+    # Through msgpack and back: exactly the map a client decodes (lists, bytes as bytes).
+    out: dict[str, Any] = _MSGPACK_PLAIN.decode(_MSGPACK_ENCODER.encode(value))
     return out
 
 

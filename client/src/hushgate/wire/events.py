@@ -14,9 +14,9 @@ sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from hushgate.wire.codes import PROTOCOL_VERSION
 
@@ -61,7 +61,7 @@ class _Event(Struct, frozen=True, omit_defaults=True, tag_field="type"):
         return str(self.__struct_config__.tag)
 
 
-class Ready(_Event, tag="ready", omit_defaults=False):
+class Ready(_Event, frozen=True, tag="ready", omit_defaults=False):
     """First event of an accepted session: the audio format, the engines in use and the limits."""
 
     session: str
@@ -115,12 +115,12 @@ def _engine_info(entry: Any) -> EngineInfo | None:
     return EngineInfo(name, model if isinstance(model, str) else name, language if isinstance(language, str) else None)
 
 
-class SpeechStarted(_Event, tag="speech.started"):
+class SpeechStarted(_Event, frozen=True, tag="speech.started"):
     utterance: int
     t_ms: int
 
 
-class Partial(_Event, tag="partial"):
+class Partial(_Event, frozen=True, tag="partial"):
     """A provisional transcript: display it, do not store it."""
 
     utterance: int
@@ -129,7 +129,7 @@ class Partial(_Event, tag="partial"):
     t1_ms: int
 
 
-class Final(_Event, tag="final"):
+class Final(_Event, frozen=True, tag="final"):
     """The finished transcript of one utterance."""
 
     utterance: int
@@ -141,7 +141,7 @@ class Final(_Event, tag="final"):
     undecided: str | None = None
 
 
-class SpeakerEvent(_Event, tag="speaker"):
+class SpeakerEvent(_Event, frozen=True, tag="speaker"):
     """The speaker of an utterance whose final went out before scoring was done."""
 
     utterance: int
@@ -149,21 +149,21 @@ class SpeakerEvent(_Event, tag="speaker"):
     undecided: str | None = None
 
 
-class EnrollProgress(_Event, tag="enroll.progress", kw_only=True):
+class EnrollProgress(_Event, frozen=True, tag="enroll.progress", kw_only=True):
     id: str | None = None
     speech_ms: int
     needed_ms: int
     passphrase_match: bool | None = None
 
 
-class Enrolled(_Event, tag="enrolled", kw_only=True):
+class Enrolled(_Event, frozen=True, tag="enrolled", kw_only=True):
     id: str | None = None
     voiceprint_id: str
     label: str | None
     speech_ms: int
 
 
-class Verified(_Event, tag="verified", kw_only=True):
+class Verified(_Event, frozen=True, tag="verified", kw_only=True):
     id: str | None = None
     voiceprint_id: str
     decision: str
@@ -176,7 +176,7 @@ class Verified(_Event, tag="verified", kw_only=True):
         return self.decision == "accept"
 
 
-class VoiceprintExported(_Event, tag="voiceprint.exported"):
+class VoiceprintExported(_Event, frozen=True, tag="voiceprint.exported"):
     """``voiceprint`` is sealed by the server: keep it as is, give it back with ``voiceprint.import``."""
 
     voiceprint_id: str
@@ -184,33 +184,32 @@ class VoiceprintExported(_Event, tag="voiceprint.exported"):
     id: str | None = None
 
 
-class VoiceprintImported(_Event, tag="voiceprint.imported", kw_only=True):
+class VoiceprintImported(_Event, frozen=True, tag="voiceprint.imported", kw_only=True):
     voiceprint_id: str
     label: str | None
     id: str | None = None
 
 
-class VoiceprintDeleted(_Event, tag="voiceprint.deleted"):
+class VoiceprintDeleted(_Event, frozen=True, tag="voiceprint.deleted"):
     voiceprint_id: str
     id: str | None = None
 
 
-class Pong(_Event, tag="pong"):
+class Pong(_Event, frozen=True, tag="pong"):
     pass
 
 
-class Error(_Event, tag="error"):
+class Error(_Event, frozen=True, tag="error"):
     """An ``error`` event; after a fatal one the server closes the connection."""
 
-    code: str
-    """One of :class:`hushgate.wire.codes.ErrorCode` (a newer server may add codes)."""
+    code: Annotated[str, Meta(description="an ErrorCode; a newer server may send codes this version does not know")]
     message: str
     fatal: bool
     id: str | None = None
     utterance: int | None = None
 
 
-class Ended(_Event, tag="ended"):
+class Ended(_Event, frozen=True, tag="ended"):
     """Last event of a session that ended in order (``reason``: stop, idle, max_duration, shutdown)."""
 
     reason: str
@@ -225,7 +224,7 @@ class Ended(_Event, tag="ended"):
         return int(self.stats.get("utterances", 0))
 
 
-class Translation(_Event, tag="translation"):
+class Translation(_Event, frozen=True, tag="translation"):
     """A translation of utterance ``utterance``'s final (or partial, when
     ``provisional``), or the answer to a ``translate`` request ``id``."""
 
@@ -237,7 +236,7 @@ class Translation(_Event, tag="translation"):
     provisional: bool | None = None
 
 
-class TtsStart(_Event, tag="tts.start"):
+class TtsStart(_Event, frozen=True, tag="tts.start"):
     """A synthesis begins; ``id`` is the ``speak`` id, or the utterance number for a spoken translation."""
 
     id: RequestId
@@ -245,12 +244,12 @@ class TtsStart(_Event, tag="tts.start"):
     voice: str
 
 
-class TtsEnd(_Event, tag="tts.end"):
+class TtsEnd(_Event, frozen=True, tag="tts.end"):
     id: RequestId
     duration_ms: int
 
 
-class TtsAudio(_Event, tag="tts.audio", kw_only=True):
+class TtsAudio(_Event, frozen=True, tag="tts.audio", kw_only=True):
     """Synthesized s16le mono PCM at the ``sample_rate`` of its ``tts.start``.
 
     A bare binary frame in JSON sessions (the SDK gives it the id of the synthesis

@@ -35,30 +35,30 @@ class _Options(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=Fa
     """A nested object of ``start``."""
 
 
-class AudioFormat(_Options):
+class AudioFormat(_Options, frozen=True):
     sample_rate_hz: AnyRate = field(name="sample_rate")
     encoding: Id = "pcm_s16le"
     channels: Annotated[int, Meta(ge=0, le=1 << 16)] = 1
 
 
-class VadOptions(_Options):
+class VadOptions(_Options, frozen=True):
     aggressiveness: Annotated[int, Meta(ge=0, le=3)] | None = None
     silence_ms: Annotated[int, Meta(ge=100, le=5000)] | None = None
     max_utterance_ms: Annotated[int, Meta(ge=1000, le=30_000)] | None = None
 
 
-class TranslateOptions(_Options):
+class TranslateOptions(_Options, frozen=True):
     targets: Annotated[tuple[Language, ...], Meta(max_length=8)] = ()
     partials: bool = False
 
 
-class SpeakOptions(_Options):
+class SpeakOptions(_Options, frozen=True):
     translations: bool = False
     voice: Id | None = None
     sample_rate_hz: SpeakRate | None = field(default=None, name="sample_rate")
 
 
-class SpeakerOptions(_Options):
+class SpeakerOptions(_Options, frozen=True):
     identify: bool = False
     diarize: bool = False
     voiceprints: Annotated[tuple[SealedVoiceprint, ...], Meta(max_length=50)] = ()
@@ -72,7 +72,7 @@ class _Message(Struct, frozen=True, omit_defaults=True, tag_field="type"):
         return str(self.__struct_config__.tag)
 
 
-class Start(_Message, tag="start"):
+class Start(_Message, frozen=True, tag="start"):
     audio: AudioFormat
     language: Language | None = None
     partials: bool = True
@@ -83,39 +83,39 @@ class Start(_Message, tag="start"):
     speakers: SpeakerOptions = field(default_factory=SpeakerOptions)
 
 
-class Audio(_Message, tag="audio"):
+class Audio(_Message, frozen=True, tag="audio"):
     """PCM s16le mono; in JSON sessions a bare binary frame instead of this map."""
 
     pcm: bytes
 
 
-class Flush(_Message, tag="flush"):
+class Flush(_Message, frozen=True, tag="flush"):
     pass
 
 
-class Stop(_Message, tag="stop"):
+class Stop(_Message, frozen=True, tag="stop"):
     pass
 
 
-class Ping(_Message, tag="ping"):
+class Ping(_Message, frozen=True, tag="ping"):
     pass
 
 
-class Speak(_Message, tag="speak"):
+class Speak(_Message, frozen=True, tag="speak"):
     text: Text
     id: Id | None = None
     voice: Id | None = None
     language: Language | None = None
 
 
-class Translate(_Message, tag="translate"):
+class Translate(_Message, frozen=True, tag="translate"):
     text: Text
     target: Language
     id: Id | None = None
     source: Language | None = None
 
 
-class Enroll(_Message, tag="enroll"):
+class Enroll(_Message, frozen=True, tag="enroll"):
     consent: bool = False
     id: Id | None = None
     label: Id | None = None
@@ -123,23 +123,27 @@ class Enroll(_Message, tag="enroll"):
     needed_ms: Annotated[int, Meta(ge=0, le=600_000)] | None = None
 
 
-class Verify(_Message, tag="verify"):
+class _OnVoiceprint(_Message, frozen=True):
+    """A request about one voiceprint of the session."""
+
     voiceprint_id: Id
     id: Id | None = None
 
 
-class VoiceprintExport(_Message, tag="voiceprint.export"):
-    voiceprint_id: Id
-    id: Id | None = None
+class Verify(_OnVoiceprint, frozen=True, tag="verify"):
+    """Check the speaker of the next utterance against ``voiceprint_id``."""
 
 
-class VoiceprintImport(_Message, tag="voiceprint.import"):
+class VoiceprintExport(_OnVoiceprint, frozen=True, tag="voiceprint.export"):
+    """Seal ``voiceprint_id`` for the client to keep."""
+
+
+class VoiceprintDelete(_OnVoiceprint, frozen=True, tag="voiceprint.delete"):
+    """Forget ``voiceprint_id`` in this session."""
+
+
+class VoiceprintImport(_Message, frozen=True, tag="voiceprint.import"):
     voiceprint: SealedVoiceprint
-    id: Id | None = None
-
-
-class VoiceprintDelete(_Message, tag="voiceprint.delete"):
-    voiceprint_id: Id
     id: Id | None = None
 
 

@@ -59,8 +59,7 @@ def is_plain(value: Any) -> bool:
 
 
 def decode_client_message(
-    frame: str | bytes, typed: Callable[[str | bytes], ClientMessage], plain: Callable[[str | bytes], Any],
-    *, started: bool,
+    frame: Any, typed: Callable[[Any], ClientMessage], plain: Callable[[Any], Any], *, started: bool,
 ) -> ClientMessage:
     """One control frame through ``typed`` (a msgspec decoder of the union), else through ``plain``."""
     try:
