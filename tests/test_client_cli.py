@@ -23,13 +23,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from hushgate.engines.base import EngineSpec
 import hushgate.wire as wire
-from hushgate.server.auth import hash_key
 from hushgate.client import (
     Client,
-    EngineInfo,
     Ended,
+    EngineInfo,
     Enrolled,
     EnrollProgress,
     EventParseError,
@@ -56,6 +54,8 @@ from hushgate.client import (
     parse_event,
 )
 from hushgate.client.commands import cue, speak_main, timestamp, transcribe_main, translate_main
+from hushgate.engines.base import EngineSpec
+from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port, serve

@@ -20,12 +20,27 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 # What a speech engine would drag in; none of it belongs in a client install.
-ENGINE_DISTRIBUTIONS = {"ctranslate2", "faster-whisper", "av", "onnxruntime", "tokenizers", "huggingface-hub",
-                        "numpy", "soxr", "webrtcvad-wheels", "starlette", "uvicorn", "torch", "hushgate"}
+ENGINE_DISTRIBUTIONS = {
+    "ctranslate2",
+    "faster-whisper",
+    "av",
+    "onnxruntime",
+    "tokenizers",
+    "huggingface-hub",
+    "numpy",
+    "soxr",
+    "webrtcvad-wheels",
+    "starlette",
+    "uvicorn",
+    "torch",
+    "hushgate",
+}
 
 
 def run(*args: str | Path, cwd: Path | None = None, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     assert done.returncode == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -69,7 +84,7 @@ def test_the_client_installs_alone_without_any_engine(tmp_path: Path) -> None:
         "assert 'numpy' not in sys.modules, 'numpy imported'\n"
         "frame = w.encode_message(w.Speak(text='hi', id='s1'), 'msgpack')\n"
         "assert w.MsgpackCodec(1 << 20).decode(frame, started=True) == w.Speak(text='hi', id='s1')\n"
-        "assert w.decode_event('{\"type\":\"pong\"}') == w.Pong()\n"
+        'assert w.decode_event(\'{"type":"pong"}\') == w.Pong()\n'
         "print(hushgate.client.Client('ws://127.0.0.1:1'))\n"
     )
     assert "Client(" in run(python, "-c", probe).stdout
@@ -78,8 +93,13 @@ def test_the_client_installs_alone_without_any_engine(tmp_path: Path) -> None:
     for command in ("transcribe", "speak", "translate"):
         assert "usage:" in run(bindir / "hushgate-client", command, "--help").stdout
     # Nothing listens on port 1: the command fails as a command should, with exit status 1.
-    refused = subprocess.run([bindir / "hushgate-client", "translate", "hello", "--to", "es", "--url",
-                              "ws://127.0.0.1:1/v1/stream"], capture_output=True, text=True, timeout=60, check=False)
+    refused = subprocess.run(
+        [bindir / "hushgate-client", "translate", "hello", "--to", "es", "--url", "ws://127.0.0.1:1/v1/stream"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert refused.returncode == 1 and "unreachable" in refused.stderr
 
 
@@ -91,8 +111,14 @@ def test_the_server_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
     assert top - dist_info == {"hushgate"} and len(dist_info) == 1, top
     # The wire vocabulary and the SDK come from hushgate-client, once.
     assert not any(n.startswith(("hushgate/client/", "hushgate/wire/")) for n in names)
-    for shipped in ("hushgate/server/app.py", "hushgate/models/catalogue.json", "hushgate/web/sdk.js",
-                    "hushgate/web/sdk.d.ts", "hushgate/web/protocol.schema.json", "hushgate/web/package.json"):
+    for shipped in (
+        "hushgate/server/app.py",
+        "hushgate/models/catalogue.json",
+        "hushgate/web/sdk.js",
+        "hushgate/web/sdk.d.ts",
+        "hushgate/web/protocol.schema.json",
+        "hushgate/web/package.json",
+    ):
         assert shipped in names, shipped
     metadata = zipfile.ZipFile(wheel).read(f"{dist_info.pop()}/METADATA").decode()
     assert "Requires-Dist: hushgate-client" in metadata

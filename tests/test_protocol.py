@@ -8,15 +8,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from hushgate.wire.codec import JsonCodec, MsgpackCodec, codec_for
 from hushgate.wire import (
     Audio,
     AudioFormat,
     CloseCode,
     Ended,
+    Enroll,
     Enrolled,
     EnrollProgress,
-    Enroll,
     Error,
     ErrorCode,
     Final,
@@ -28,9 +27,9 @@ from hushgate.wire import (
     Ready,
     Speak,
     Speaker,
+    SpeakerEvent,
     SpeechStarted,
     Start,
-    SpeakerEvent,
     Stop,
     Translate,
     TranslateOptions,
@@ -40,14 +39,15 @@ from hushgate.wire import (
     TtsStart,
     Verified,
     Verify,
-    VoiceprintDeleted,
-    VoiceprintExported,
-    VoiceprintImported,
     VoiceprintDelete,
+    VoiceprintDeleted,
     VoiceprintExport,
+    VoiceprintExported,
     VoiceprintImport,
+    VoiceprintImported,
     WordTiming,
 )
+from hushgate.wire.codec import JsonCodec, MsgpackCodec, codec_for
 
 CODECS = [JsonCodec(), MsgpackCodec(max_frame_bytes=1 << 20)]
 

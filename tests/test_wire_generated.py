@@ -8,13 +8,14 @@ from pathlib import Path
 import msgspec
 
 from hushgate.wire import ClientMessage, ServerEvent, to_wire
-from hushgate.wire.schema import render
+from hushgate.wire.schema import protocol_schema, render
 from hushgate.wire.typescript import declarations
-from hushgate.wire.schema import protocol_schema
 
 WEB = Path(__file__).resolve().parents[1] / "src" / "hushgate" / "web"
-REGENERATE = ("python -m hushgate.wire.schema > src/hushgate/web/protocol.schema.json && "
-              "python -m hushgate.wire.typescript src/hushgate/web/sdk-api.d.ts.in > src/hushgate/web/sdk.d.ts")
+REGENERATE = (
+    "python -m hushgate.wire.schema > src/hushgate/web/protocol.schema.json && "
+    "python -m hushgate.wire.typescript src/hushgate/web/sdk-api.d.ts.in > src/hushgate/web/sdk.d.ts"
+)
 
 
 def test_the_checked_in_schema_is_the_one_the_types_make() -> None:
@@ -28,9 +29,14 @@ def test_the_checked_in_typescript_is_the_one_the_schema_makes() -> None:
 
 def test_typescript_names_every_message_and_event() -> None:
     text = (WEB / "sdk.d.ts").read_text(encoding="utf-8")
-    for tag, ts in [("start", "StartMessage"), ("voiceprint.delete", "VoiceprintDeleteMessage"),
-                    ("final", "FinalEvent"), ("error", "ErrorEvent"), ("speaker", "SpeakerEvent"),
-                    ("tts.audio", "TtsAudioEvent")]:
+    for tag, ts in [
+        ("start", "StartMessage"),
+        ("voiceprint.delete", "VoiceprintDeleteMessage"),
+        ("final", "FinalEvent"),
+        ("error", "ErrorEvent"),
+        ("speaker", "SpeakerEvent"),
+        ("tts.audio", "TtsAudioEvent"),
+    ]:
         assert f"export interface {ts} {{\n  type: {json.dumps(tag)};" in text, ts
     assert "export type ServerEvent = ReadyEvent | " in text and "export type ClientMessage = StartMessage | " in text
 
@@ -44,8 +50,14 @@ def test_the_schema_accepts_what_the_codecs_send() -> None:
     message_tags = set(schema["$defs"]["ClientMessage"]["discriminator"]["mapping"])
     assert {"ready", "final", "error", "ended", "tts.audio"} <= event_tags
     assert {"start", "audio", "stop", "voiceprint.import"} <= message_tags
-    frame = {"type": "final", "utterance": 1, "text": "a", "t0_ms": 0, "t1_ms": 9,
-             "words": [{"w": "a", "t0_ms": 0, "t1_ms": 9, "conf": 0.5}]}
+    frame = {
+        "type": "final",
+        "utterance": 1,
+        "text": "a",
+        "t0_ms": 0,
+        "t1_ms": 9,
+        "words": [{"w": "a", "t0_ms": 0, "t1_ms": 9, "conf": 0.5}],
+    }
     assert to_wire(msgspec.json.decode(json.dumps(frame), type=ServerEvent)) == frame
     start = {"type": "start", "audio": {"sample_rate": 16000}}
     assert to_wire(msgspec.json.decode(json.dumps(start), type=ClientMessage))["audio"] == {"sample_rate": 16000}

@@ -92,8 +92,9 @@ class Client:
 
         self._reader = asyncio.create_task(reader())
 
-    async def stream(self, pcm: np.ndarray, *, chunk_ms: int = 100, rate_hz: int = 16_000,
-                     realtime: bool = False) -> None:
+    async def stream(
+        self, pcm: np.ndarray, *, chunk_ms: int = 100, rate_hz: int = 16_000, realtime: bool = False
+    ) -> None:
         step = rate_hz * chunk_ms // 1000
         started = time.monotonic()
         for i, pos in enumerate(range(0, len(pcm), step)):

@@ -39,6 +39,7 @@ one-shot calls for code that does not run an event loop.
 
 from hushgate.client.api import DEFAULT_PATH, Client
 from hushgate.client.session import GatewayError, PcmChunk, Session
+from hushgate.client.streaming import Resumed
 from hushgate.wire import (
     AudioFormat,
     Ended,
@@ -70,9 +71,37 @@ from hushgate.wire import SpeakerEvent as SpeakerUpdate
 from hushgate.wire import WordTiming as Word
 
 __all__ = [
-    "DEFAULT_PATH", "AudioFormat", "Client", "EngineInfo", "Enrolled", "EnrollProgress", "Ended", "Event",
-    "EventParseError", "Final", "Format", "GatewayError", "Partial", "PcmChunk", "Pong", "Ready", "ServerError",
-    "Session", "Speaker", "SpeakerUpdate", "SpeechStarted", "Translation", "TtsAudio", "TtsEnd", "TtsStart",
-    "UnknownEvent", "Verified", "VoiceprintDeleted", "VoiceprintExported", "VoiceprintImported", "Word",
+    "DEFAULT_PATH",
+    "AudioFormat",
+    "Client",
+    "Ended",
+    "EngineInfo",
+    "EnrollProgress",
+    "Enrolled",
+    "Event",
+    "EventParseError",
+    "Final",
+    "Format",
+    "GatewayError",
+    "Partial",
+    "PcmChunk",
+    "Pong",
+    "Ready",
+    "Resumed",
+    "ServerError",
+    "Session",
+    "Speaker",
+    "SpeakerUpdate",
+    "SpeechStarted",
+    "Translation",
+    "TtsAudio",
+    "TtsEnd",
+    "TtsStart",
+    "UnknownEvent",
+    "Verified",
+    "VoiceprintDeleted",
+    "VoiceprintExported",
+    "VoiceprintImported",
+    "Word",
     "parse_event",
 ]

@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
+from hushgate.client.resume import RESUMABLE_CLOSE_CODES, RESUME_ATTEMPTS, RESUME_FIRST_WAIT_S, AudioTail, Timeline
 from hushgate.client.session import GatewayError, PcmChunk, Session
+from hushgate.client.streaming import Chunks, Pump, Resumed
 from hushgate.wire import Error, Event, Format, Translation, TtsAudio, TtsEnd, TtsStart
 
 if TYPE_CHECKING:
@@ -49,8 +51,15 @@ class Client:
     ``format`` picks the encoding; both give exactly the same events.
     """
 
-    def __init__(self, url: str, *, token: str | None = None, api_key: str | None = None,
-                 format: Format = "json", open_timeout_s: float = 30.0) -> None:  # noqa: A002 - the protocol's name
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        api_key: str | None = None,
+        format: Format = "json",
+        open_timeout_s: float = 30.0,
+    ) -> None:  # noqa: A002 - the protocol's name
         if format not in ("json", "msgpack"):
             raise ValueError(f"format must be 'json' or 'msgpack', not {format!r}")
         self.url = _stream_url(url, format, token)
@@ -66,9 +75,12 @@ class Client:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
         try:
             return await connect(
-                self.url, additional_headers=headers, open_timeout=self._open_timeout_s,
+                self.url,
+                additional_headers=headers,
+                open_timeout=self._open_timeout_s,
                 # TTS chunks are at most 500 ms; audio does not compress, so no deflate.
-                max_size=16 << 20, compression=None,
+                max_size=16 << 20,
+                compression=None,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -113,8 +125,16 @@ class Client:
         elif translate is not None and not isinstance(translate, Mapping):
             translate = {"targets": list(translate)}
         start = {
-            "type": "start", "audio": {"sample_rate": rate}, "language": language, "partials": partials,
-            "words": words, "vad": vad, "translate": translate, "speak": speak, "speakers": speakers, **extra,
+            "type": "start",
+            "audio": {"sample_rate": rate},
+            "language": language,
+            "partials": partials,
+            "words": words,
+            "vad": vad,
+            "translate": translate,
+            "speak": speak,
+            "speakers": speakers,
+            **extra,
         }
         ws = await self._connect()
         session = Session(ws, self.format)
@@ -128,53 +148,75 @@ class Client:
         self,
         pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk],
         rate: int = 16_000,
+        *,
+        resume: bool = True,
         **start: Any,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[Event | Resumed]:
         """Send every chunk of ``pcm`` while yielding the events, then stop; ``Ready`` comes first, ``Ended`` last.
 
         Sending and receiving run concurrently, so events arrive while a long file
         is still being sent; the sending slows to what the server can take. Pace an
         async iterable yourself for real-time streaming. ``start`` takes the options
         of :meth:`session`.
+
+        With ``resume`` (the default), a server that drains (``ended`` with reason
+        ``shutdown``) or vanishes mid-stream does not end the stream: a new session
+        is opened (behind a load balancer, on another replica), the audio no final
+        has covered yet is sent again, and a :class:`Resumed` event marks the seam.
+        Times and utterance numbers continue as one stream (see ``resume.py``).
         """
-        async with self.session(rate, **start) as s:
-            yield s.ready
-            sender = asyncio.create_task(self._send_all(s, pcm), name="hushgate-sender")
-            receiving: asyncio.Task[Event | None] = asyncio.ensure_future(s.receive())
+        source = Chunks(pcm)
+        tail = AudioTail(rate)
+        timeline = Timeline()
+        replay = b""
+        first = True
+        try:
+            while True:
+                async with self._resumable_session(rate, retry=not first, **start) as s:
+                    if first:
+                        yield s.ready
+                        first = False
+                    else:
+                        yield Resumed(offset_ms=timeline.offset_ms, resent_ms=len(replay) * 500 // rate)
+                    pump = Pump(s, source, tail, replay, resume=resume)
+                    async for event in pump.events():
+                        timeline.seen(event)
+                        yield timeline.shift(event)
+                    if pump.settled_ms is None:
+                        return
+                timeline.advance(pump.settled_ms, pump.utterances)
+                replay = pump.replay
+        finally:
+            await source.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _resumable_session(self, rate: int, *, retry: bool, **start: Any) -> AsyncIterator[Session]:
+        """:meth:`session`; when resuming, retried with growing waits while replicas refuse or are unreachable."""
+        wait_s = RESUME_FIRST_WAIT_S
+        for attempt in range(RESUME_ATTEMPTS if retry else 1):
             try:
-                while True:
-                    watch: set[asyncio.Future[Any]] = {receiving}
-                    if not sender.done():
-                        watch.add(sender)
-                    await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-                    if sender.done() and not sender.cancelled():
-                        failure = sender.exception()
-                        # A closed connection is reported by the receiving side, with its reason.
-                        if failure is not None and not isinstance(failure, GatewayError):
-                            raise failure
-                    if receiving.done():
-                        event = receiving.result()
-                        if event is None:
-                            break
-                        yield event
-                        receiving = asyncio.ensure_future(s.receive())
+                context = self.session(rate, **start)
+                session = await context.__aenter__()
+            except GatewayError as exc:
+                retryable = (
+                    exc.code in ("unreachable", "overloaded", "engine_unavailable")
+                    or (exc.close_code in RESUMABLE_CLOSE_CODES)
+                    or exc.http_status in (502, 503, 504)
+                )
+                if not retry or not retryable or attempt == RESUME_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(wait_s)
+                wait_s *= 2
+                continue
+            try:
+                yield session
             finally:
-                for task in (sender, receiving):
-                    task.cancel()
-                await asyncio.gather(sender, receiving, return_exceptions=True)
+                await context.__aexit__(None, None, None)
+            return
 
-    @staticmethod
-    async def _send_all(session: Session, pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk]) -> None:
-        if isinstance(pcm, AsyncIterable):
-            async for chunk in pcm:
-                await session.send_audio(chunk)
-        else:
-            for chunk in pcm:
-                await session.send_audio(chunk)
-        await session.stop()
-
-    async def speak(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
-                    language: str | None = None) -> tuple[npt.NDArray[np.int16], int]:
+    async def speak(
+        self, text: str, voice: str | None = None, sample_rate: int | None = None, *, language: str | None = None
+    ) -> tuple[npt.NDArray[np.int16], int]:
         """Synthesize ``text`` over a short session: (int16 mono samples, their sample rate).
 
         Needs numpy (``pip install hushgate-client[numpy]``); :meth:`speak_pcm` does not.
@@ -184,8 +226,9 @@ class Client:
         pcm, rate = await self.speak_pcm(text, voice, sample_rate, language=language)
         return np.frombuffer(pcm, dtype="<i2").astype(np.int16), rate
 
-    async def speak_pcm(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
-                        language: str | None = None) -> tuple[bytes, int]:
+    async def speak_pcm(
+        self, text: str, voice: str | None = None, sample_rate: int | None = None, *, language: str | None = None
+    ) -> tuple[bytes, int]:
         """Synthesize ``text`` over a short session: (s16le mono PCM, its sample rate)."""
         speak = {"sample_rate": sample_rate} if sample_rate is not None else None
         async with self.session(16_000, partials=False, speak=speak) as s:

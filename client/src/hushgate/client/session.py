@@ -46,6 +46,7 @@ PcmChunk: TypeAlias = "bytes | bytearray | memoryview | npt.NDArray[Any]"
 # Room for the msgpack map around an audio payload, so a split chunk never exceeds the frame limit.
 _MSGPACK_AUDIO_OVERHEAD = 64
 
+
 class GatewayError(Exception):
     """The session cannot go on: a fatal ``error`` event, an abnormal close, or a failed connection.
 
@@ -58,8 +59,9 @@ class GatewayError(Exception):
     handshake itself was refused (401 and 403 come with code ``unauthorized``).
     """
 
-    def __init__(self, code: str, message: str, close_code: int | None = None, *,
-                 http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, close_code: int | None = None, *, http_status: int | None = None
+    ) -> None:
         super().__init__(code, message, close_code)
         self.code = code
         self.message = message
@@ -71,7 +73,6 @@ class GatewayError(Exception):
         if self.http_status is not None:
             where = f" (HTTP {self.http_status})"
         return f"{self.code}: {self.message}{where}"
-
 
 
 def pcm_bytes(pcm: PcmChunk) -> bytes:
@@ -290,8 +291,9 @@ class Session:
         """Answered by a ``Pong`` event; also keeps an otherwise idle session alive."""
         await self.send(Ping())
 
-    async def speak(self, text: str, voice: str | None = None, language: str | None = None,
-                    id: str | None = None) -> str:
+    async def speak(
+        self, text: str, voice: str | None = None, language: str | None = None, id: str | None = None
+    ) -> str:
         """Synthesize ``text``; returns the request id found on its TtsStart/TtsAudio/TtsEnd and errors."""
         request_id = id or new_id()
         await self.send(Speak(id=request_id, text=text, voice=voice, language=language))
@@ -303,12 +305,17 @@ class Session:
         await self.send(Translate(id=request_id, text=text, source=source, target=target))
         return request_id
 
-    async def enroll(self, consent: bool, label: str | None = None, passphrase: str | None = None,
-                     needed_ms: int | None = None, id: str | None = None) -> str:
+    async def enroll(
+        self,
+        consent: bool,
+        label: str | None = None,
+        passphrase: str | None = None,
+        needed_ms: int | None = None,
+        id: str | None = None,
+    ) -> str:
         """Enroll the speaker of the next utterances; ``consent`` must be the speaker's own yes."""
         request_id = id or new_id()
-        await self.send(Enroll(id=request_id, consent=consent, label=label, passphrase=passphrase,
-                               needed_ms=needed_ms))
+        await self.send(Enroll(id=request_id, consent=consent, label=label, passphrase=passphrase, needed_ms=needed_ms))
         return request_id
 
     async def verify(self, voiceprint_id: str, id: str | None = None) -> str:
@@ -331,5 +338,3 @@ class Session:
         request_id = id or new_id()
         await self.send(VoiceprintDelete(id=request_id, voiceprint_id=voiceprint_id))
         return request_id
-
-

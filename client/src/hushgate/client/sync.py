@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hushgate.client.api import Client
 from hushgate.client.session import PcmChunk
+from hushgate.client.streaming import Resumed
 from hushgate.wire import Event, Final, Format
 
 if TYPE_CHECKING:
@@ -33,14 +34,22 @@ if TYPE_CHECKING:
 class SyncClient:
     """Blocking wrappers around :class:`Client`; the arguments are the same."""
 
-    def __init__(self, url: str, *, token: str | None = None, api_key: str | None = None,
-                 format: Format = "json", open_timeout_s: float = 30.0) -> None:  # noqa: A002 - the protocol's name
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        api_key: str | None = None,
+        format: Format = "json",
+        open_timeout_s: float = 30.0,
+    ) -> None:  # noqa: A002 - the protocol's name
         self.client = Client(url, token=token, api_key=api_key, format=format, open_timeout_s=open_timeout_s)
 
-    def events(self, pcm: Iterable[PcmChunk], rate: int = 16_000, **start: Any) -> list[Event]:
-        """Send every chunk of ``pcm`` and return every event, ``Ready`` first and ``Ended`` last."""
+    def events(self, pcm: Iterable[PcmChunk], rate: int = 16_000, **start: Any) -> list[Event | Resumed]:
+        """Send every chunk of ``pcm`` and return every event, ``Ready`` first and ``Ended`` last
+        (with a ``Resumed`` where the stream moved to another server; see :meth:`Client.stream`)."""
 
-        async def collect() -> list[Event]:
+        async def collect() -> list[Event | Resumed]:
             return [event async for event in self.client.stream(pcm, rate, **start)]
 
         return asyncio.run(collect())
@@ -49,13 +58,15 @@ class SyncClient:
         """The finals of the audio in ``pcm`` (s16le bytes or numpy arrays), in order."""
         return [event for event in self.events(pcm, rate, **start) if isinstance(event, Final)]
 
-    def speak_pcm(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
-                  language: str | None = None) -> tuple[bytes, int]:
+    def speak_pcm(
+        self, text: str, voice: str | None = None, sample_rate: int | None = None, *, language: str | None = None
+    ) -> tuple[bytes, int]:
         """(s16le mono PCM, its sample rate) for ``text``."""
         return asyncio.run(self.client.speak_pcm(text, voice, sample_rate, language=language))
 
-    def speak(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
-              language: str | None = None) -> tuple[npt.NDArray[np.int16], int]:
+    def speak(
+        self, text: str, voice: str | None = None, sample_rate: int | None = None, *, language: str | None = None
+    ) -> tuple[npt.NDArray[np.int16], int]:
         """(int16 samples, their sample rate) for ``text``; needs numpy."""
         return asyncio.run(self.client.speak(text, voice, sample_rate, language=language))
 

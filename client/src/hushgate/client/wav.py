@@ -71,10 +71,17 @@ def _riff_layout(path: Path) -> _WavLayout:
                 tag, channels, rate, bits = fmt
                 width = bits // 8
                 floating = tag == _WAVE_FORMAT_FLOAT
-                if tag not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_FLOAT) or bits % 8 or not channels \
-                        or (floating and width not in (4, 8)) or (not floating and width not in (1, 2, 3, 4)):
-                    raise InputError(f"{path}: unsupported WAV encoding (format {tag:#x}, {bits}-bit); "
-                                     "use PCM 8/16/24/32-bit or float")
+                if (
+                    tag not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_FLOAT)
+                    or bits % 8
+                    or not channels
+                    or (floating and width not in (4, 8))
+                    or (not floating and width not in (1, 2, 3, 4))
+                ):
+                    raise InputError(
+                        f"{path}: unsupported WAV encoding (format {tag:#x}, {bits}-bit); "
+                        "use PCM 8/16/24/32-bit or float"
+                    )
                 return _WavLayout(rate, channels, width, floating, size // (width * channels), f.tell())
             else:
                 f.seek(size + (size & 1), io.SEEK_CUR)  # chunks are padded to even sizes
@@ -108,14 +115,16 @@ def _to_s16le(samples: npt.NDArray[np.float32]) -> bytes:
     return bytes(numpy.clip(numpy.rint(samples * 32768.0), -32768, 32767).astype("<i2").tobytes())
 
 
-
 def _numpy() -> Any:
     try:
         import numpy
     except ImportError:
-        raise InputError("converting this WAV file needs numpy: pip install 'hushgate-client[numpy]' "
-                         "(16-bit mono files at 8–48 kHz do not)") from None
+        raise InputError(
+            "converting this WAV file needs numpy: pip install 'hushgate-client[numpy]' "
+            "(16-bit mono files at 8–48 kHz do not)"
+        ) from None
     return numpy
+
 
 class WavSource:
     """A WAV file read block by block as mono int16 at a rate the gateway accepts.
@@ -129,8 +138,9 @@ class WavSource:
         self.path = path
         try:
             with wave.open(str(path), "rb") as w:
-                self._layout = _WavLayout(w.getframerate(), w.getnchannels(), w.getsampwidth(), False,
-                                          w.getnframes(), None)
+                self._layout = _WavLayout(
+                    w.getframerate(), w.getnchannels(), w.getsampwidth(), False, w.getnframes(), None
+                )
         except wave.Error:
             # `wave` (Python 3.11) reads only plain PCM; 24/32-bit files are often EXTENSIBLE, some are float.
             self._layout = _riff_layout(path)

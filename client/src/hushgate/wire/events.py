@@ -268,15 +268,47 @@ class TtsAudio(_Event, frozen=True, tag="tts.audio", kw_only=True):
 
 
 ServerEvent: TypeAlias = (
-    Ready | SpeechStarted | Partial | Final | Pong | Error | Ended | Translation | TtsStart | TtsAudio | TtsEnd
-    | SpeakerEvent | EnrollProgress | Enrolled | Verified | VoiceprintExported | VoiceprintImported
+    Ready
+    | SpeechStarted
+    | Partial
+    | Final
+    | Pong
+    | Error
+    | Ended
+    | Translation
+    | TtsStart
+    | TtsAudio
+    | TtsEnd
+    | SpeakerEvent
+    | EnrollProgress
+    | Enrolled
+    | Verified
+    | VoiceprintExported
+    | VoiceprintImported
     | VoiceprintDeleted
 )
 EVENT_TYPES: dict[str, type[ServerEvent]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Ready, SpeechStarted, Partial, Final, Pong, Error, Ended, Translation, TtsStart, TtsAudio, TtsEnd,
-                SpeakerEvent, EnrollProgress, Enrolled, Verified, VoiceprintExported, VoiceprintImported,
-                VoiceprintDeleted)
+    for cls in (
+        Ready,
+        SpeechStarted,
+        Partial,
+        Final,
+        Pong,
+        Error,
+        Ended,
+        Translation,
+        TtsStart,
+        TtsAudio,
+        TtsEnd,
+        SpeakerEvent,
+        EnrollProgress,
+        Enrolled,
+        Verified,
+        VoiceprintExported,
+        VoiceprintImported,
+        VoiceprintDeleted,
+    )
 }
 
 

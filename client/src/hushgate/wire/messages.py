@@ -16,9 +16,9 @@ from msgspec import Meta, Struct, field
 from hushgate.wire.codes import (
     MAX_ID_CHARS,
     MAX_LANGUAGE_CHARS,
+    MAX_SAMPLE_RATE_HZ,
     MAX_TEXT_CHARS_WIRE,
     MAX_VOICEPRINT_CHARS,
-    MAX_SAMPLE_RATE_HZ,
     MIN_SAMPLE_RATE_HZ,
 )
 
@@ -164,11 +164,32 @@ ClientMessage: TypeAlias = (
 # A JSON session sends audio as bare binary frames: a JSON `audio` map is not
 # audio (its `pcm` would be base64 text), so JSON control frames exclude it.
 JsonControlMessage: TypeAlias = (
-    Start | Flush | Stop | Ping | Speak | Translate | Enroll | Verify | VoiceprintExport | VoiceprintImport
+    Start
+    | Flush
+    | Stop
+    | Ping
+    | Speak
+    | Translate
+    | Enroll
+    | Verify
+    | VoiceprintExport
+    | VoiceprintImport
     | VoiceprintDelete
 )
 MESSAGE_TYPES: dict[str, type[ClientMessage]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Start, Audio, Flush, Stop, Ping, Speak, Translate, Enroll, Verify, VoiceprintExport,
-                VoiceprintImport, VoiceprintDelete)
+    for cls in (
+        Start,
+        Audio,
+        Flush,
+        Stop,
+        Ping,
+        Speak,
+        Translate,
+        Enroll,
+        Verify,
+        VoiceprintExport,
+        VoiceprintImport,
+        VoiceprintDelete,
+    )
 }

@@ -59,7 +59,11 @@ def is_plain(value: Any) -> bool:
 
 
 def decode_client_message(
-    frame: Any, typed: Callable[[Any], ClientMessage], plain: Callable[[Any], Any], *, started: bool,
+    frame: Any,
+    typed: Callable[[Any], ClientMessage],
+    plain: Callable[[Any], Any],
+    *,
+    started: bool,
 ) -> ClientMessage:
     """One control frame through ``typed`` (a msgspec decoder of the union), else through ``plain``."""
     try:
@@ -71,7 +75,8 @@ def decode_client_message(
     else:
         if not started and not isinstance(message, Start):
             raise ProtocolError(
-                ErrorCode.NOT_STARTED, f"the first message must be `start`, not `{message.type}`",
+                ErrorCode.NOT_STARTED,
+                f"the first message must be `start`, not `{message.type}`",
                 close=CloseCode.POLICY,
             )
         return _supported(message, fatal=not started)
@@ -118,7 +123,9 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
         message: ClientMessage = msgspec.convert(lenient(obj), cls)
     except msgspec.ValidationError as exc:
         raise ProtocolError(
-            ErrorCode.BAD_MESSAGE, f"{kind}: {exc}", close=CloseCode.INVALID_PAYLOAD if fatal else None,
+            ErrorCode.BAD_MESSAGE,
+            f"{kind}: {exc}",
+            close=CloseCode.INVALID_PAYLOAD if fatal else None,
             request_id=request_id,
         ) from None
     return _supported(message, fatal=fatal)
