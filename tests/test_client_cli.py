@@ -54,6 +54,7 @@ from hushgate.client import (
     parse_event,
 )
 from hushgate.client.commands import cue, speak_main, timestamp, transcribe_main, translate_main
+from hushgate.client.sync import SyncClient
 from hushgate.engines.base import EngineSpec
 from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
@@ -349,6 +350,24 @@ async def test_speak_and_translate_in_one_call(server, fmt: str) -> None:  # noq
         with pytest.raises(GatewayError) as info:
             await call
         assert info.value.code == code and info.value.close_code is None
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_sync_api_without_an_event_loop(server, jfk: np.ndarray, fmt: str) -> None:  # noqa: ANN001
+    gateway = SyncClient(Client(server.ws(), format=fmt))
+    audio = speech(jfk)
+    as_bytes = [audio[i : i + 1600].astype("<i2").tobytes() for i in range(0, len(audio), 1600)]
+    finals = gateway.transcribe(as_bytes, 16_000)
+    assert len(finals) >= 2 and all(isinstance(f, Final) for f in finals)
+    assert [f.text for f in gateway.transcribe_file(JFK)] == [f.text for f in gateway.transcribe([jfk], 16_000)]
+    pcm, rate = gateway.speak_pcm("hi there")
+    assert isinstance(pcm, bytes) and rate == 16_000 and len(pcm) == 2 * (16_000 * 2 // 10 + 16_000 * 5 // 10)
+    samples, rate = gateway.speak("hi there")
+    assert samples.dtype == np.int16 and samples.tobytes() == pcm
+    assert gateway.translate("good morning", "es") == "[es] good morning"
+    with pytest.raises(GatewayError) as info:
+        gateway.translate("hi", "de")
+    assert info.value.code == "engine_unavailable"
 
 
 # Errors -------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 ::
 
+    from hushgate.client import Client
     from hushgate.client.sync import SyncClient
 
-    gateway = SyncClient("ws://127.0.0.1:8000", api_key="sgw_...")
+    gateway = SyncClient(Client("ws://127.0.0.1:8000", api_key="sgw_..."))
     for final in gateway.transcribe(pcm_chunks, 16_000):
         print(final.text)
     pcm, rate = gateway.speak_pcm("Your table is ready.")
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hushgate.client.api import Client
 from hushgate.client.session import PcmChunk
 from hushgate.client.streaming import Resumed
-from hushgate.wire import Event, Final, Format
+from hushgate.wire import Event, Final
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,18 +33,10 @@ if TYPE_CHECKING:
 
 
 class SyncClient:
-    """Blocking wrappers around :class:`Client`; the arguments are the same."""
+    """Blocking wrappers around a :class:`Client`'s one-shot calls; the arguments are the same."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        api_key: str | None = None,
-        format: Format = "json",
-        open_timeout_s: float = 30.0,
-    ) -> None:  # noqa: A002 - the protocol's name
-        self.client = Client(url, token=token, api_key=api_key, format=format, open_timeout_s=open_timeout_s)
+    def __init__(self, client: Client) -> None:
+        self.client = client
 
     def events(self, pcm: Iterable[PcmChunk], rate: int = 16_000, **start: Any) -> list[Event | Resumed]:
         """Send every chunk of ``pcm`` and return every event, ``Ready`` first and ``Ended`` last
@@ -73,11 +66,9 @@ class SyncClient:
     def translate(self, text: str, target: str, source: str | None = None) -> str:
         return asyncio.run(self.client.translate(text, target, source=source))
 
+    def transcribe_file(self, path: str | Path, **start: Any) -> list[Final]:
+        """The finals of a WAV file (any PCM WAV; see :class:`hushgate.client.wav.WavSource`)."""
+        from hushgate.client.wav import WavSource
 
-def transcribe_file(url: str, path: str, **options: Any) -> list[Final]:
-    """The finals of a WAV file (any PCM or float WAV; see :class:`hushgate.client.wav.WavSource`)."""
-    from hushgate.client.wav import WavSource
-
-    source = WavSource(Path(path))
-    client_options = {k: options.pop(k) for k in ("token", "api_key", "format") if k in options}
-    return SyncClient(url, **client_options).transcribe(source.chunks(500), source.rate_hz, **options)
+        source = WavSource(Path(path))
+        return self.transcribe(source.chunks(500), source.rate_hz, **start)

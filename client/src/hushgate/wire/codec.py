@@ -13,14 +13,14 @@ audio in-band as ``bin``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, Union
 
 import msgspec
 
 from hushgate.wire.codes import CloseCode, ErrorCode
 from hushgate.wire.errors import ProtocolError
 from hushgate.wire.events import EVENT_TYPES, ServerEvent, TtsAudio, UnknownEvent
-from hushgate.wire.messages import Audio, ClientMessage, JsonControlMessage
+from hushgate.wire.messages import JSON_CONTROL_TYPES, Audio, ClientMessage
 from hushgate.wire.validate import decode_client_message, lenient
 
 Frame: TypeAlias = str | bytes
@@ -64,7 +64,7 @@ class JsonCodec:
     """Control and events as JSON text frames; audio as bare binary frames."""
 
     name = "json"
-    _typed = msgspec.json.Decoder(JsonControlMessage)
+    _typed: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(Union[JSON_CONTROL_TYPES])  # noqa: UP007
 
     def decode(self, frame: Frame, *, started: bool) -> ClientMessage:
         if isinstance(frame, bytes):

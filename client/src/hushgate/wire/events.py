@@ -14,11 +14,12 @@ sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 from msgspec import Meta, Struct
 
 from hushgate.wire.codes import PROTOCOL_VERSION
+from hushgate.wire.messages import tag_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +59,7 @@ class _Event(Struct, frozen=True, omit_defaults=True, tag_field="type"):
 
     @property
     def type(self) -> str:
-        return str(self.__struct_config__.tag)
+        return tag_of(type(self))
 
 
 class Ready(_Event, frozen=True, tag="ready", omit_defaults=False):
@@ -287,29 +288,7 @@ ServerEvent: TypeAlias = (
     | VoiceprintImported
     | VoiceprintDeleted
 )
-EVENT_TYPES: dict[str, type[ServerEvent]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        Ready,
-        SpeechStarted,
-        Partial,
-        Final,
-        Pong,
-        Error,
-        Ended,
-        Translation,
-        TtsStart,
-        TtsAudio,
-        TtsEnd,
-        SpeakerEvent,
-        EnrollProgress,
-        Enrolled,
-        Verified,
-        VoiceprintExported,
-        VoiceprintImported,
-        VoiceprintDeleted,
-    )
-}
+EVENT_TYPES: dict[str, type[ServerEvent]] = {tag_of(cls): cls for cls in get_args(ServerEvent)}
 
 
 class UnknownEvent(Struct, frozen=True):

@@ -9,7 +9,7 @@ spells a field differently (``sample_rate``) the struct renames it.
 
 from __future__ import annotations
 
-from typing import Annotated, TypeAlias
+from typing import Annotated, TypeAlias, get_args
 
 from msgspec import Meta, Struct, field
 
@@ -69,7 +69,7 @@ class _Message(Struct, frozen=True, omit_defaults=True, tag_field="type"):
 
     @property
     def type(self) -> str:
-        return str(self.__struct_config__.tag)
+        return tag_of(type(self))
 
 
 class Start(_Message, frozen=True, tag="start"):
@@ -161,35 +161,14 @@ ClientMessage: TypeAlias = (
     | VoiceprintImport
     | VoiceprintDelete
 )
+
+
+def tag_of(cls: type[Struct]) -> str:
+    """The ``type`` a struct is sent with."""
+    return str(cls.__struct_config__.tag)
+
+
+MESSAGE_TYPES: dict[str, type[ClientMessage]] = {tag_of(cls): cls for cls in get_args(ClientMessage)}
 # A JSON session sends audio as bare binary frames: a JSON `audio` map is not
 # audio (its `pcm` would be base64 text), so JSON control frames exclude it.
-JsonControlMessage: TypeAlias = (
-    Start
-    | Flush
-    | Stop
-    | Ping
-    | Speak
-    | Translate
-    | Enroll
-    | Verify
-    | VoiceprintExport
-    | VoiceprintImport
-    | VoiceprintDelete
-)
-MESSAGE_TYPES: dict[str, type[ClientMessage]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        Start,
-        Audio,
-        Flush,
-        Stop,
-        Ping,
-        Speak,
-        Translate,
-        Enroll,
-        Verify,
-        VoiceprintExport,
-        VoiceprintImport,
-        VoiceprintDelete,
-    )
-}
+JSON_CONTROL_TYPES: tuple[type[ClientMessage], ...] = tuple(c for c in MESSAGE_TYPES.values() if c is not Audio)
