@@ -74,7 +74,7 @@ async def run_client(
     run = ClientRun(index=index, offset=offset, chunk_ms=chunk_ms)
     ready = asyncio.Event()
     chunk = SAMPLE_RATE_HZ * chunk_ms // 1000
-    start = w.start(vad={"silence_ms": silence_ms}, **(options or {}))
+    start = w.start(vad=w.vad_options(silence_ms=silence_ms), **(options or {}))
     try:
         async with w.connect(url) as ws:
 

@@ -14,12 +14,12 @@ from typing import Any
 from .live import ClientRun
 from .live_figures import Figures, analyse
 from .resources import Usage
-from .wire import Event, speakers_options
+from .wire import Event, speak_options, speakers_options, translate_options
 
 FEATURES: dict[str, dict[str, Any]] = {
     "stt": {},
-    "translate": {"translate": {"targets": ["es"]}},
-    "speak": {"translate": {"targets": ["es"]}, "speak": {"translations": True}},
+    "translate": {"translate": translate_options("es")},
+    "speak": {"translate": translate_options("es"), "speak": speak_options(translations=True)},
     "speakers": {"speakers": speakers_options(identify=True, diarize=True)},
     "nopartials": {"partials": False},
 }

@@ -90,7 +90,7 @@ class Client:
 
 
 def start_message(*, identify: bool = False, voiceprints: Sequence[str] = ()) -> w.Message:
-    return w.start(partials=False, words=False, vad={"silence_ms": SILENCE_MS},
+    return w.start(partials=False, words=False, vad=w.vad_options(silence_ms=SILENCE_MS),
                    speakers=w.speakers_options(identify=identify, diarize=False, voiceprints=voiceprints))
 
 

@@ -197,7 +197,7 @@ async def stream_session(url: str, wire: Wire, playlist: Playlist, offset: int,
     frame_bytes = SAMPLE_RATE_HZ * FRAME_MS // 1000 * 2
     try:
         async with w.connect(url, compression=compression) as ws:
-            await w.open_session(ws, wire, w.start(partials=False, words=False, translate={"targets": [TARGET]}))
+            await w.open_session(ws, wire, w.start(partials=False, words=False, translate=w.translate_options(TARGET)))
             await barrier.wait()
 
             async def read() -> None:

@@ -104,7 +104,23 @@ def export_voiceprint(request_id: str, voiceprint_id: str) -> Message:
 
 
 def speakers_options(*, identify: bool, diarize: bool, voiceprints: Sequence[str] = ()) -> Message:
+    """``start.speakers``."""
     return {"identify": identify, "diarize": diarize, "voiceprints": list(voiceprints)}
+
+
+def vad_options(*, silence_ms: int) -> Message:
+    """``start.vad``."""
+    return {"silence_ms": silence_ms}
+
+
+def translate_options(*targets: str) -> Message:
+    """``start.translate``: every non-empty final translated into each target language."""
+    return {"targets": list(targets)}
+
+
+def speak_options(*, translations: bool) -> Message:
+    """``start.speak``."""
+    return {"translations": translations}
 
 
 # Sessions on a bare connection ------------------------------------------------------------------
