@@ -98,16 +98,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from core import wire as w
-from core.audio import Playlist, client_audio, load_playlist
-from core.cli import add_live_options, add_live_tail, add_server_options, check_live_options, run_bench
-from core.live import raw_sessions, run_client, warm_up
+from core.audio import Playlist, load_playlist
+from core.cli import add_live_tail, check_live_options, live_parser, live_settings, run_bench
+from core.live import announce, raw_sessions, report_problems, run_clients, warm_up
 from core.live_figures import capacity_line, server_table
 from core.metrics import ServerView, engine_deltas, scrape_async
 from core.mix import FEATURES, TRANSLATING, Extra, Resources, Round, analyse_round, merged, mix_label
 from core.resources import CpuClock, sampling, wait_quiet
 from core.server import http_base
 from core.stats import pct
-from core.table import fmt, table
+from core.table import fmt, print_sections, table
 
 LATENCY_SLACK_MS = 500
 
@@ -218,27 +218,20 @@ async def run_round(n: int, *, url: str, playlist: Playlist, args: argparse.Name
     clock = CpuClock(server_pid)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as res.usage:
-        runs = await asyncio.gather(*(
-            run_client(
-                url=url, wire=wire, index=i, offset=i % len(playlist),
-                pcm=client_audio(playlist, i % len(playlist), args.seconds),
-                chunk_ms=args.chunk_ms, silence_ms=args.silence_ms,
-                ended_timeout_s=max(30.0, float(args.seconds)), ping_every_s=args.ping_every_s,
-                options=FEATURES[features[i]],
-            )
-            for i in range(n)
-        ))
+        runs = await run_clients(n, url=url, wire=wire, playlist=playlist, seconds=args.seconds,
+                                 chunk_ms=args.chunk_ms, silence_ms=args.silence_ms, ping_every_s=args.ping_every_s,
+                                 options=[FEATURES[feature] for feature in features])
         wall_s = time.perf_counter() - begun
         res.host_cpu, res.server_cpu, res.bench_cpu = clock.lap()
     res.others_cpu = max(0.0, res.host_cpu - (res.server_cpu or 0.0) - res.bench_cpu)
     after = await scrape_async(http) if before is not None else None
-    base, extra, per_feature = analyse_round(n, list(runs), features, args.silence_ms,
+    base, extra, per_feature = analyse_round(n, runs, features, args.silence_ms,
                                              args.silence_ms + LATENCY_SLACK_MS, wall_s)
     engines = None
     if before is not None and after is not None:
         base.server = ServerView.between(before, after)
         engines = engine_deltas(before, after)
-    raw = {"clients": n, "sessions": raw_sessions(list(runs), begun, features)}
+    raw = {"clients": n, "sessions": raw_sessions(runs, begun, features)}
     return Round(n, features, base, extra, per_feature, res, engines, wall_s), raw
 
 
@@ -255,7 +248,7 @@ async def warm_up_all(url: str, playlist: Playlist, args: argparse.Namespace) ->
 
 async def bench(args: argparse.Namespace, url: str, server_pid: int | None) -> tuple[list[Round], list[dict[str, Any]]]:
     playlist = load_playlist(args.audio_dir)
-    print(f"# {len(playlist)} files from {args.audio_dir}: {', '.join(name for name, _ in playlist)}", file=sys.stderr)
+    announce(playlist, args.audio_dir)
     if not args.no_warmup:
         await warm_up_all(url, playlist, args)
     rounds: list[Round] = []
@@ -271,8 +264,7 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int | None) -> t
         rnd.quiet = quiet
         rounds.append(rnd)
         raw.append(events)
-        for problem in rnd.base.problems:
-            print(f"#   {problem}", file=sys.stderr)
+        report_problems(rnd.base.problems)
         print(f"#   others CPU {f_(rnd.resources.others_cpu)} %, server CPU {f_(rnd.resources.server_cpu)} %",
               file=sys.stderr, flush=True)
         await asyncio.sleep(1.0)
@@ -280,9 +272,7 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int | None) -> t
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    add_server_options(parser)
-    add_live_options(parser, clients="1,2,4,6", what="session")
+    parser = live_parser(__doc__, clients="1,2,4,6", what="session")
     parser.add_argument("--mix", default="stt,translate,speak,speakers",
                         help=f"features given round-robin to sessions; of {', '.join(FEATURES)}")
     add_live_tail(parser, json_help="write figures and every received event (no audio) here")
@@ -321,23 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           "spoken = recv(first TTS audio) - recv(translation). CPU % of one core (200 % = both cores), server "
           "process tree incl. reaped children; peak RSS of the server (with children in brackets).")
     print()
-    print(drops_table(rounds, args.silence_ms))
-    print()
-    print(feature_table(rounds))
-    print()
-    print(diagnostics_table(rounds))
-    if (view := server_table([r.base for r in rounds])) is not None:
-        print()
-        print(view)
-    if (table := engines_table(rounds)) is not None:
-        print()
-        print(table)
+    print_sections(drops_table(rounds, args.silence_ms), feature_table(rounds), diagnostics_table(rounds),
+                   server_table([r.base for r in rounds]), engines_table(rounds))
     if server is not None:
         print(f"\nserver log: {server.log_path}")
     if args.json:
         payload = {
-            "url": url, "format": args.format, "seconds": args.seconds, "chunk_ms": args.chunk_ms,
-            "silence_ms": args.silence_ms, "mix": args.mix, "bound_ms": args.silence_ms + LATENCY_SLACK_MS,
+            **live_settings(args, url, LATENCY_SLACK_MS), "mix": args.mix,
             "rounds": [
                 {"clients": r.clients, "features": r.features,
                  "final_p50_ms": P(r.base.final_ms, 50), "final_p95_ms": P(r.base.final_ms, 95),

@@ -103,15 +103,15 @@ from dataclasses import asdict
 from typing import Any
 
 from core import wire as w
-from core.audio import Playlist, client_audio, load_playlist
-from core.cli import add_live_options, add_live_tail, add_server_options, check_live_options, run_bench
-from core.live import raw_sessions, run_client, warm_up
+from core.audio import Playlist, load_playlist
+from core.cli import add_live_tail, check_live_options, live_parser, live_settings, run_bench
+from core.live import announce, raw_sessions, report_problems, run_clients, warm_up
 from core.live_figures import Figures, analyse, capacity_line, server_table
 from core.metrics import ServerView, scrape_async
 from core.resources import sampling
 from core.server import http_base
 from core.stats import pct
-from core.table import fmt, table
+from core.table import fmt, print_sections, table
 
 LATENCY_SLACK_MS = 800
 
@@ -155,22 +155,15 @@ async def run_round(n: int, *, url: str, wire: w.Wire, playlist: Playlist, args:
     metrics_before = await scrape_async(http)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as usage:
-        runs = await asyncio.gather(*(
-            run_client(
-                url=url, wire=wire, index=i, offset=i % len(playlist),
-                pcm=client_audio(playlist, i % len(playlist), args.seconds),
-                chunk_ms=args.chunk_ms, silence_ms=args.silence_ms,
-                ended_timeout_s=max(30.0, float(args.seconds)), ping_every_s=args.ping_every_s,
-            )
-            for i in range(n)
-        ))
+        runs = await run_clients(n, url=url, wire=wire, playlist=playlist, seconds=args.seconds,
+                                 chunk_ms=args.chunk_ms, silence_ms=args.silence_ms, ping_every_s=args.ping_every_s)
         wall_s = time.perf_counter() - begun
     metrics_after = await scrape_async(http) if metrics_before is not None else None
-    figures = analyse(n, list(runs), args.silence_ms, wall_s)
+    figures = analyse(n, runs, args.silence_ms, wall_s)
     figures.add_usage(usage)
     if metrics_before is not None and metrics_after is not None:
         figures.server = ServerView.between(metrics_before, metrics_after)
-    return figures, {"clients": n, "sessions": raw_sessions(list(runs), begun)}
+    return figures, {"clients": n, "sessions": raw_sessions(runs, begun)}
 
 
 async def bench(
@@ -178,7 +171,7 @@ async def bench(
 ) -> tuple[list[Figures], list[dict[str, Any]]]:
     wire = w.Wire(args.format)
     playlist = load_playlist(args.audio_dir)
-    print(f"# {len(playlist)} files from {args.audio_dir}: {', '.join(name for name, _ in playlist)}", file=sys.stderr)
+    announce(playlist, args.audio_dir)
     if not args.no_warmup:
         await warm_up(url, wire, playlist, chunk_ms=args.chunk_ms, silence_ms=args.silence_ms)
     results: list[Figures] = []
@@ -188,16 +181,13 @@ async def bench(
         fig, events = await run_round(n, url=url, wire=wire, playlist=playlist, args=args, server_pid=server_pid)
         results.append(fig)
         raw.append(events)
-        for problem in fig.problems:
-            print(f"#   {problem}", file=sys.stderr)
+        report_problems(fig.problems)
         await asyncio.sleep(1.0)
     return results, raw
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    add_server_options(parser)
-    add_live_options(parser, clients="1,2,4,8", what="client")
+    parser = live_parser(__doc__, clients="1,2,4,8", what="client")
     add_live_tail(parser, json_help="write figures and every received event here")
     args = parser.parse_args(argv)
     check_live_options(parser, args)
@@ -219,16 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           "the final's t1_ms, which includes the ~200 ms hangover; the silence_ms end-of-speech wait is inside the "
           "figure. CPU % is of one core (200 % = two cores busy).")
     print()
-    print(diagnostics_table(figures))
-    if (view := server_table(figures)) is not None:
-        print()
-        print(view)
+    print_sections(diagnostics_table(figures), server_table(figures))
     if server is not None:
         print(f"\nserver log: {server.log_path}")
     if args.json:
         payload = {
-            "url": url, "format": args.format, "seconds": args.seconds, "chunk_ms": args.chunk_ms,
-            "silence_ms": args.silence_ms, "bound_ms": args.silence_ms + LATENCY_SLACK_MS,
+            **live_settings(args, url, LATENCY_SLACK_MS),
             "rounds": [
                 {**asdict(f),
                  "first_partial_p50_ms": pct(f.first_partial_ms, 50),

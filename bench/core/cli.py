@@ -29,6 +29,14 @@ def add_server_options(parser: argparse.ArgumentParser, *, required: bool = Fals
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
 
 
+def live_parser(doc: str | None, *, clients: str, what: str) -> argparse.ArgumentParser:
+    """The parser of a real-time streaming bench (stream.py, load.py): server and live options."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    add_server_options(parser)
+    add_live_options(parser, clients=clients, what=what)
+    return parser
+
+
 def add_live_options(parser: argparse.ArgumentParser, *, clients: str, what: str) -> None:
     """The options of the real-time streaming benches (stream.py, load.py)."""
     parser.add_argument("--clients", default=clients, help=f"comma-separated {what} counts, run in order")
@@ -44,6 +52,12 @@ def add_live_tail(parser: argparse.ArgumentParser, *, json_help: str) -> None:
     parser.add_argument("--ping-every-s", type=float, default=2.0,
                         help="audio seconds between diagnostic pings (0: none)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up session")
+
+
+def live_settings(args: argparse.Namespace, url: str, slack_ms: int) -> dict[str, Any]:
+    """What a live-streaming run was asked to do, for the head of its ``--json`` file."""
+    return {"url": url, "format": args.format, "seconds": args.seconds, "chunk_ms": args.chunk_ms,
+            "silence_ms": args.silence_ms, "bound_ms": args.silence_ms + slack_ms}
 
 
 def check_live_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

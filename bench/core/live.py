@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from . import wire as w
-from .audio import SAMPLE_RATE_HZ, Pcm, Playlist
+from .audio import SAMPLE_RATE_HZ, Pcm, Playlist, client_audio
 from .wire import Event, Wire
 
 READY_TIMEOUT_S = 30.0
@@ -146,6 +147,31 @@ async def _stream(ws: ClientConnection, wire: Wire, run: ClientRun, reader: asyn
             await ws.send(wire.encode(w.plain("ping")))
     await ws.send(wire.encode(w.plain("stop")))
     run.stop_sent_at = time.perf_counter()
+
+
+async def run_clients(n: int, *, url: str, wire: Wire, playlist: Playlist, seconds: float, chunk_ms: int,
+                      silence_ms: int, ping_every_s: float,
+                      options: Sequence[Mapping[str, Any] | None] | None = None) -> list[ClientRun]:
+    """N clients at once, client *i* from file *i* of the playlist (with ``options[i]`` in its ``start``)."""
+    runs = await asyncio.gather(*(
+        run_client(
+            url=url, wire=wire, index=i, offset=i % len(playlist),
+            pcm=client_audio(playlist, i % len(playlist), seconds), chunk_ms=chunk_ms, silence_ms=silence_ms,
+            ended_timeout_s=max(30.0, float(seconds)), ping_every_s=ping_every_s,
+            options=options[i] if options else None,
+        )
+        for i in range(n)
+    ))
+    return list(runs)
+
+
+def announce(playlist: Playlist, audio_dir: object) -> None:
+    print(f"# {len(playlist)} files from {audio_dir}: {', '.join(name for name, _ in playlist)}", file=sys.stderr)
+
+
+def report_problems(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"#   {problem}", file=sys.stderr)
 
 
 async def warm_up(url: str, wire: Wire, playlist: Playlist, *, chunk_ms: int, silence_ms: int,

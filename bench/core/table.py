@@ -18,3 +18,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def print_sections(*parts: str | None) -> None:
+    """Print each part that is there, a blank line between them."""
+    print("\n\n".join(part for part in parts if part is not None))
