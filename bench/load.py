@@ -103,113 +103,22 @@ from core.cli import add_live_tail, check_live_options, live_parser, live_settin
 from core.live import announce, raw_sessions, report_problems, run_clients, warm_up
 from core.live_figures import capacity_line, server_table
 from core.metrics import ServerView, engine_deltas, scrape_async
-from core.mix import FEATURES, TRANSLATING, Extra, Resources, Round, analyse_round, merged, mix_label
+from core.mix import FEATURES, Resources, Round, analyse_round, merged, mix_label
+from core.mix_tables import diagnostics_table, drops_table, engines_table, feature_table, main_table
 from core.resources import CpuClock, sampling, wait_quiet
 from core.server import http_base
 from core.stats import pct
-from core.table import fmt, print_sections, table
+from core.table import fmt, print_sections
 
 LATENCY_SLACK_MS = 500
-
-
-# Output ----------------------------------------------------------------------------------
-
-P = pct
-f_ = fmt
-
-
-def main_table(rounds: list[Round]) -> str:
-    header = ["N", "mix", "utts", "finals", "partials/utt", "first partial p50", "p95", "final p50", "final p95",
-              "translation p50", "p95", "spoken p50", "p95", "errors", "server CPU %", "peak RSS MB"]
-    rows = []
-    for r in rounds:
-        b, x = r.base, r.extra
-        rows.append([
-            str(r.clients), mix_label(r.features), str(b.utterances), str(b.finals), f_(b.partials_per_utterance, 2),
-            *(f_(P(values, q)) for values in (b.first_partial_ms, b.final_ms, x.translation_ms, x.spoken_ms)
-              for q in (50, 95)),
-            str(sum(x.error_codes.values()) + x.failed_sessions), f_(r.resources.server_cpu),
-            r.resources.usage.peak_rss(),
-        ])
-    return table(header, rows, "rl" + "r" * 14)
-
-
-def drops_table(rounds: list[Round], silence_ms: int) -> str:
-    header = ["N", "utts without final", f"finals > {silence_ms + LATENCY_SLACK_MS} ms",
-              "translations missing / expected", "spoken missing / expected", "tts.start without tts.end",
-              "speaker late / never", "error events by code", "failed sessions"]
-    rows = []
-    for r in rounds:
-        x = r.extra
-        codes = ", ".join(f"{code} {count}" for code, count in sorted(x.error_codes.items())) or "none"
-        rows.append([
-            str(r.clients), str(r.base.missing_finals), str(x.late_finals),
-            f"{x.translations_missing} / {x.translations_expected}", f"{x.spoken_missing} / {x.spoken_expected}",
-            str(x.tts_unended), f"{x.speaker_late} / {x.speaker_missing}", codes, str(x.failed_sessions),
-        ])
-    return table(header, rows, "rrrrrrrlr")
-
-
-def feature_note(name: str, x: Extra) -> str:
-    """The figures only one kind of session has."""
-    if name in TRANSLATING:
-        note = (f"translation p50/p95 {f_(P(x.translation_ms, 50))}/{f_(P(x.translation_ms, 95))} ms, "
-                f"{len(x.translation_ms)}/{x.translations_expected}")
-        if name == "speak":
-            note += (f"; spoken p50/p95 {f_(P(x.spoken_ms, 50))}/{f_(P(x.spoken_ms, 95))} ms, "
-                     f"{x.tts_started} syntheses, {x.tts_audio_s:.0f} s of audio")
-        return note
-    if name == "speakers":
-        return (f"speaker on final {x.speaker_on_final}, too short {x.speaker_too_short}, "
-                f"late {x.speaker_late}, failed {x.speaker_failed}, never {x.speaker_missing}")
-    return ""
-
-
-def feature_table(rounds: list[Round]) -> str:
-    header = ["N", "feature", "sessions", "utts", "finals", "first partial p50", "final p50", "final p95",
-              "feature figures"]
-    rows = [[
-        str(r.clients), name, str(x.sessions), str(fig.utterances), str(fig.finals),
-        f_(P(fig.first_partial_ms, 50)), f_(P(fig.final_ms, 50)), f_(P(fig.final_ms, 95)), feature_note(name, x),
-    ] for r in rounds for name, (fig, x) in r.per_feature.items()]
-    return table(header, rows, "rlrrrrrrl")
-
-
-def diagnostics_table(rounds: list[Round]) -> str:
-    header = ["N", "speech.started lag p50", "ping RTT p50", "p95", "max send lag", "finals measured", "cut by stop",
-              "host CPU %", "others CPU %", "bench CPU %", "quiet before", "RSS at start MB", "wall s"]
-    rows = []
-    for r in rounds:
-        b, res = r.base, r.resources
-        quiet = "–" if r.quiet is None else (
-            f"{'yes' if r.quiet[0] else 'NO'} ({r.quiet[2]:.0f} %, waited {r.quiet[1]:.0f} s)")
-        rows.append([
-            str(r.clients), f_(P(b.started_lag_ms, 50)), f_(P(b.ping_rtt_ms, 50), 1), f_(P(b.ping_rtt_ms, 95), 1),
-            f_(b.send_lag_max_ms), str(len(b.final_ms)), str(b.finals_cut_by_stop), f_(res.host_cpu),
-            f_(res.others_cpu), f_(res.bench_cpu), quiet, res.usage.rss_start(), f"{r.wall_s:.1f}",
-        ])
-    return table(header, rows, "r" * 10 + "lrr")
-
-
-def engines_table(rounds: list[Round]) -> str | None:
-    if not any(r.engines for r in rounds):
-        return None
-    header = ["N", "engine", "calls", "busy s", "busy / wall", "mean call ms", "queue total s", "queue/call ms"]
-    rows = []
-    for r in rounds:
-        for name, v in sorted((r.engines or {}).items()):
-            calls, busy, queue = v.get("calls", 0.0), v.get("busy_seconds", 0.0), v.get("queue_delay_seconds", 0.0)
-            if calls:
-                rows.append([str(r.clients), name, f"{calls:.0f}", f"{busy:.1f}", f"{busy / r.wall_s:.2f}",
-                             f"{1000 * busy / calls:.1f}", f"{queue:.1f}", f"{1000 * queue / calls:.1f}"])
-    return table(header, rows, "rlrrrrrr")
 
 
 # Driver ----------------------------------------------------------------------------------
 
 
-async def run_round(n: int, *, url: str, playlist: Playlist, args: argparse.Namespace,
-                    server_pid: int | None) -> tuple[Round, dict[str, Any]]:
+async def run_round(
+    n: int, *, url: str, playlist: Playlist, args: argparse.Namespace, server_pid: int | None
+) -> tuple[Round, dict[str, Any]]:
     features = [args.mix[i % len(args.mix)] for i in range(n)]
     wire = w.Wire(args.format)
     http = http_base(url)
@@ -218,15 +127,24 @@ async def run_round(n: int, *, url: str, playlist: Playlist, args: argparse.Name
     clock = CpuClock(server_pid)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as res.usage:
-        runs = await run_clients(n, url=url, wire=wire, playlist=playlist, seconds=args.seconds,
-                                 chunk_ms=args.chunk_ms, silence_ms=args.silence_ms, ping_every_s=args.ping_every_s,
-                                 options=[FEATURES[feature] for feature in features])
+        runs = await run_clients(
+            n,
+            url=url,
+            wire=wire,
+            playlist=playlist,
+            seconds=args.seconds,
+            chunk_ms=args.chunk_ms,
+            silence_ms=args.silence_ms,
+            ping_every_s=args.ping_every_s,
+            options=[FEATURES[feature] for feature in features],
+        )
         wall_s = time.perf_counter() - begun
         res.host_cpu, res.server_cpu, res.bench_cpu = clock.lap()
     res.others_cpu = max(0.0, res.host_cpu - (res.server_cpu or 0.0) - res.bench_cpu)
     after = await scrape_async(http) if before is not None else None
-    base, extra, per_feature = analyse_round(n, runs, features, args.silence_ms,
-                                             args.silence_ms + LATENCY_SLACK_MS, wall_s)
+    base, extra, per_feature = analyse_round(
+        n, runs, features, args.silence_ms, args.silence_ms + LATENCY_SLACK_MS, wall_s
+    )
     engines = None
     if before is not None and after is not None:
         base.server = ServerView.between(before, after)
@@ -237,8 +155,9 @@ async def run_round(n: int, *, url: str, playlist: Playlist, args: argparse.Name
 
 async def warm_up_all(url: str, playlist: Playlist, args: argparse.Namespace) -> None:
     """One session with every feature of the mix, so no round pays for first use (pipelines, voices)."""
-    run = await warm_up(url, w.Wire(args.format), playlist, chunk_ms=args.chunk_ms, silence_ms=args.silence_ms,
-                        options=merged(args.mix))
+    run = await warm_up(
+        url, w.Wire(args.format), playlist, chunk_ms=args.chunk_ms, silence_ms=args.silence_ms, options=merged(args.mix)
+    )
     kinds = Counter(ev.get("type") for _, ev in run.events)
     print(f"# warm-up events: {dict(kinds)}", file=sys.stderr)
     for _, ev in run.events:
@@ -256,30 +175,46 @@ async def bench(args: argparse.Namespace, url: str, server_pid: int | None) -> t
     for n in args.clients:
         quiet = None
         if args.wait_quiet:
-            quiet = await asyncio.to_thread(wait_quiet, pct=args.quiet_pct, hold_s=args.quiet_hold_s,
-                                            timeout_s=args.quiet_timeout_s, server_pid=server_pid)
-        print(f"# N={n}: {mix_label([args.mix[i % len(args.mix)] for i in range(n)])} x {args.seconds:g} s "
-              "of audio ...", file=sys.stderr, flush=True)
+            quiet = await asyncio.to_thread(
+                wait_quiet,
+                pct=args.quiet_pct,
+                hold_s=args.quiet_hold_s,
+                timeout_s=args.quiet_timeout_s,
+                server_pid=server_pid,
+            )
+        print(
+            f"# N={n}: {mix_label([args.mix[i % len(args.mix)] for i in range(n)])} x {args.seconds:g} s of audio ...",
+            file=sys.stderr,
+            flush=True,
+        )
         rnd, events = await run_round(n, url=url, playlist=playlist, args=args, server_pid=server_pid)
         rnd.quiet = quiet
         rounds.append(rnd)
         raw.append(events)
         report_problems(rnd.base.problems)
-        print(f"#   others CPU {f_(rnd.resources.others_cpu)} %, server CPU {f_(rnd.resources.server_cpu)} %",
-              file=sys.stderr, flush=True)
+        print(
+            f"#   others CPU {fmt(rnd.resources.others_cpu)} %, server CPU {fmt(rnd.resources.server_cpu)} %",
+            file=sys.stderr,
+            flush=True,
+        )
         await asyncio.sleep(1.0)
     return rounds, raw
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = live_parser(__doc__, clients="1,2,4,6", what="session")
-    parser.add_argument("--mix", default="stt,translate,speak,speakers",
-                        help=f"features given round-robin to sessions; of {', '.join(FEATURES)}")
+    parser.add_argument(
+        "--mix",
+        default="stt,translate,speak,speakers",
+        help=f"features given round-robin to sessions; of {', '.join(FEATURES)}",
+    )
     add_live_tail(parser, json_help="write figures and every received event (no audio) here")
-    parser.add_argument("--wait-quiet", action="store_true",
-                        help="before each round, wait until other processes are (nearly) idle")
-    parser.add_argument("--wait-quiet-only", action="store_true",
-                        help="only wait for a quiet machine, then exit (0 quiet, 3 timed out)")
+    parser.add_argument(
+        "--wait-quiet", action="store_true", help="before each round, wait until other processes are (nearly) idle"
+    )
+    parser.add_argument(
+        "--wait-quiet-only", action="store_true", help="only wait for a quiet machine, then exit (0 quiet, 3 timed out)"
+    )
     parser.add_argument("--quiet-pct", type=float, default=20.0, help="others' CPU under this %% of one core ...")
     parser.add_argument("--quiet-hold-s", type=float, default=30.0, help="... for this many seconds in a row ...")
     parser.add_argument("--quiet-timeout-s", type=float, default=900.0, help="... waiting at most this long")
@@ -294,42 +229,70 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.wait_quiet_only:
-        quiet, _, _ = wait_quiet(pct=args.quiet_pct, hold_s=args.quiet_hold_s, timeout_s=args.quiet_timeout_s,
-                                 server_pid=None)
+        quiet, _, _ = wait_quiet(
+            pct=args.quiet_pct, hold_s=args.quiet_hold_s, timeout_s=args.quiet_timeout_s, server_pid=None
+        )
         return 0 if quiet else 3
-    (rounds, raw), url, server = run_bench(args, lambda url, pid: bench(args, url, pid),
-                                           serve_args=["--max-sessions", "32"], fmt=args.format)
-    print(f"\nload bench: {url} format={args.format} seconds={args.seconds:g} chunk_ms={args.chunk_ms} "
-          f"silence_ms={args.silence_ms} mix={','.join(args.mix)} cpus={os.cpu_count()}\n")
+    (rounds, raw), url, server = run_bench(
+        args, lambda url, pid: bench(args, url, pid), serve_args=["--max-sessions", "32"], fmt=args.format
+    )
+    print(
+        f"\nload bench: {url} format={args.format} seconds={args.seconds:g} chunk_ms={args.chunk_ms} "
+        f"silence_ms={args.silence_ms} mix={','.join(args.mix)} cpus={os.cpu_count()}\n"
+    )
     print(main_table(rounds))
     print()
-    print(capacity_line([(r.clients, P(r.base.final_ms, 95), r.extra.bad + r.base.missing_finals) for r in rounds],
-                        args.silence_ms, LATENCY_SLACK_MS, "errors / drops"))
+    print(
+        capacity_line(
+            [(r.clients, pct(r.base.final_ms, 95), r.extra.bad + r.base.missing_finals) for r in rounds],
+            args.silence_ms,
+            LATENCY_SLACK_MS,
+            "errors / drops",
+        )
+    )
     print()
-    print("Latencies in ms. first partial / final as in bench/stream.py (from when the audio left the client; final "
-          "from the audio at t1_ms, the silence_ms wait inside it). translation = recv(translation) - recv(final); "
-          "spoken = recv(first TTS audio) - recv(translation). CPU % of one core (200 % = both cores), server "
-          "process tree incl. reaped children; peak RSS of the server (with children in brackets).")
+    print(
+        "Latencies in ms. first partial / final as in bench/stream.py (from when the audio left the client; final "
+        "from the audio at t1_ms, the silence_ms wait inside it). translation = recv(translation) - recv(final); "
+        "spoken = recv(first TTS audio) - recv(translation). CPU % of one core (200 % = both cores), server "
+        "process tree incl. reaped children; peak RSS of the server (with children in brackets)."
+    )
     print()
-    print_sections(drops_table(rounds, args.silence_ms), feature_table(rounds), diagnostics_table(rounds),
-                   server_table([r.base for r in rounds]), engines_table(rounds))
+    print_sections(
+        drops_table(rounds, args.silence_ms + LATENCY_SLACK_MS),
+        feature_table(rounds),
+        diagnostics_table(rounds),
+        server_table([r.base for r in rounds]),
+        engines_table(rounds),
+    )
     if server is not None:
         print(f"\nserver log: {server.log_path}")
     if args.json:
         payload = {
-            **live_settings(args, url, LATENCY_SLACK_MS), "mix": args.mix,
+            **live_settings(args, url, LATENCY_SLACK_MS),
+            "mix": args.mix,
             "rounds": [
-                {"clients": r.clients, "features": r.features,
-                 "final_p50_ms": P(r.base.final_ms, 50), "final_p95_ms": P(r.base.final_ms, 95),
-                 "first_partial_p50_ms": P(r.base.first_partial_ms, 50),
-                 "first_partial_p95_ms": P(r.base.first_partial_ms, 95),
-                 "translation_ms": r.extra.translation_ms, "spoken_ms": r.extra.spoken_ms,
-                 "final_ms": r.base.final_ms, "missing_finals": r.base.missing_finals,
-                 "extra": {k: (dict(v) if isinstance(v, Counter) else v) for k, v in vars(r.extra).items()},
-                 "server_cpu": r.resources.server_cpu, "others_cpu": r.resources.others_cpu,
-                 "host_cpu": r.resources.host_cpu, "bench_cpu": r.resources.bench_cpu,
-                 "peak_rss_mb": max(r.resources.usage.server_rss_mb, default=None), "engines": r.engines,
-                 "wall_s": r.wall_s, "problems": r.base.problems}
+                {
+                    "clients": r.clients,
+                    "features": r.features,
+                    "final_p50_ms": pct(r.base.final_ms, 50),
+                    "final_p95_ms": pct(r.base.final_ms, 95),
+                    "first_partial_p50_ms": pct(r.base.first_partial_ms, 50),
+                    "first_partial_p95_ms": pct(r.base.first_partial_ms, 95),
+                    "translation_ms": r.extra.translation_ms,
+                    "spoken_ms": r.extra.spoken_ms,
+                    "final_ms": r.base.final_ms,
+                    "missing_finals": r.base.missing_finals,
+                    "extra": {k: (dict(v) if isinstance(v, Counter) else v) for k, v in vars(r.extra).items()},
+                    "server_cpu": r.resources.server_cpu,
+                    "others_cpu": r.resources.others_cpu,
+                    "host_cpu": r.resources.host_cpu,
+                    "bench_cpu": r.resources.bench_cpu,
+                    "peak_rss_mb": max(r.resources.usage.server_rss_mb, default=None),
+                    "engines": r.engines,
+                    "wall_s": r.wall_s,
+                    "problems": r.base.problems,
+                }
                 for r in rounds
             ],
             "raw": raw,

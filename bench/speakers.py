@@ -156,8 +156,9 @@ def length_seconds(length: str) -> float | None:
     return None if length == "full" else float(length)
 
 
-async def run(args: argparse.Namespace, url: str,
-              recordings: list[Recording]) -> tuple[list[Speaker], list[Test], list[tuple[Speaker, str]]]:
+async def run(
+    args: argparse.Namespace, url: str, recordings: list[Recording]
+) -> tuple[list[Speaker], list[Test], list[tuple[Speaker, str]]]:
     gateway = Gateway(url, args.token, args.concurrency)
     speakers = group_speakers(recordings)
     note(f"{len(recordings)} recordings of {len(speakers)} speakers; enrolling ...")
@@ -186,15 +187,19 @@ async def run(args: argparse.Namespace, url: str,
     return speakers, tests, skipped
 
 
-def report(args: argparse.Namespace, url: str, speakers: list[Speaker], tests: list[Test],
-           skipped: list[tuple[Speaker, str]]) -> None:
+def report(
+    args: argparse.Namespace, url: str, speakers: list[Speaker], tests: list[Test], skipped: list[tuple[Speaker, str]]
+) -> None:
     groups = [Group("all speakers", everyone, everyone)]
     if any(s.synthetic for s in speakers):
-        groups += [Group("real speakers only", is_real, is_real),
-                   Group("synthetic speakers only", is_synthetic, is_synthetic)]
+        groups += [
+            Group("real speakers only", is_real, is_real),
+            Group("synthetic speakers only", is_synthetic, is_synthetic),
+        ]
     source = f"--tsv {args.tsv}" if args.tsv else f"--audio {args.audio}"
-    print(f"\nspeaker bench: {url} {source} enroll_utterances={args.enroll_utterances} "
-          f"lengths={','.join(args.lengths)}\n")
+    print(
+        f"\nspeaker bench: {url} {source} enroll_utterances={args.enroll_utterances} lengths={','.join(args.lengths)}\n"
+    )
     print(speakers_table(speakers, tests))
     for group in groups:
         print(f"\n### {group.title}: by cut length\n")
@@ -214,27 +219,55 @@ def report(args: argparse.Namespace, url: str, speakers: list[Speaker], tests: l
         for group in groups:
             print(f"\n### {group.title}: what if the thresholds were {bands}\n")
             print(what_if_table(tests, group, args.what_if))
-    print("\nTrials: one per (test cut, enrolled voiceprint). EER, EER cosine and the cosine columns come from "
-          "cosines recovered from `verified.score`; FA/FR are the server's own accept/reject (score >= 0.5); top-1 "
-          "is closed-set identification of enrolled speakers' cuts; unseen FA counts never-enrolled speakers' cuts "
-          "accepted as someone; 'too short': recordings with less speech after their onset than the length; "
-          "separation gap: highest impostor – lowest target cosine when they do not overlap.")
-    mismatched = [t for t in tests if t.undecided is None and t.trials
-                  and (t.identified is not None) != any(tr.accepted for tr in t.trials)]
+    print(
+        "\nTrials: one per (test cut, enrolled voiceprint). EER, EER cosine and the cosine columns come from "
+        "cosines recovered from `verified.score`; FA/FR are the server's own accept/reject (score >= 0.5); top-1 "
+        "is closed-set identification of enrolled speakers' cuts; unseen FA counts never-enrolled speakers' cuts "
+        "accepted as someone; 'too short': recordings with less speech after their onset than the length; "
+        "separation gap: highest impostor – lowest target cosine when they do not overlap."
+    )
+    mismatched = [
+        t
+        for t in tests
+        if t.undecided is None and t.trials and (t.identified is not None) != any(tr.accepted for tr in t.trials)
+    ]
     if mismatched:
         note(f"{len(mismatched)} cut(s) where `identify` and `verify` disagreed about any match")
 
 
 def dump(path: Path, speakers: list[Speaker], tests: list[Test]) -> None:
     payload = {
-        "speakers": [{"name": s.name, "kind": s.kind, "enrolled": s.enrolled,
-                      "enrolled_from": [r.name for r in s.enrolled_from], "enroll_speech_ms": s.enroll_speech_ms,
-                      "note": s.note} for s in speakers],
-        "tests": [{"recording": t.recording.name, "speaker": t.speaker.name, "length": t.length,
-                   "speech_ms": t.speech_ms, "undecided": t.undecided, "identified": t.identified,
-                   "trials": [{"voiceprint": tr.voiceprint.name, "score": tr.score,
-                               "cosine": round(tr.cosine, 4), "accepted": tr.accepted} for tr in t.trials]}
-                  for t in tests],
+        "speakers": [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "enrolled": s.enrolled,
+                "enrolled_from": [r.name for r in s.enrolled_from],
+                "enroll_speech_ms": s.enroll_speech_ms,
+                "note": s.note,
+            }
+            for s in speakers
+        ],
+        "tests": [
+            {
+                "recording": t.recording.name,
+                "speaker": t.speaker.name,
+                "length": t.length,
+                "speech_ms": t.speech_ms,
+                "undecided": t.undecided,
+                "identified": t.identified,
+                "trials": [
+                    {
+                        "voiceprint": tr.voiceprint.name,
+                        "score": tr.score,
+                        "cosine": round(tr.cosine, 4),
+                        "accepted": tr.accepted,
+                    }
+                    for tr in t.trials
+                ],
+            }
+            for t in tests
+        ],
     }
     path.write_text(json.dumps(payload, indent=1))
 
@@ -254,14 +287,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synth-espeak", type=int, default=0, metavar="N", help="synthetic speakers from espeak-ng")
     parser.add_argument("--synth-utterances", type=int, default=4, help="utterances per synthetic speaker")
     parser.add_argument("--synth-dir", type=Path, help="keep the synthetic WAVs here (default: a temp dir)")
-    parser.add_argument("--models-dir", type=Path, default=default_models_dir(),
-                        help="with --spawn: models directory holding the GE2E weights (pulled if missing)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=default_models_dir(),
+        help="with --spawn: models directory holding the GE2E weights (pulled if missing)",
+    )
     parser.add_argument("--token", help="API key or token for a server that wants one (with --url)")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions at once")
     parser.add_argument("--json", type=Path, help="write every trial here")
-    parser.add_argument("--what-if", metavar="BANDS",
-                        help="also count FA/FR at other cosine thresholds, given like THRESHOLDS as "
-                             "UPPER_MS:COSINE,...,inf:COSINE, e.g. 2000:0.67,4000:0.70,inf:0.78")
+    parser.add_argument(
+        "--what-if",
+        metavar="BANDS",
+        help="also count FA/FR at other cosine thresholds, given like THRESHOLDS as "
+        "UPPER_MS:COSINE,...,inf:COSINE, e.g. 2000:0.67,4000:0.70,inf:0.78",
+    )
     args = parser.parse_args(argv)
     if args.audio is None and args.tsv is None:
         args.audio = AUDIO_DIR
@@ -274,8 +314,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         try:
             args.what_if = parse_bands(args.what_if)
         except ValueError:
-            parser.error("--what-if takes UPPER_MS:COSINE pairs with rising bounds, the last `inf`, "
-                         "e.g. 2000:0.67,4000:0.70,inf:0.78")
+            parser.error(
+                "--what-if takes UPPER_MS:COSINE pairs with rising bounds, the last `inf`, "
+                "e.g. 2000:0.67,4000:0.70,inf:0.78"
+            )
     if args.enroll_utterances < 1 or args.concurrency < 1:
         parser.error("--enroll-utterances and --concurrency must be at least 1")
     if (args.synth_piper or args.synth_espeak) and args.synth_utterances <= args.enroll_utterances:
@@ -299,11 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.spawn:
                 ensure_encoder(args.models_dir)
                 log_path = args.server_log or Path(tmp) / "server.log"
-                server = SpawnedServer(shlex.split(args.serve_args), {
-                    "HUSHGATE_MODELS_DIR": str(args.models_dir),
-                    "HUSHGATE_TRANSLATORS": "",
-                    "HUSHGATE_SYNTHESIZERS": "",
-                }, log_path)
+                server = SpawnedServer(
+                    shlex.split(args.serve_args),
+                    {
+                        "HUSHGATE_MODELS_DIR": str(args.models_dir),
+                        "HUSHGATE_TRANSLATORS": "",
+                        "HUSHGATE_SYNTHESIZERS": "",
+                    },
+                    log_path,
+                )
                 server.start()
                 url = server.url
             speakers, tests, skipped = asyncio.run(run(args, url, recordings))

@@ -120,43 +120,98 @@ LATENCY_SLACK_MS = 800
 
 
 def main_table(figures: list[Figures]) -> str:
-    header = ["N", "utts", "finals", "partials/utt", "first partial p50", "first partial p95", "final p50",
-              "final p95", "errors", "server CPU %", "peak RSS MB"]
-    rows = [[
-        str(f.clients), str(f.utterances), str(f.finals), fmt(f.partials_per_utterance, 2),
-        fmt(pct(f.first_partial_ms, 50)), fmt(pct(f.first_partial_ms, 95)),
-        fmt(pct(f.final_ms, 50)), fmt(pct(f.final_ms, 95)),
-        str(f.errors), fmt(f.server_cpu_mean), fmt(f.server_rss_peak_mb),
-    ] for f in figures]
+    header = [
+        "N",
+        "utts",
+        "finals",
+        "partials/utt",
+        "first partial p50",
+        "first partial p95",
+        "final p50",
+        "final p95",
+        "errors",
+        "server CPU %",
+        "peak RSS MB",
+    ]
+    rows = [
+        [
+            str(f.clients),
+            str(f.utterances),
+            str(f.finals),
+            fmt(f.partials_per_utterance, 2),
+            fmt(pct(f.first_partial_ms, 50)),
+            fmt(pct(f.first_partial_ms, 95)),
+            fmt(pct(f.final_ms, 50)),
+            fmt(pct(f.final_ms, 95)),
+            str(f.errors),
+            fmt(f.server_cpu_mean),
+            fmt(f.server_rss_peak_mb),
+        ]
+        for f in figures
+    ]
     return table(header, rows, "r" * len(header))
 
 
 def diagnostics_table(figures: list[Figures]) -> str:
-    header = ["N", "speech.started lag p50", "p95", "ping RTT p50", "p95", "max send lag", "finals measured",
-              "cut by stop", "utts without final", "host CPU %", "others CPU %", "bench CPU %", "RSS at start MB",
-              "wall s"]
-    rows = [[
-        str(f.clients), fmt(pct(f.started_lag_ms, 50)), fmt(pct(f.started_lag_ms, 95)),
-        fmt(pct(f.ping_rtt_ms, 50), 1), fmt(pct(f.ping_rtt_ms, 95), 1),
-        fmt(f.send_lag_max_ms), str(len(f.final_ms)), str(f.finals_cut_by_stop), str(f.missing_finals),
-        fmt(f.host_cpu_mean), fmt(f.others_cpu_mean), fmt(f.bench_cpu_mean),
-        fmt(f.server_rss_start_mb), f"{f.wall_s:.1f}",
-    ] for f in figures]
+    header = [
+        "N",
+        "speech.started lag p50",
+        "p95",
+        "ping RTT p50",
+        "p95",
+        "max send lag",
+        "finals measured",
+        "cut by stop",
+        "utts without final",
+        "host CPU %",
+        "others CPU %",
+        "bench CPU %",
+        "RSS at start MB",
+        "wall s",
+    ]
+    rows = [
+        [
+            str(f.clients),
+            fmt(pct(f.started_lag_ms, 50)),
+            fmt(pct(f.started_lag_ms, 95)),
+            fmt(pct(f.ping_rtt_ms, 50), 1),
+            fmt(pct(f.ping_rtt_ms, 95), 1),
+            fmt(f.send_lag_max_ms),
+            str(len(f.final_ms)),
+            str(f.finals_cut_by_stop),
+            str(f.missing_finals),
+            fmt(f.host_cpu_mean),
+            fmt(f.others_cpu_mean),
+            fmt(f.bench_cpu_mean),
+            fmt(f.server_rss_start_mb),
+            f"{f.wall_s:.1f}",
+        ]
+        for f in figures
+    ]
     return table(header, rows, "r" * len(header))
 
 
 # Driver --------------------------------------------------------------------------
 
 
-async def run_round(n: int, *, url: str, wire: w.Wire, playlist: Playlist, args: argparse.Namespace,
-                    server_pid: int | None) -> tuple[Figures, dict[str, Any]]:
+async def run_round(
+    n: int, *, url: str, wire: w.Wire, playlist: Playlist, args: argparse.Namespace, server_pid: int | None
+) -> tuple[Figures, dict[str, Any]]:
     """All N clients at once; the figures, and every event received (for ``--json``)."""
     http = http_base(url)
     metrics_before = await scrape_async(http)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as usage:
-        runs = await run_clients(n, url=url, wire=wire, playlist=playlist, seconds=args.seconds,
-                                 chunk_ms=args.chunk_ms, silence_ms=args.silence_ms, ping_every_s=args.ping_every_s)
+        runs = await run_clients(
+            n,
+            url=url,
+            wire=wire,
+            playlist=playlist,
+            seconds=args.seconds,
+            chunk_ms=args.chunk_ms,
+            silence_ms=args.silence_ms,
+            ping_every_s=args.ping_every_s,
+        )
         wall_s = time.perf_counter() - begun
     metrics_after = await scrape_async(http) if metrics_before is not None else None
     figures = analyse(n, runs, args.silence_ms, wall_s)
@@ -196,18 +251,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    (figures, raw), url, server = run_bench(args, lambda url, pid: bench(args, url, pid),
-                                            serve_args=["--max-sessions", "32"], fmt=args.format)
-    print(f"\nstream bench: {url} format={args.format} seconds={args.seconds:g} chunk_ms={args.chunk_ms} "
-          f"silence_ms={args.silence_ms} cpus={os.cpu_count()}\n")
+    (figures, raw), url, server = run_bench(
+        args, lambda url, pid: bench(args, url, pid), serve_args=["--max-sessions", "32"], fmt=args.format
+    )
+    print(
+        f"\nstream bench: {url} format={args.format} seconds={args.seconds:g} chunk_ms={args.chunk_ms} "
+        f"silence_ms={args.silence_ms} cpus={os.cpu_count()}\n"
+    )
     print(main_table(figures))
     print()
-    print(capacity_line([(f.clients, pct(f.final_ms, 95), f.errors) for f in figures], args.silence_ms,
-                        LATENCY_SLACK_MS))
+    print(
+        capacity_line([(f.clients, pct(f.final_ms, 95), f.errors) for f in figures], args.silence_ms, LATENCY_SLACK_MS)
+    )
     print()
-    print("Latencies in ms, measured from when the audio left the client. `final` is measured from the audio at "
-          "the final's t1_ms, which includes the ~200 ms hangover; the silence_ms end-of-speech wait is inside the "
-          "figure. CPU % is of one core (200 % = two cores busy).")
+    print(
+        "Latencies in ms, measured from when the audio left the client. `final` is measured from the audio at "
+        "the final's t1_ms, which includes the ~200 ms hangover; the silence_ms end-of-speech wait is inside the "
+        "figure. CPU % is of one core (200 % = two cores busy)."
+    )
     print()
     print_sections(diagnostics_table(figures), server_table(figures))
     if server is not None:
@@ -216,11 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {
             **live_settings(args, url, LATENCY_SLACK_MS),
             "rounds": [
-                {**asdict(f),
-                 "first_partial_p50_ms": pct(f.first_partial_ms, 50),
-                 "first_partial_p95_ms": pct(f.first_partial_ms, 95),
-                 "final_p50_ms": pct(f.final_ms, 50), "final_p95_ms": pct(f.final_ms, 95),
-                 "partials_per_utterance": f.partials_per_utterance}
+                {
+                    **asdict(f),
+                    "first_partial_p50_ms": pct(f.first_partial_ms, 50),
+                    "first_partial_p95_ms": pct(f.first_partial_ms, 95),
+                    "final_p50_ms": pct(f.final_ms, 50),
+                    "final_p95_ms": pct(f.final_ms, 95),
+                    "partials_per_utterance": f.partials_per_utterance,
+                }
                 for f in figures
             ],
             "raw": raw,

@@ -79,53 +79,10 @@ from core.cli import add_server_options, run_bench
 from core.server import get_json, http_base, server_alive
 from core.stats import mean, pct
 from core.table import fmt, table
+from core.texts import TTS_TEXTS as TEXTS
 from core.tts_sessions import DirectEngines, Row, run_row, warm_up
 
 FIRST_AUDIO_TARGET_MS = 150.0
-
-TEXTS: dict[str, list[str]] = {
-    "short": [
-        "Hello there.",
-        "Yes, I can hear you.",
-        "Thank you, goodbye.",
-        "Your table is ready.",
-    ],
-    "long, 1-word 1st clause": [
-        "Sure, the quarterly maintenance window for the northern data center has been moved from Saturday night to "
-        "Sunday morning because the cooling contractor could not get access to the building before then, and all "
-        "services will stay online during the work although the reporting tools may respond more slowly for about "
-        "an hour.",
-        "Okay, your order of two blue ceramic mugs and the matching teapot left our warehouse this morning and is "
-        "expected to arrive at your address on Thursday afternoon between two and five o'clock, so if nobody is "
-        "home the driver will leave a note with instructions for picking it up at the nearest post office.",
-        "Right, the committee reviewed every proposal that was submitted before the end of last month and decided "
-        "to fund the three projects that promised the largest reduction in energy use for the smallest cost, and "
-        "the teams will hear from us by email within the next two weeks.",
-    ],
-    "long, short 1st sentence": [
-        "Sure, I can help with that. Your flight to Denver leaves at seven forty in the morning from gate "
-        "twelve, and boarding starts thirty minutes earlier, so please plan to arrive at the airport at least "
-        "two hours before departure, because the security lines are usually long on Monday mornings.",
-        "Okay, here is the plan for tomorrow. We meet at the north entrance at nine, walk through the old town "
-        "until lunch, and then take the afternoon train to the coast, where the hotel has already confirmed our "
-        "rooms for two nights and arranged a late checkout on Sunday so that nobody has to hurry.",
-        "Sure, let me check that for you. The package was shipped on Tuesday from the regional warehouse, it "
-        "cleared the sorting center yesterday evening, and the tracking system now says it is out for delivery, "
-        "so it should reach your front door before six o'clock today unless the weather causes delays.",
-    ],
-    "long, long 1st clause": [
-        "The quarterly maintenance window for the northern data center has been moved from Saturday night to "
-        "Sunday morning because the cooling contractor could not get access to the building before then. All "
-        "services will stay online during the work, but you may notice slower responses from the reporting "
-        "tools for about an hour.",
-        "Your order of two blue ceramic mugs and the matching teapot left our warehouse this morning and is "
-        "expected to arrive at your address on Thursday afternoon between two and five o'clock. If nobody is "
-        "home, the driver will leave a note with instructions for picking it up at the nearest post office.",
-        "The committee reviewed every proposal that was submitted before the end of last month and decided to "
-        "fund the three projects that promised the largest reduction in energy use for the smallest cost. The "
-        "teams will hear from us by email within the next two weeks.",
-    ],
-}
 
 
 def first_chunk_chars(voice_engine: str, text_class: str) -> str:
@@ -140,54 +97,120 @@ def first_chunk_chars(voice_engine: str, text_class: str) -> str:
 
 
 def main_table(rows: list[Row]) -> str:
-    header = ["voice", "text", "sessions", "requests", "first audio p50", "first audio p95", "total p50",
-              "total p95", "RTF p50", "RTF p95", "stall p95", "audio s (mean)", "server CPU %",
-              "peak RSS MB (with children)", "errors"]
+    header = [
+        "voice",
+        "text",
+        "sessions",
+        "requests",
+        "first audio p50",
+        "first audio p95",
+        "total p50",
+        "total p95",
+        "RTF p50",
+        "RTF p95",
+        "stall p95",
+        "audio s (mean)",
+        "server CPU %",
+        "peak RSS MB (with children)",
+        "errors",
+    ]
     body = []
     for r in rows:
-        body.append([
-            r.voice, r.text_class, str(r.sessions), str(r.requests),
-            fmt(pct(r.first_audio_ms, 50)), fmt(pct(r.first_audio_ms, 95)),
-            fmt(pct(r.total_ms, 50)), fmt(pct(r.total_ms, 95)),
-            fmt(pct(r.rtf, 50), 3), fmt(pct(r.rtf, 95), 3), fmt(pct(r.stall_ms, 95)), fmt(mean(r.audio_s), 1),
-            fmt(mean(r.usage.server_cpu)), r.usage.peak_rss(), str(r.errors),
-        ])
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                str(r.sessions),
+                str(r.requests),
+                fmt(pct(r.first_audio_ms, 50)),
+                fmt(pct(r.first_audio_ms, 95)),
+                fmt(pct(r.total_ms, 50)),
+                fmt(pct(r.total_ms, 95)),
+                fmt(pct(r.rtf, 50), 3),
+                fmt(pct(r.rtf, 95), 3),
+                fmt(pct(r.stall_ms, 95)),
+                fmt(mean(r.audio_s), 1),
+                fmt(mean(r.usage.server_cpu)),
+                r.usage.peak_rss(),
+                str(r.errors),
+            ]
+        )
     return table(header, body)
 
 
 def diagnostics_table(rows: list[Row]) -> str:
-    header = ["voice", "text", "sessions", "speak→tts.start p50", "first audio max", "engine calls",
-              "engine ms/call", "engine queue ms/call", "host CPU %", "others CPU %", "wall s"]
+    header = [
+        "voice",
+        "text",
+        "sessions",
+        "speak→tts.start p50",
+        "first audio max",
+        "engine calls",
+        "engine ms/call",
+        "engine queue ms/call",
+        "host CPU %",
+        "others CPU %",
+        "wall s",
+    ]
     body = []
     for r in rows:
         e = r.engine
         busy_ms = 1000 * e.busy_s / e.calls if e and e.calls else None
         queue_ms = 1000 * e.queue_delay_s / e.calls if e and e.calls else None
-        body.append([
-            r.voice, r.text_class, str(r.sessions), fmt(pct(r.start_ms, 50), 1),
-            fmt(max(r.first_audio_ms) if r.first_audio_ms else None),
-            fmt(e.calls if e else None), fmt(busy_ms, 1), fmt(queue_ms, 1),
-            fmt(mean(r.usage.host_cpu)), fmt(r.usage.others_cpu()), fmt(r.wall_s, 1),
-        ])
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                str(r.sessions),
+                fmt(pct(r.start_ms, 50), 1),
+                fmt(max(r.first_audio_ms) if r.first_audio_ms else None),
+                fmt(e.calls if e else None),
+                fmt(busy_ms, 1),
+                fmt(queue_ms, 1),
+                fmt(mean(r.usage.host_cpu)),
+                fmt(r.usage.others_cpu()),
+                fmt(r.wall_s, 1),
+            ]
+        )
     return table(header, body)
 
 
 def direct_table(rows: list[Row], engines_by_voice: dict[str, str]) -> str:
-    header = ["voice", "text", "1st chunk chars", "pairs", "engine first chunk p50", "engine first chunk p95",
-              "socket first audio p50", "socket first audio p95", "socket − engine p50 (paired)",
-              "socket − engine max (paired)", "engine total p50", "engine RTF p50"]
+    header = [
+        "voice",
+        "text",
+        "1st chunk chars",
+        "pairs",
+        "engine first chunk p50",
+        "engine first chunk p95",
+        "socket first audio p50",
+        "socket first audio p95",
+        "socket − engine p50 (paired)",
+        "socket − engine max (paired)",
+        "engine total p50",
+        "engine RTF p50",
+    ]
     body = []
     for r in rows:
         if r.sessions != 1 or not r.direct_first_ms:
             continue
         rtf = [t / 1000 / a for t, a in zip(r.direct_total_ms, r.audio_s, strict=False)]
-        body.append([
-            r.voice, r.text_class, first_chunk_chars(engines_by_voice.get(r.voice, ""), r.text_class),
-            str(len(r.direct_first_ms)), fmt(pct(r.direct_first_ms, 50)), fmt(pct(r.direct_first_ms, 95)),
-            fmt(pct(r.first_audio_ms, 50)), fmt(pct(r.first_audio_ms, 95)),
-            fmt(pct(r.paired_gap_ms, 50), 1), fmt(max(r.paired_gap_ms), 1),
-            fmt(pct(r.direct_total_ms, 50)), fmt(pct(rtf, 50), 3),
-        ])
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                first_chunk_chars(engines_by_voice.get(r.voice, ""), r.text_class),
+                str(len(r.direct_first_ms)),
+                fmt(pct(r.direct_first_ms, 50)),
+                fmt(pct(r.direct_first_ms, 95)),
+                fmt(pct(r.first_audio_ms, 50)),
+                fmt(pct(r.first_audio_ms, 95)),
+                fmt(pct(r.paired_gap_ms, 50), 1),
+                fmt(max(r.paired_gap_ms), 1),
+                fmt(pct(r.direct_total_ms, 50)),
+                fmt(pct(rtf, 50), 3),
+            ]
+        )
     return table(header, body)
 
 
@@ -199,10 +222,11 @@ def target_lines(rows: list[Row]) -> str:
         p95 = pct(r.first_audio_ms, 95)
         if p95 is None:
             continue
-        verdict = ("met" if p95 <= FIRST_AUDIO_TARGET_MS
-                   else f"MISSED by {p95 - FIRST_AUDIO_TARGET_MS:.0f} ms")
-        lines.append(f"- {r.voice}, {r.text_class}, {r.sessions} session(s): first audio p95 {p95:.0f} ms "
-                     f"(target ≤ {FIRST_AUDIO_TARGET_MS:.0f}): {verdict}")
+        verdict = "met" if p95 <= FIRST_AUDIO_TARGET_MS else f"MISSED by {p95 - FIRST_AUDIO_TARGET_MS:.0f} ms"
+        lines.append(
+            f"- {r.voice}, {r.text_class}, {r.sessions} session(s): first audio p95 {p95:.0f} ms "
+            f"(target ≤ {FIRST_AUDIO_TARGET_MS:.0f}): {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -251,9 +275,12 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
     wire = w.Wire(args.format)
     ws_url = w.stream_url(url, args.format)
     compression = None if args.compression == "none" else "deflate"
-    print(f"# voices: {', '.join(v['id'] + ' (' + v['engine'] + ')' for v in voices)}; "
-          f"format={args.format}, compression={args.compression}, {args.requests} requests per session",
-          file=sys.stderr, flush=True)
+    print(
+        f"# voices: {', '.join(v['id'] + ' (' + v['engine'] + ')' for v in voices)}; "
+        f"format={args.format}, compression={args.compression}, {args.requests} requests per session",
+        file=sys.stderr,
+        flush=True,
+    )
     direct = None if args.no_direct else DirectEngines(voices)
     rows: list[Row] = []
     gone = False
@@ -265,15 +292,33 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
         for text_class in classes:
             for n in sessions:
                 if not server_alive(http):
-                    print(f"\n**The server went away (or is draining) before {voice['id']} / {text_class} / {n}; "
-                          "the rows below stop there.**")
+                    print(
+                        f"\n**The server went away (or is draining) before {voice['id']} / {text_class} / {n}; "
+                        "the rows below stop there.**"
+                    )
                     gone = True
                     break
-                row = await run_row(ws_url, http, pid, wire, voice["id"], f"tts:{voice['engine']}",
-                                    text_class, TEXTS[text_class], n, args.requests, compression, timer)
+                row = await run_row(
+                    ws_url,
+                    http,
+                    pid,
+                    wire,
+                    voice["id"],
+                    f"tts:{voice['engine']}",
+                    text_class,
+                    TEXTS[text_class],
+                    n,
+                    args.requests,
+                    compression,
+                    timer,
+                )
                 rows.append(row)
-                print(f"# {voice['id']} / {text_class} / {n}: first audio p95 "
-                      f"{fmt(pct(row.first_audio_ms, 95))} ms, errors {row.errors}", file=sys.stderr, flush=True)
+                print(
+                    f"# {voice['id']} / {text_class} / {n}: first audio p95 "
+                    f"{fmt(pct(row.first_audio_ms, 95))} ms, errors {row.errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if gone:
                 break
     print(f"\n## TTS through the WebSocket ({args.format}, {args.requests} sequential speak requests per session)\n")
@@ -281,8 +326,10 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
     print("\n## Where the time goes (socket side and engine runner, from GET /metrics)\n")
     print(diagnostics_table(rows))
     if direct is not None:
-        print("\n## The synthesiser alone vs through the socket (1 session; the engine timed in the bench process "
-              "right after each `speak`, same text, server idle)\n")
+        print(
+            "\n## The synthesiser alone vs through the socket (1 session; the engine timed in the bench process "
+            "right after each `speak`, same text, server idle)\n"
+        )
         print(direct_table(rows, {v["id"]: v["engine"] for v in voices}))
     print("\n## Target: first audio p95 ≤ 150 ms (texts whose first clause is short)\n")
     print(target_lines(rows))
@@ -294,24 +341,30 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_server_options(parser, required=True, spawn_help="start `hushgate serve` on a free loopback port for the bench")
     parser.add_argument("--sessions", default="1,4", help="concurrent session counts, comma-separated")
     parser.add_argument("--requests", type=int, default=16, help="sequential speak requests per session (M)")
     parser.add_argument("--voices", help="voice ids, comma-separated (default: Piper joe and espeak en-us)")
     parser.add_argument("--classes", help=f"text classes, separated by ';': {'; '.join(TEXTS)}")
     parser.add_argument("--format", choices=("json", "msgpack"), default="json")
-    parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
-                        help="permessage-deflate as browsers negotiate it (default), or none")
+    parser.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="permessage-deflate as browsers negotiate it (default), or none",
+    )
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process engine measurement")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    run_bench(args, lambda url, pid: bench(args, url, pid),
-              env={"HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_TRANSLATORS": ""})
+    run_bench(
+        args, lambda url, pid: bench(args, url, pid), env={"HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_TRANSLATORS": ""}
+    )
     return 0
 
 

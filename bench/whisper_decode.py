@@ -51,11 +51,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.perf_counter()
             engine.decode_full(clip, "en", "", True)
             full_ms.append((time.perf_counter() - started) * 1000)
-        rows.append([f"{seconds:.1f}", *(cell for ms in (partial_ms, final_ms, full_ms)
-                                         for cell in (fmt(pct(ms, 50)), fmt(max(ms))))])
+        rows.append(
+            [
+                f"{seconds:.1f}",
+                *(cell for ms in (partial_ms, final_ms, full_ms) for cell in (fmt(pct(ms, 50)), fmt(max(ms)))),
+            ]
+        )
     engine.close()
-    print(table(["audio s", "partial p50 ms", "partial max ms", "final p50 ms", "final max ms", "full final p50 ms",
-                 "full max ms"], rows, "rrrrrrr"))
+    print(
+        table(
+            [
+                "audio s",
+                "partial p50 ms",
+                "partial max ms",
+                "final p50 ms",
+                "final max ms",
+                "full final p50 ms",
+                "full max ms",
+            ],
+            rows,
+            "rrrrrrr",
+        )
+    )
     return 0
 
 

@@ -72,11 +72,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine.close()
     references = [row.transcript for row in rows]
     print(f"{len(rows)} recordings, {cut} utterances, {args.repeats} decode(s) each, 1 thread\n")
-    print(table(["final window", "WER %", "decode p50 ms", "p95 ms", "max ms"], [
-        [mode, f"{wer_percent(references, hypotheses[mode]):.1f}", fmt(pct(times_ms[mode], 50)),
-         fmt(pct(times_ms[mode], 95)), fmt(max(times_ms[mode]))]
-        for mode in MODES
-    ], "lrrrr"))
+    print(
+        table(
+            ["final window", "WER %", "decode p50 ms", "p95 ms", "max ms"],
+            [
+                [
+                    mode,
+                    f"{wer_percent(references, hypotheses[mode]):.1f}",
+                    fmt(pct(times_ms[mode], 50)),
+                    fmt(pct(times_ms[mode], 95)),
+                    fmt(max(times_ms[mode])),
+                ]
+                for mode in MODES
+            ],
+            "lrrrr",
+        )
+    )
     return 0
 
 

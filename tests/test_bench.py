@@ -34,10 +34,23 @@ for path in sys.argv[2:]:
 
 
 def test_every_script_answers_help() -> None:
-    assert {p.stem for p in SCRIPTS} >= {"load", "speakers", "stream", "translate", "tts", "whisper_decode",
-                                         "whisper_final"}
-    result = subprocess.run([sys.executable, "-c", DRIVER, str(BENCH), *map(str, SCRIPTS)], capture_output=True,
-                            text=True, timeout=180, env=os.environ.copy(), cwd=BENCH.parent)
+    assert {p.stem for p in SCRIPTS} >= {
+        "load",
+        "speakers",
+        "stream",
+        "translate",
+        "tts",
+        "whisper_decode",
+        "whisper_final",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(BENCH), *map(str, SCRIPTS)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),
+        cwd=BENCH.parent,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ok ") == len(SCRIPTS)
 

@@ -11,8 +11,9 @@ line over these modules and imports nothing from another script:
 * ``wire``: the only place the benches encode and decode protocol messages;
 * ``stats`` / ``table``: percentiles, WER and the printed markdown tables;
 * per-bench pieces that outgrew their script: ``live`` and ``live_figures`` (paced
-  streaming clients, used by stream.py and load.py), ``mix`` (load.py), ``speaker_*``
-  (speakers.py; evaluation in ``speaker_eval``), ``translate_sessions``, ``tts_sessions``.
+  streaming clients, used by stream.py and load.py), ``mix`` / ``mix_tables`` (load.py),
+  ``speaker_*`` (speakers.py; evaluation in ``speaker_eval``), ``translate_sessions`` /
+  ``translate_report``, ``tts_sessions``, ``texts``.
 
 Scripts run as ``python bench/NAME.py`` from the repository root: Python puts
 ``bench/`` first on ``sys.path``, which is how ``import core`` resolves.

@@ -86,8 +86,11 @@ def client_audio(playlist: Playlist, offset: int, seconds: float) -> Pcm:
 def tsv_rows(tsv: Path) -> list[list[str]]:
     """Rows of a ``file<TAB>...`` list: blank lines, ``#`` comments and a ``file`` header left out."""
     with tsv.open(newline="", encoding="utf-8") as handle:
-        return [row for row in csv.reader(handle, delimiter="\t")
-                if len(row) >= 2 and row[0].strip() and not row[0].startswith("#") and row[0] != "file"]
+        return [
+            row
+            for row in csv.reader(handle, delimiter="\t")
+            if len(row) >= 2 and row[0].strip() and not row[0].startswith("#") and row[0] != "file"
+        ]
 
 
 def resolve(tsv: Path, name: str) -> Path:

@@ -23,8 +23,9 @@ def add_server_options(parser: argparse.ArgumentParser, *, required: bool = Fals
         target.add_argument("--url", help="ws://HOST:PORT/v1/stream of a running server")
     else:
         target.add_argument("--url", default=DEFAULT_URL, help="running server's stream URL")
-    target.add_argument("--spawn", action="store_true",
-                        help=spawn_help or "start `hushgate serve` on a free port and measure it")
+    target.add_argument(
+        "--spawn", action="store_true", help=spawn_help or "start `hushgate serve` on a free port and measure it"
+    )
     parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
     parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
 
@@ -49,15 +50,22 @@ def add_live_options(parser: argparse.ArgumentParser, *, clients: str, what: str
 
 def add_live_tail(parser: argparse.ArgumentParser, *, json_help: str) -> None:
     parser.add_argument("--json", type=Path, help=json_help)
-    parser.add_argument("--ping-every-s", type=float, default=2.0,
-                        help="audio seconds between diagnostic pings (0: none)")
+    parser.add_argument(
+        "--ping-every-s", type=float, default=2.0, help="audio seconds between diagnostic pings (0: none)"
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up session")
 
 
 def live_settings(args: argparse.Namespace, url: str, slack_ms: int) -> dict[str, Any]:
     """What a live-streaming run was asked to do, for the head of its ``--json`` file."""
-    return {"url": url, "format": args.format, "seconds": args.seconds, "chunk_ms": args.chunk_ms,
-            "silence_ms": args.silence_ms, "bound_ms": args.silence_ms + slack_ms}
+    return {
+        "url": url,
+        "format": args.format,
+        "seconds": args.seconds,
+        "chunk_ms": args.chunk_ms,
+        "silence_ms": args.silence_ms,
+        "bound_ms": args.silence_ms + slack_ms,
+    }
 
 
 def check_live_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -73,9 +81,14 @@ def check_live_options(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--chunk-ms must be >= 10 and --seconds > 0")
 
 
-def run_bench(args: argparse.Namespace, bench: Callable[[str, int | None], Coroutine[Any, Any, T]], *,
-              serve_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-              fmt: str | None = None) -> tuple[T, str, SpawnedServer | None]:
+def run_bench(
+    args: argparse.Namespace,
+    bench: Callable[[str, int | None], Coroutine[Any, Any, T]],
+    *,
+    serve_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    fmt: str | None = None,
+) -> tuple[T, str, SpawnedServer | None]:
     """Run ``bench(url, server pid)`` against ``--url``, or a server spawned for it (stopped after).
 
     With ``fmt`` = ``msgpack`` the URL asks for that encoding. Returns what the

@@ -114,8 +114,17 @@ async def run_client(
     return run
 
 
-async def _stream(ws: ClientConnection, wire: Wire, run: ClientRun, reader: asyncio.Task[None],
-                  ready: asyncio.Event, start: w.Message, pcm: Pcm, chunk: int, ping_every_s: float) -> None:
+async def _stream(
+    ws: ClientConnection,
+    wire: Wire,
+    run: ClientRun,
+    reader: asyncio.Task[None],
+    ready: asyncio.Event,
+    start: w.Message,
+    pcm: Pcm,
+    chunk: int,
+    ping_every_s: float,
+) -> None:
     """Send `start`, the audio on the wall-clock schedule (with a `ping` now and then), then `stop`."""
     ping_every = round(ping_every_s * 1000 / run.chunk_ms) if ping_every_s > 0 else 0
     await ws.send(wire.encode(start))
@@ -149,19 +158,36 @@ async def _stream(ws: ClientConnection, wire: Wire, run: ClientRun, reader: asyn
     run.stop_sent_at = time.perf_counter()
 
 
-async def run_clients(n: int, *, url: str, wire: Wire, playlist: Playlist, seconds: float, chunk_ms: int,
-                      silence_ms: int, ping_every_s: float,
-                      options: Sequence[Mapping[str, Any] | None] | None = None) -> list[ClientRun]:
+async def run_clients(
+    n: int,
+    *,
+    url: str,
+    wire: Wire,
+    playlist: Playlist,
+    seconds: float,
+    chunk_ms: int,
+    silence_ms: int,
+    ping_every_s: float,
+    options: Sequence[Mapping[str, Any] | None] | None = None,
+) -> list[ClientRun]:
     """N clients at once, client *i* from file *i* of the playlist (with ``options[i]`` in its ``start``)."""
-    runs = await asyncio.gather(*(
-        run_client(
-            url=url, wire=wire, index=i, offset=i % len(playlist),
-            pcm=client_audio(playlist, i % len(playlist), seconds), chunk_ms=chunk_ms, silence_ms=silence_ms,
-            ended_timeout_s=max(30.0, float(seconds)), ping_every_s=ping_every_s,
-            options=options[i] if options else None,
+    runs = await asyncio.gather(
+        *(
+            run_client(
+                url=url,
+                wire=wire,
+                index=i,
+                offset=i % len(playlist),
+                pcm=client_audio(playlist, i % len(playlist), seconds),
+                chunk_ms=chunk_ms,
+                silence_ms=silence_ms,
+                ended_timeout_s=max(30.0, float(seconds)),
+                ping_every_s=ping_every_s,
+                options=options[i] if options else None,
+            )
+            for i in range(n)
         )
-        for i in range(n)
-    ))
+    )
     return list(runs)
 
 
@@ -174,12 +200,28 @@ def report_problems(problems: list[str]) -> None:
         print(f"#   {problem}", file=sys.stderr)
 
 
-async def warm_up(url: str, wire: Wire, playlist: Playlist, *, chunk_ms: int, silence_ms: int,
-                  options: Mapping[str, Any] | None = None) -> ClientRun:
+async def warm_up(
+    url: str,
+    wire: Wire,
+    playlist: Playlist,
+    *,
+    chunk_ms: int,
+    silence_ms: int,
+    options: Mapping[str, Any] | None = None,
+) -> ClientRun:
     """One unmeasured session through 5 s of a file and a pause, so no round pays for first use."""
     pcm = np.concatenate([playlist[0][1][: 5 * SAMPLE_RATE_HZ], np.zeros(SAMPLE_RATE_HZ * 3 // 2, np.int16)])
-    run = await run_client(url=url, wire=wire, index=-1, offset=0, pcm=pcm, chunk_ms=chunk_ms,
-                           silence_ms=silence_ms, ended_timeout_s=30.0, options=options)
+    run = await run_client(
+        url=url,
+        wire=wire,
+        index=-1,
+        offset=0,
+        pcm=pcm,
+        chunk_ms=chunk_ms,
+        silence_ms=silence_ms,
+        ended_timeout_s=30.0,
+        options=options,
+    )
     if run.failure or not run.ended:
         raise SystemExit(f"warm-up session failed: {run.failure or 'no ended'} (close {run.close_code})")
     return run
@@ -188,10 +230,20 @@ async def warm_up(url: str, wire: Wire, playlist: Playlist, *, chunk_ms: int, si
 def raw_sessions(runs: list[ClientRun], begun: float, features: list[str] | None = None) -> list[dict[str, Any]]:
     """Every session's received events (no words, no audio) with receive times, for ``--json``."""
     return [
-        {"index": r.index, **({"feature": features[r.index]} if features else {}), "offset": r.offset,
-         "audio_ms": r.audio_ms, "ended": r.ended, "close_code": r.close_code, "failure": r.failure,
-         "send_lag_max_ms": round(1000 * max(r.send_lag_s), 1) if r.send_lag_s else None,
-         "events": [{"recv_s": round(t - begun, 4), **{k: v for k, v in ev.items() if k not in ("words", "pcm")}}
-                    for t, ev in r.events if ev.get("type") != "tts.audio"]}
+        {
+            "index": r.index,
+            **({"feature": features[r.index]} if features else {}),
+            "offset": r.offset,
+            "audio_ms": r.audio_ms,
+            "ended": r.ended,
+            "close_code": r.close_code,
+            "failure": r.failure,
+            "send_lag_max_ms": round(1000 * max(r.send_lag_s), 1) if r.send_lag_s else None,
+            "events": [
+                {"recv_s": round(t - begun, 4), **{k: v for k, v in ev.items() if k not in ("words", "pcm")}}
+                for t, ev in r.events
+                if ev.get("type") != "tts.audio"
+            ],
+        }
         for r in runs
     ]

@@ -119,8 +119,9 @@ def _analyse_run(fig: Figures, run: ClientRun, silence_ms: int) -> None:
         fig.problems.append(f"{tag}: failure={run.failure!r} ended={run.ended} close_code={run.close_code}")
 
 
-def capacity_line(rounds: list[tuple[int, float | None, int]], silence_ms: int, slack_ms: int,
-                  bad_label: str = "errors") -> str:
+def capacity_line(
+    rounds: list[tuple[int, float | None, int]], silence_ms: int, slack_ms: int, bad_label: str = "errors"
+) -> str:
     """The sentence naming the largest N whose p95 final latency stayed within ``silence_ms + slack_ms``.
 
     ``rounds`` holds (N, p95 final latency or None, errors at that N) per round.
@@ -142,19 +143,32 @@ def server_table(figures: list[Figures]) -> str | None:
     """The speech-to-text engines' own counters per round, when the server answered ``GET /metrics``."""
     if not any(f.server for f in figures):
         return None
-    header = ["N", "stt calls", "stt busy s", "slots busy", "queue/call ms", "queue total s", "RTF",
-              "final (server) mean ms"]
+    header = [
+        "N",
+        "stt calls",
+        "stt busy s",
+        "slots busy",
+        "queue/call ms",
+        "queue total s",
+        "RTF",
+        "final (server) mean ms",
+    ]
     rows = []
     for f in figures:
         v = f.server
         if v is None:
             rows.append([str(f.clients), *["–"] * 7])
             continue
-        rows.append([
-            str(f.clients), f"{v.stt_calls:.0f}", f"{v.stt_busy_s:.1f}", f"{v.stt_busy_s / f.wall_s:.2f}",
-            fmt(1000 * v.stt_queue_s / v.stt_calls if v.stt_calls else None), f"{v.stt_queue_s:.1f}",
-            fmt(v.stt_busy_s / v.audio_s if v.audio_s else None, 2),
-            fmt(1000 * v.final_latency_s / v.finals if v.finals else None),
-        ])
+        rows.append(
+            [
+                str(f.clients),
+                f"{v.stt_calls:.0f}",
+                f"{v.stt_busy_s:.1f}",
+                f"{v.stt_busy_s / f.wall_s:.2f}",
+                fmt(1000 * v.stt_queue_s / v.stt_calls if v.stt_calls else None),
+                f"{v.stt_queue_s:.1f}",
+                fmt(v.stt_busy_s / v.audio_s if v.audio_s else None, 2),
+                fmt(1000 * v.final_latency_s / v.finals if v.finals else None),
+            ]
+        )
     return table(header, rows, "r" * len(header))
-

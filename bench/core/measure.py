@@ -24,8 +24,9 @@ class Measured(Generic[T]):
     wall_s: float
 
 
-async def measure(http: str, pid: int | None, engine_key: str | None,
-                  coros: Sequence[Coroutine[Any, Any, T]]) -> Measured[T]:
+async def measure(
+    http: str, pid: int | None, engine_key: str | None, coros: Sequence[Coroutine[Any, Any, T]]
+) -> Measured[T]:
     """Run ``coros`` at once while sampling the server (``pid``) and counting engine ``engine_key``'s calls."""
     before = engine_counters(http, engine_key) if engine_key else None
     t0 = time.perf_counter()

@@ -58,8 +58,9 @@ class EngineCounters:
     queue_delay_s: float = 0.0
 
     def __sub__(self, other: EngineCounters) -> EngineCounters:
-        return EngineCounters(self.calls - other.calls, self.busy_s - other.busy_s,
-                              self.queue_delay_s - other.queue_delay_s)
+        return EngineCounters(
+            self.calls - other.calls, self.busy_s - other.busy_s, self.queue_delay_s - other.queue_delay_s
+        )
 
 
 def engine_counters(http: str, engine: str) -> EngineCounters | None:

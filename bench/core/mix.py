@@ -77,8 +77,13 @@ class Extra:
     @property
     def bad(self) -> int:
         """Errors and drops of every kind but missing finals."""
-        return (sum(self.error_codes.values()) + self.failed_sessions + self.translations_missing
-                + self.spoken_missing + self.tts_unended)
+        return (
+            sum(self.error_codes.values())
+            + self.failed_sessions
+            + self.translations_missing
+            + self.spoken_missing
+            + self.tts_unended
+        )
 
 
 def extra_of(run: ClientRun, feature: str, silence_ms: int, bound_ms: int) -> Extra:
@@ -98,8 +103,11 @@ def extra_of(run: ClientRun, feature: str, silence_ms: int, bound_ms: int) -> Ex
         if kind == "final" and isinstance(utt, int):
             finals[utt] = (received, ev)
             t1 = int(ev["t1_ms"])
-            if t1 + silence_ms <= run.audio_ms and (sent := run.sent_wall(t1)) is not None \
-                    and 1000 * (received - sent) > bound_ms:
+            if (
+                t1 + silence_ms <= run.audio_ms
+                and (sent := run.sent_wall(t1)) is not None
+                and 1000 * (received - sent) > bound_ms
+            ):
                 x.late_finals += 1
             if feature == "speakers":
                 if "speaker" in ev:
@@ -174,8 +182,9 @@ class Round:
     quiet: tuple[bool, float, float] | None = None
 
 
-def analyse_round(n: int, runs: list[ClientRun], features: list[str], silence_ms: int, bound_ms: int,
-                  wall_s: float) -> tuple[Figures, Extra, dict[str, tuple[Figures, Extra]]]:
+def analyse_round(
+    n: int, runs: list[ClientRun], features: list[str], silence_ms: int, bound_ms: int, wall_s: float
+) -> tuple[Figures, Extra, dict[str, tuple[Figures, Extra]]]:
     """The figures of the whole round, and of each feature's sessions apart."""
     base = analyse(n, runs, silence_ms, wall_s)
     extra = Extra()

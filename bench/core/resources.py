@@ -192,19 +192,30 @@ def wait_quiet(*, pct: float, hold_s: float, timeout_s: float, server_pid: int |
         window.append(others)
         waited = time.monotonic() - begun
         # the last hold_s one-second readings must all be under the threshold
-        recent = window[-int(hold_s):]
+        recent = window[-int(hold_s) :]
         if len(recent) >= int(hold_s) and max(recent) < pct:
-            print(f"# quiet: others {np.mean(recent):.1f} % of a core (max {max(recent):.1f} %) over the last "
-                  f"{hold_s:.0f} s, after waiting {waited:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"# quiet: others {np.mean(recent):.1f} % of a core (max {max(recent):.1f} %) over the last "
+                f"{hold_s:.0f} s, after waiting {waited:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             return True, waited, float(np.mean(recent))
         if waited >= timeout_s:
-            print(f"# NOT quiet after {waited:.0f} s (others {np.mean(recent):.1f} % over the last "
-                  f"{len(recent)} s); measuring anyway", file=sys.stderr, flush=True)
+            print(
+                f"# NOT quiet after {waited:.0f} s (others {np.mean(recent):.1f} % over the last "
+                f"{len(recent)} s); measuring anyway",
+                file=sys.stderr,
+                flush=True,
+            )
             return False, waited, float(np.mean(recent))
         if waited - last_report >= 15:
             last_report = waited
-            print(f"# waiting for a quiet machine: others {others:.0f} % now; busiest: {busiest(server_pid)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"# waiting for a quiet machine: others {others:.0f} % now; busiest: {busiest(server_pid)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def busiest(server_pid: int | None, count: int = 3) -> str:

@@ -58,11 +58,23 @@ def server_alive(http: str) -> bool:
 class SpawnedServer:
     """``hushgate serve`` on a free loopback port, for the length of a bench (a context manager)."""
 
-    def __init__(self, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = free_port()
-        self.command = [sys.executable, "-m", "hushgate.server.cli", "serve", "--host", "127.0.0.1",
-                        "--port", str(self.port), "--log-level", "warning", *extra_args]
+        self.command = [
+            sys.executable,
+            "-m",
+            "hushgate.server.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *extra_args,
+        ]
         self.env_overrides = dict(env or {})
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="hushgate-bench-", suffix=".log")
@@ -95,8 +107,13 @@ class SpawnedServer:
         print(f"# spawning: {self.describe()} (log {self.log_path})", file=sys.stderr, flush=True)
         begun = time.monotonic()
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, **self.env_overrides}, cwd=REPO_ROOT)
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env_overrides},
+                cwd=REPO_ROOT,
+            )
         deadline = begun + timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
@@ -141,6 +158,5 @@ class SpawnedServer:
         self.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

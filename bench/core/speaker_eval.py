@@ -146,8 +146,13 @@ def threshold_in(bands: Bands, speech_ms: int) -> float:
 BANDS = band_labels(THRESHOLDS)
 
 
-def figures(tests: Sequence[Test], keys: Sequence[str], key_of: Callable[[Test], str], group: Group,
-            skipped: Sequence[tuple[Speaker, str]] = ()) -> list[Row]:
+def figures(
+    tests: Sequence[Test],
+    keys: Sequence[str],
+    key_of: Callable[[Test], str],
+    group: Group,
+    skipped: Sequence[tuple[Speaker, str]] = (),
+) -> list[Row]:
     """One row per key (a cut length, or a threshold band), over the cuts and voiceprints of ``group``."""
     rows = {key: Row(key) for key in keys}
     for speaker, key in skipped:
@@ -180,7 +185,6 @@ def figures(tests: Sequence[Test], keys: Sequence[str], key_of: Callable[[Test],
             best = max(trials, key=lambda t: t.cosine)
             row.top1.append(best.voiceprint is test.speaker)
     return list(rows.values())
-
 
 
 def what_if_counts(tests: Sequence[Test], group: Group, bands: Bands) -> dict[str, list[int]]:

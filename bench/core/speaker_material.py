@@ -21,8 +21,18 @@ PIPER_MODEL = "piper-en_US-joe-medium"
 # variants (f = female, m = male, klatt = another synthesis model). Checked
 # against `espeak-ng --voices` at run time; missing ones are skipped.
 ESPEAK_VOICES: tuple[str, ...] = (
-    "en-us", "en-gb-scotland+m3", "en+f3", "en-us+m7", "en-gb-x-rp+f4", "en-029+m5",
-    "en-us-nyc+f2", "en-gb+klatt", "en-gb-x-gbclan+f5", "en-us+m2", "en-gb-x-gbcwmd+f1", "en+m6",
+    "en-us",
+    "en-gb-scotland+m3",
+    "en+f3",
+    "en-us+m7",
+    "en-gb-x-rp+f4",
+    "en-029+m5",
+    "en-us-nyc+f2",
+    "en-gb+klatt",
+    "en-gb-x-gbclan+f5",
+    "en-us+m2",
+    "en-gb-x-gbcwmd+f1",
+    "en+m6",
 )
 
 # Passages for synthetic speakers: each utterance reads two of them, and no two
@@ -130,10 +140,7 @@ def group_speakers(recordings: Iterable[Recording]) -> list[Speaker]:
 def passages(speaker_index: int, count: int) -> list[str]:
     """``count`` texts of two sentences each, different for every utterance of a speaker."""
     n = len(SENTENCES)
-    return [
-        " ".join(SENTENCES[(speaker_index * 3 + 2 * u + k) % n] for k in range(2))
-        for u in range(count)
-    ]
+    return [" ".join(SENTENCES[(speaker_index * 3 + 2 * u + k) % n] for k in range(2)) for u in range(count)]
 
 
 def synth_piper(voices: int, utterances: int, out_dir: Path, models_dir: Path | None) -> list[Recording]:
@@ -159,12 +166,14 @@ def synth_piper(voices: int, utterances: int, out_dir: Path, models_dir: Path | 
 
 def espeak_voices(executable: str) -> list[str]:
     """``ESPEAK_VOICES`` whose language and variant this espeak-ng has."""
+
     def listing(what: str) -> str:
         return subprocess.run([executable, f"--voices={what}"], capture_output=True, text=True, check=True).stdout
 
     languages = {line.split()[1] for line in listing("en").splitlines()[1:] if len(line.split()) > 1}
-    variants = {line.split()[4].rsplit("/", 1)[-1] for line in listing("variant").splitlines()[1:]
-                if len(line.split()) > 4}
+    variants = {
+        line.split()[4].rsplit("/", 1)[-1] for line in listing("variant").splitlines()[1:] if len(line.split()) > 4
+    }
     usable = []
     for name in ESPEAK_VOICES:
         language, _, variant = name.partition("+")
@@ -219,4 +228,3 @@ def cut(pcm: Pcm, length_s: float | None) -> Pcm | None:
     start = speech_onset(pcm)
     end = start + round(length_s * SAMPLE_RATE_HZ)
     return pcm[start:end] if end <= len(pcm) else None
-

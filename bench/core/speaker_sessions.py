@@ -24,7 +24,6 @@ EVENT_TIMEOUT_S = 300.0  # only so that a broken server cannot hang the bench
 READY_TIMEOUT_S = 180.0
 
 
-
 class Client:
     """One session: a reader task collects every JSON event; ``wait`` blocks on a condition."""
 
@@ -90,8 +89,12 @@ class Client:
 
 
 def start_message(*, identify: bool = False, voiceprints: Sequence[str] = ()) -> w.Message:
-    return w.start(partials=False, words=False, vad=w.vad_options(silence_ms=SILENCE_MS),
-                   speakers=w.speakers_options(identify=identify, diarize=False, voiceprints=voiceprints))
+    return w.start(
+        partials=False,
+        words=False,
+        vad=w.vad_options(silence_ms=SILENCE_MS),
+        speakers=w.speakers_options(identify=identify, diarize=False, voiceprints=voiceprints),
+    )
 
 
 class Gateway:
@@ -136,9 +139,11 @@ async def enroll(gateway: Gateway, speaker: Speaker, needed_ms: int) -> None:
             # Every utterance heard and counted, still short of the goal: no voiceprint will come.
             finals, progress = client.of("final"), client.of("enroll.progress")
             counted = [f for f in finals if f["t1_ms"] - f["t0_ms"] >= MIN_DECISION_MS]
-            return (len(finals) == len(client.of("speech.started")) > 0
-                    and len(progress) > len(counted)  # the first answers the request itself
-                    and progress[-1]["speech_ms"] < progress[-1]["needed_ms"])
+            return (
+                len(finals) == len(client.of("speech.started")) > 0
+                and len(progress) > len(counted)  # the first answers the request itself
+                and progress[-1]["speech_ms"] < progress[-1]["needed_ms"]
+            )
 
         await client.wait(settled, "`enrolled`")
         refused = [e for e in client.errors() if e.get("id") == request]
@@ -146,13 +151,16 @@ async def enroll(gateway: Gateway, speaker: Speaker, needed_ms: int) -> None:
             raise BenchError(f"enrollment of {speaker.name} refused: {refused[0]['code']}: {refused[0]['message']}")
         if not client.of("enrolled"):
             progress = client.of("enroll.progress")[-1]
-            raise BenchError(f"enrollment of {speaker.name} stopped at {progress['speech_ms']} of "
-                             f"{progress['needed_ms']} ms")
+            raise BenchError(
+                f"enrollment of {speaker.name} stopped at {progress['speech_ms']} of {progress['needed_ms']} ms"
+            )
         enrolled = client.of("enrolled")[0]
         speaker.voiceprint_id, speaker.enroll_speech_ms = enrolled["voiceprint_id"], enrolled["speech_ms"]
         await client.send(w.export_voiceprint("export", enrolled["voiceprint_id"]))
-        await client.wait(lambda: bool(client.of("voiceprint.exported")) or any(
-            e.get("id") == "export" for e in client.errors()), "`voiceprint.exported`")
+        await client.wait(
+            lambda: bool(client.of("voiceprint.exported")) or any(e.get("id") == "export" for e in client.errors()),
+            "`voiceprint.exported`",
+        )
         exported = client.of("voiceprint.exported")
         if not exported:
             raise BenchError(f"export of {speaker.name}'s voiceprint failed: {client.errors()[-1]}")
@@ -181,7 +189,6 @@ async def prepare(gateway: Gateway, speaker: Speaker, n: int, holdout: set[str])
     if len(chosen) > n:
         speaker.note = f"{n} recording(s) held {speech_ms} ms < {MIN_ENROLL_MS}: enrolled from {len(chosen)}"
     await enroll(gateway, speaker, speech_ms)
-
 
 
 async def score(gateway: Gateway, test: Test, pcm: Pcm, enrolled: Sequence[Speaker]) -> None:
@@ -215,6 +222,8 @@ async def score(gateway: Gateway, test: Test, pcm: Pcm, enrolled: Sequence[Speak
         return
     test.speech_ms = verified[0]["speech_ms"]
     for v in verified:
-        test.trials.append(Trial(by_id[v["voiceprint_id"]], v["score"],
-                                 cosine_of(v["score"], v["speech_ms"]), v["decision"] == "accept"))
-
+        test.trials.append(
+            Trial(
+                by_id[v["voiceprint_id"]], v["score"], cosine_of(v["score"], v["speech_ms"]), v["decision"] == "accept"
+            )
+        )

@@ -35,8 +35,10 @@ def _gap(row: Row) -> str:
 
 
 def main_table(rows: Sequence[Row]) -> str:
-    header = ("| length | test cuts (unseen) | no decision | mean speech ms | shipped cos threshold | target trials "
-              "| impostor trials | EER | EER cosine | top-1 id (closed set) | FA @ 0.5 | FR @ 0.5 | unseen FA |")
+    header = (
+        "| length | test cuts (unseen) | no decision | mean speech ms | shipped cos threshold | target trials "
+        "| impostor trials | EER | EER cosine | top-1 id (closed set) | FA @ 0.5 | FR @ 0.5 | unseen FA |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         eer = r.eer
@@ -53,8 +55,10 @@ def main_table(rows: Sequence[Row]) -> str:
 
 
 def cosine_table(rows: Sequence[Row], what: str = "length") -> str:
-    header = (f"| {what} | shipped cos threshold | target trials | impostor trials | target cos: min / mean "
-              "| impostor cos: mean / max | EER | EER cosine | separation gap | FA @ 0.5 | FR @ 0.5 |")
+    header = (
+        f"| {what} | shipped cos threshold | target trials | impostor trials | target cos: min / mean "
+        "| impostor cos: mean / max | EER | EER cosine | separation gap | FA @ 0.5 | FR @ 0.5 |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         eer = r.eer
@@ -70,8 +74,10 @@ def cosine_table(rows: Sequence[Row], what: str = "length") -> str:
 
 def what_if_table(tests: Sequence[Test], group: Group, bands: Bands) -> str:
     """False accepts and rejects of the same trials at the shipped thresholds and at ``bands``."""
-    header = ("| speech band | what-if cos threshold | target trials | impostor trials | FA: shipped → what-if "
-              "| FR: shipped → what-if |")
+    header = (
+        "| speech band | what-if cos threshold | target trials | impostor trials | FA: shipped → what-if "
+        "| FR: shipped → what-if |"
+    )
     lines = [header, "|---|---|---|---|---|---|"]
     counts = what_if_counts(tests, group, bands)
     for (label, c), (_, threshold) in zip(counts.items(), bands, strict=True):
@@ -81,13 +87,17 @@ def what_if_table(tests: Sequence[Test], group: Group, bands: Bands) -> str:
 
 
 def _what_if_row(label: str, threshold: str, c: Sequence[int]) -> str:
-    return (f"| {label} | {threshold} | {c[0]} | {c[1]} | {_ratio(c[2], c[1])} → {_ratio(c[3], c[1])} "
-            f"| {_ratio(c[4], c[0])} → {_ratio(c[5], c[0])} |")
+    return (
+        f"| {label} | {threshold} | {c[0]} | {c[1]} | {_ratio(c[2], c[1])} → {_ratio(c[3], c[1])} "
+        f"| {_ratio(c[4], c[0])} → {_ratio(c[5], c[0])} |"
+    )
 
 
 def speakers_table(speakers: Sequence[Speaker], tests: Sequence[Test]) -> str:
-    lines = ["| speaker | kind | role | enrolled from | counted enrollment speech ms | test recordings | note |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| speaker | kind | role | enrolled from | counted enrollment speech ms | test recordings | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in speakers:
         recordings = {t.recording.name for t in tests if t.speaker is s}
         lines.append(
@@ -96,4 +106,3 @@ def speakers_table(speakers: Sequence[Speaker], tests: Sequence[Test]) -> str:
             f"| {s.enroll_speech_ms or '–'} | {len(recordings)} | {s.note} |"
         )
     return "\n".join(lines)
-

@@ -37,8 +37,17 @@ async def _start(ws: Any, wire: Wire) -> None:
     await w.open_session(ws, wire, w.start(partials=False))
 
 
-async def sequential_session(url: str, wire: Wire, texts: Sequence[str], count: int, offset: int, pings: int,
-                             barrier: asyncio.Barrier, compression: str | None, rate: float) -> SessionResult:
+async def sequential_session(
+    url: str,
+    wire: Wire,
+    texts: Sequence[str],
+    count: int,
+    offset: int,
+    pings: int,
+    barrier: asyncio.Barrier,
+    compression: str | None,
+    rate: float,
+) -> SessionResult:
     result = SessionResult()
     gap_s = 1 / rate if rate > 0 else 0.0
     next_send = 0.0
@@ -82,8 +91,16 @@ async def sequential_session(url: str, wire: Wire, texts: Sequence[str], count: 
     return result
 
 
-async def burst_session(url: str, wire: Wire, texts: Sequence[str], count: int, window: int, offset: int,
-                        barrier: asyncio.Barrier, compression: str | None) -> SessionResult:
+async def burst_session(
+    url: str,
+    wire: Wire,
+    texts: Sequence[str],
+    count: int,
+    window: int,
+    offset: int,
+    barrier: asyncio.Barrier,
+    compression: str | None,
+) -> SessionResult:
     result = SessionResult()
     try:
         async with w.connect(url, compression=compression) as ws:
@@ -189,8 +206,9 @@ class StreamResult:
         return [1000 * (self.translation_at[u] - t) for u, t in self.final_at.items() if u in self.translation_at]
 
 
-async def stream_session(url: str, wire: Wire, playlist: Playlist, offset: int,
-                         barrier: asyncio.Barrier, compression: str | None) -> StreamResult:
+async def stream_session(
+    url: str, wire: Wire, playlist: Playlist, offset: int, barrier: asyncio.Barrier, compression: str | None
+) -> StreamResult:
     result = StreamResult()
     audio = client_audio(playlist, offset, once_through_s(playlist)).astype("<i2").tobytes()
     result.audio_s = len(audio) / 2 / SAMPLE_RATE_HZ
@@ -237,4 +255,3 @@ async def stream_session(url: str, wire: Wire, playlist: Playlist, offset: int,
     if missing:
         result.errors.append(f"no translation for utterances {sorted(missing)}")
     return result
-

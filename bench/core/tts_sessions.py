@@ -50,9 +50,17 @@ class SessionRun:
     problems: list[str] = field(default_factory=list)
 
 
-async def run_session(url: str, wire: Wire, voice: str, texts: Sequence[str], count: int, offset: int,
-                      barrier: asyncio.Barrier, compression: str | None,
-                      direct: Callable[[str], tuple[float, float]] | None = None) -> SessionRun:
+async def run_session(
+    url: str,
+    wire: Wire,
+    voice: str,
+    texts: Sequence[str],
+    count: int,
+    offset: int,
+    barrier: asyncio.Barrier,
+    compression: str | None,
+    direct: Callable[[str], tuple[float, float]] | None = None,
+) -> SessionRun:
     run = SessionRun()
     try:
         async with w.connect(url, compression=compression) as ws:
@@ -118,16 +126,32 @@ class Row:
     wall_s: float = 0.0
 
 
-async def run_row(url: str, http: str, pid: int | None, wire: Wire, voice: str, engine_key: str | None,
-                  text_class: str, texts: Sequence[str], n: int, m: int, compression: str | None,
-                  direct: Callable[[str], tuple[float, float]] | None) -> Row:
+async def run_row(
+    url: str,
+    http: str,
+    pid: int | None,
+    wire: Wire,
+    voice: str,
+    engine_key: str | None,
+    text_class: str,
+    texts: Sequence[str],
+    n: int,
+    m: int,
+    compression: str | None,
+    direct: Callable[[str], tuple[float, float]] | None,
+) -> Row:
     """N sessions of M requests each, at once; one row of the tables."""
     row = Row(voice=voice, text_class=text_class, sessions=n)
     barrier = asyncio.Barrier(n)
-    measured = await measure(http, pid, engine_key, [
-        run_session(url, wire, voice, texts, m, i, barrier, compression, direct if n == 1 else None)
-        for i in range(n)
-    ])
+    measured = await measure(
+        http,
+        pid,
+        engine_key,
+        [
+            run_session(url, wire, voice, texts, m, i, barrier, compression, direct if n == 1 else None)
+            for i in range(n)
+        ],
+    )
     row.wall_s, row.engine, row.usage = measured.wall_s, measured.engine, measured.usage
     for run in measured.results:
         row.problems += run.problems
@@ -172,8 +196,7 @@ class DirectEngines:
                 from hushgate.engines import espeak as module  # type: ignore[no-redef]
             else:
                 continue
-            synth = next((s for s in self._synths.values() if s.name == engine), None) or module.create(
-                EngineOptions())
+            synth = next((s for s in self._synths.values() if s.name == engine), None) or module.create(EngineOptions())
             self._synths[info["id"]] = synth
             for _ in synth.synthesize("Hi.", info["id"]):  # warm up, as the server does at load
                 pass
@@ -193,4 +216,3 @@ class DirectEngines:
             return 1000 * ((first or t1) - t0), 1000 * (t1 - t0)
 
         return run
-

@@ -20,8 +20,9 @@ from typing import Any
 
 import msgpack
 import websockets
-from hushgate.client import Format
 from websockets.asyncio.client import ClientConnection
+
+from hushgate.client import Format
 
 from .audio import SAMPLE_RATE_HZ
 
@@ -62,11 +63,22 @@ def stream_url(base: str, fmt: Format) -> str:
     return base if "format=" in base else f"{base}{sep}format={fmt}"
 
 
-def connect(url: str, *, compression: str | None = "deflate", headers: Mapping[str, str] | None = None,
-            open_timeout_s: float = 30.0) -> Any:
+def connect(
+    url: str,
+    *,
+    compression: str | None = "deflate",
+    headers: Mapping[str, str] | None = None,
+    open_timeout_s: float = 30.0,
+) -> Any:
     """``websockets.connect`` as the benches use it: no frame size limit, permessage-deflate like browsers."""
-    return websockets.connect(url, max_size=None, compression=compression, additional_headers=headers,
-                              open_timeout=open_timeout_s, close_timeout=10)
+    return websockets.connect(
+        url,
+        max_size=None,
+        compression=compression,
+        additional_headers=headers,
+        open_timeout=open_timeout_s,
+        close_timeout=10,
+    )
 
 
 # Messages -----------------------------------------------------------------------------------
@@ -74,8 +86,11 @@ def connect(url: str, *, compression: str | None = "deflate", headers: Mapping[s
 
 def start(*, sample_rate_hz: int = SAMPLE_RATE_HZ, **options: Any) -> Message:
     """``start`` for 16-bit mono PCM, with any other start options (``partials``, ``vad``, ...) as given."""
-    return {"type": "start", "audio": {"encoding": "pcm_s16le", "sample_rate": sample_rate_hz, "channels": 1},
-            **options}
+    return {
+        "type": "start",
+        "audio": {"encoding": "pcm_s16le", "sample_rate": sample_rate_hz, "channels": 1},
+        **options,
+    }
 
 
 def plain(kind: str) -> Message:
