@@ -127,17 +127,7 @@ async def run_round(
     clock = CpuClock(server_pid)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as res.usage:
-        runs = await run_clients(
-            n,
-            url=url,
-            wire=wire,
-            playlist=playlist,
-            seconds=args.seconds,
-            chunk_ms=args.chunk_ms,
-            silence_ms=args.silence_ms,
-            ping_every_s=args.ping_every_s,
-            options=[FEATURES[feature] for feature in features],
-        )
+        runs = await run_clients(n, url, wire, playlist, args, [FEATURES[feature] for feature in features])
         wall_s = time.perf_counter() - begun
         res.host_cpu, res.server_cpu, res.bench_cpu = clock.lap()
     res.others_cpu = max(0.0, res.host_cpu - (res.server_cpu or 0.0) - res.bench_cpu)

@@ -202,16 +202,7 @@ async def run_round(
     metrics_before = await scrape_async(http)
     begun = time.perf_counter()
     async with sampling(server_pid, interval_s=0.5) as usage:
-        runs = await run_clients(
-            n,
-            url=url,
-            wire=wire,
-            playlist=playlist,
-            seconds=args.seconds,
-            chunk_ms=args.chunk_ms,
-            silence_ms=args.silence_ms,
-            ping_every_s=args.ping_every_s,
-        )
+        runs = await run_clients(n, url, wire, playlist, args)
         wall_s = time.perf_counter() - begun
     metrics_after = await scrape_async(http) if metrics_before is not None else None
     figures = analyse(n, runs, args.silence_ms, wall_s)

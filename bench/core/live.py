@@ -9,6 +9,7 @@ audio left the client, which is what every latency is measured against.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
@@ -160,17 +161,16 @@ async def _stream(
 
 async def run_clients(
     n: int,
-    *,
     url: str,
     wire: Wire,
     playlist: Playlist,
-    seconds: float,
-    chunk_ms: int,
-    silence_ms: int,
-    ping_every_s: float,
+    args: argparse.Namespace,
     options: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> list[ClientRun]:
-    """N clients at once, client *i* from file *i* of the playlist (with ``options[i]`` in its ``start``)."""
+    """N clients at once, client *i* from file *i* of the playlist (with ``options[i]`` in its ``start``).
+
+    ``args`` holds the live options of `cli.add_live_options` and ``--ping-every-s``.
+    """
     runs = await asyncio.gather(
         *(
             run_client(
@@ -178,11 +178,11 @@ async def run_clients(
                 wire=wire,
                 index=i,
                 offset=i % len(playlist),
-                pcm=client_audio(playlist, i % len(playlist), seconds),
-                chunk_ms=chunk_ms,
-                silence_ms=silence_ms,
-                ended_timeout_s=max(30.0, float(seconds)),
-                ping_every_s=ping_every_s,
+                pcm=client_audio(playlist, i % len(playlist), args.seconds),
+                chunk_ms=args.chunk_ms,
+                silence_ms=args.silence_ms,
+                ended_timeout_s=max(30.0, float(args.seconds)),
+                ping_every_s=args.ping_every_s,
                 options=options[i] if options else None,
             )
             for i in range(n)
