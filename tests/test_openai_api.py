@@ -1,0 +1,196 @@
+"""The OpenAI-compatible audio API, driven by the real ``openai`` package against the real server and engines."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from hushgate.client.media import decode_pcm16
+from hushgate.server.auth import hash_key
+from hushgate.server.settings import Settings
+from tests.conftest import Running, serve
+from tests.media_helpers import encode, words
+
+JFK = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+SETTINGS = Settings(translators=(), synthesizers=("piper",), speaker_encoder="", max_upload_bytes=1 << 20)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Running]:
+    with serve(SETTINGS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def jfk_mp3(audio_dir: Path) -> bytes:
+    return encode(audio_dir / "misc" / "jfk.wav", "mp3", "libmp3lame")
+
+
+@pytest.fixture()
+def client(server: Running) -> Iterator[openai.OpenAI]:
+    # OpenAI clients always send a key; with none configured (loopback) it is ignored.
+    with openai.OpenAI(base_url=server.http + "/v1", api_key="sk-anything", max_retries=0, timeout=120) as c:
+        yield c
+
+
+def _close_to_jfk(text: str) -> None:
+    got = words(text)
+    missing = [w for w in set(JFK.split()) if w not in got]
+    assert len(missing) <= 2, (text, missing)
+
+
+def test_every_response_format(client: openai.OpenAI, jfk_mp3: bytes) -> None:
+    as_json = client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3))
+    _close_to_jfk(as_json.text)
+    text = client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="text")
+    _close_to_jfk(str(text))
+    srt = str(client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="srt"))
+    assert srt.startswith("1\n00:00:0") and " --> " in srt
+    _close_to_jfk(srt)
+    vtt = str(client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="vtt"))
+    assert vtt.startswith("WEBVTT\n\n1\n00:00:0") and "." in vtt.split("\n")[3]
+    verbose = client.audio.transcriptions.create(
+        model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="verbose_json",
+        timestamp_granularities=["word", "segment"], language="en",
+    )
+    _close_to_jfk(verbose.text)
+    assert verbose.language == "english" and 10.5 < verbose.duration < 11.5
+    assert verbose.segments and all(0 <= s.start < s.end <= 11.5 for s in verbose.segments)
+    assert verbose.words and [w.word.lower().strip(",.") for w in verbose.words][-1] == "country"
+    starts = [w.start for w in verbose.words]
+    assert starts == sorted(starts) and all(w.start <= w.end for w in verbose.words)
+
+
+def test_streamed_transcript(client: openai.OpenAI, jfk_mp3: bytes) -> None:
+    deltas, done = [], None
+    stream = client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3), stream=True)
+    for event in stream:
+        if event.type == "transcript.text.delta":
+            deltas.append(event.delta)
+        elif event.type == "transcript.text.done":
+            done = event.text
+    assert deltas and done is not None
+    assert "".join(deltas) == done
+    _close_to_jfk(done)
+
+
+def test_translation_of_english_speech(client: openai.OpenAI, jfk_mp3: bytes) -> None:
+    result = client.audio.translations.create(model="whisper-1", file=("jfk.mp3", jfk_mp3))
+    _close_to_jfk(result.text)
+
+
+def test_other_containers(client: openai.OpenAI, audio_dir: Path) -> None:
+    wav = audio_dir / "librispeech" / "1089-134686-0001.wav"
+    for fmt, codec, name in (("ogg", "libopus", "a.ogg"), ("flac", "flac", "a.flac"), ("wav", "pcm_s24le", "a.wav")):
+        result = client.audio.transcriptions.create(model="whisper-1", file=(name, encode(wav, fmt, codec, rate_hz=48_000)))
+        assert {"belly", "him"} <= set(words(result.text)), (fmt, result.text)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "opus", "flac", "pcm"])
+def test_speech_comes_back_as_the_same_words(client: openai.OpenAI, fmt: str) -> None:
+    sentence = "The quick brown fox jumps over the lazy dog."
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=sentence, response_format=fmt,  # type: ignore[arg-type]
+    ) as response:
+        assert response.headers["content-type"].startswith("audio/")
+        audio = b"".join(response.iter_bytes())
+    if fmt == "pcm":
+        pcm = np.frombuffer(audio, "<i2")
+        assert 1.0 < len(pcm) / 22_050 < 6.0
+        return
+    pcm = np.concatenate(list(decode_pcm16(io.BytesIO(audio), 16_000)))
+    assert 1.0 < len(pcm) / 16_000 < 6.0
+    back = client.audio.transcriptions.create(model="whisper-1", file=(f"speech.{fmt}", audio))
+    got = words(back.text)
+    assert sum(w in got for w in ("quick", "brown", "fox", "lazy", "dog")) >= 4, back.text
+
+
+def test_speed_changes_the_length(client: openai.OpenAI) -> None:
+    lengths = []
+    for speed in (1.0, 2.0):
+        audio = client.audio.speech.create(model="tts-1", voice="alloy", input="Good morning, everyone.",
+                                           response_format="pcm", speed=speed).content
+        lengths.append(len(audio))
+    assert 0.4 < lengths[1] / lengths[0] < 0.65
+
+
+def test_models_list_engines_and_voices(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"whisper-1", "tts-1", "piper", "en_US-joe-medium"} <= ids
+    assert client.models.retrieve("whisper-1").id == "whisper-1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def _error(exc: openai.APIStatusError) -> dict[str, object]:
+    body = exc.response.json()
+    assert set(body) == {"error"} and {"message", "type", "param", "code"} <= set(body["error"])
+    return body["error"]
+
+
+def test_errors_are_openai_shaped(client: openai.OpenAI, server: Running, jfk_mp3: bytes) -> None:
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.transcriptions.create(model="whisper-1", file=("x.mp3", b"this is not audio at all" * 40))
+    assert _error(bad.value)["param"] == "file" and "decode" in str(_error(bad.value)["message"])
+    with pytest.raises(openai.BadRequestError) as empty:
+        client.audio.transcriptions.create(model="whisper-1", file=("x.wav", b""))
+    assert _error(empty.value)["param"] == "file"
+    with pytest.raises(openai.BadRequestError) as truncated:
+        client.audio.transcriptions.create(model="whisper-1", file=("x.ogg", b"OggS\x00\x02" + b"\x00" * 30))
+    assert _error(truncated.value)["param"] == "file"
+    with pytest.raises(openai.BadRequestError) as fmt:
+        client.audio.transcriptions.create(model="whisper-1", file=("a.mp3", jfk_mp3), response_format="xml")  # type: ignore[arg-type]
+    assert _error(fmt.value)["param"] == "response_format"
+    with pytest.raises(openai.BadRequestError) as model:
+        client.audio.transcriptions.create(model="nope", file=("a.mp3", jfk_mp3))
+    assert _error(model.value)["code"] == "model_not_found"
+    with pytest.raises(openai.APIStatusError) as large:
+        client.audio.transcriptions.create(model="whisper-1", file=("big.mp3", b"\x00" * (1 << 20)))
+    assert large.value.status_code == 413 and _error(large.value)["code"] == "request_too_large"
+    with pytest.raises(openai.BadRequestError) as voice:
+        client.audio.speech.create(model="tts-1", voice="nobody", input="hi")  # type: ignore[arg-type]
+    assert _error(voice.value)["param"] == "voice"
+    with pytest.raises(openai.BadRequestError) as speed:
+        client.audio.speech.create(model="tts-1", voice="alloy", input="hi", speed=9)
+    assert _error(speed.value)["param"] == "speed"
+    with pytest.raises(openai.BadRequestError) as sformat:
+        client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format="midi")  # type: ignore[arg-type]
+    assert _error(sformat.value)["param"] == "response_format"
+    # Without the SDK: no file part, a parameter OpenAI does not define, OpenAI's ignored ones.
+    missing = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1"},
+                         files={"other": ("a", b"1")})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] in ("file", "other")
+    missing = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1"})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] in ("invalid_content_type", "missing_file")
+    unknown = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1", "colour": "red"},
+                         files={"file": ("a.mp3", jfk_mp3)})
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "colour"
+    ignored = httpx.post(server.http + "/v1/audio/transcriptions", timeout=120, files={"file": ("a.mp3", jfk_mp3)},
+                         data={"model": "whisper-1", "prompt": "JFK", "temperature": "0.2", "include[]": "logprobs",
+                               "chunking_strategy": "auto"})
+    assert ignored.status_code == 200, ignored.text
+    _close_to_jfk(ignored.json()["text"])
+    not_json = httpx.post(server.http + "/v1/audio/speech", content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and json.loads(not_json.text)["error"]["code"] == "invalid_json"
+
+
+def test_api_keys_are_bearer_tokens(jfk_mp3: bytes) -> None:
+    key = "sgw_test_key_for_openai"
+    settings = Settings(translators=(), synthesizers=("piper",), speaker_encoder="", api_keys=(hash_key(key),))
+    with serve(settings) as running:
+        with openai.OpenAI(base_url=running.http + "/v1", api_key="wrong", max_retries=0) as wrong:
+            with pytest.raises(openai.AuthenticationError) as denied:
+                wrong.audio.transcriptions.create(model="whisper-1", file=("a.mp3", jfk_mp3))
+            assert _error(denied.value)["code"] == "invalid_api_key"
+            with pytest.raises(openai.AuthenticationError):
+                wrong.models.list()
+        with openai.OpenAI(base_url=running.http + "/v1", api_key=key, max_retries=0, timeout=120) as right:
+            _close_to_jfk(right.audio.transcriptions.create(model="whisper-1", file=("a.mp3", jfk_mp3)).text)
+            assert any(m.id == "whisper-1" for m in right.models.list())
