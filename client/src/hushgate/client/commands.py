@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hushgate.client import Client, Ended, Final, GatewayError, Ready, ServerError, Translation
+from hushgate.client.media import MediaError, MediaSource, pyav_available
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 KEY_ENV = "HUSHGATE_CLIENT_KEY"
@@ -294,7 +295,7 @@ def _run(prog: str, work: Callable[[], Any]) -> int:
     except GatewayError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except InputError as exc:
+    except (InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -310,10 +311,11 @@ def _warn(prog: str, event: ServerError) -> None:
 
 
 def transcribe_main(argv: list[str]) -> int:
-    """``hushgate transcribe FILE``: captions for a WAV file, on stdout."""
+    """``hushgate transcribe FILE``: captions for an audio file (or ``-``, stdin), on stdout."""
     prog = "hushgate transcribe"
-    parser = argparse.ArgumentParser(prog=prog, description="Transcribe a WAV file through the gateway.")
-    parser.add_argument("file", type=Path, help="a WAV file (PCM 8/16/24/32-bit or float, any rate and channels)")
+    parser = argparse.ArgumentParser(prog=prog, description="Transcribe an audio file through the gateway.")
+    parser.add_argument("file", help="an audio file: WAV, or with PyAV installed MP3, Ogg/Opus, FLAC, M4A, WebM …; "
+                                     "'-' reads it from stdin")
     parser.add_argument("--format", dest="fmt", choices=("text", "json", "srt", "vtt"), default="text",
                         help="text: one line per utterance; json: one final/translation event per line; "
                              "srt / vtt: subtitles (default text)")
@@ -327,11 +329,23 @@ def transcribe_main(argv: list[str]) -> int:
     _add_connection_flags(parser)
     args = parser.parse_args(argv)
     try:
-        source = WavSource(args.file)
-    except (OSError, InputError) as exc:
+        source = open_source(args.file)
+    except (OSError, InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return _run(prog, lambda: _transcribe(prog, args, source))
+
+
+def open_source(name: str) -> WavSource | MediaSource:
+    """WAV files are read here without extra packages; stdin and every other format go through PyAV."""
+    if name == "-":
+        return MediaSource(sys.stdin.buffer.read(), "stdin")
+    try:
+        return WavSource(Path(name))
+    except InputError:
+        if not pyav_available():
+            raise
+    return MediaSource(name, name)
 
 
 async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
@@ -348,7 +362,7 @@ async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
                 await asyncio.sleep(delay)
 
 
-async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) -> int:
+async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | MediaSource) -> int:
     progress = None
     if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
         from tqdm import tqdm
@@ -459,6 +473,15 @@ def translate_main(argv: list[str]) -> int:
 
 
 
+def package_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "transcribe": transcribe_main, "speak": speak_main, "translate": translate_main,
 }
@@ -467,6 +490,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """``hushgate-client transcribe|speak|translate ...``: the client's own console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--version"]:
+        print(f"hushgate-client {package_version('hushgate-client')}")
+        return 0
     if not args or args[0] not in COMMANDS:
         print(f"usage: hushgate-client {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2

@@ -70,3 +70,54 @@ def _samples(frame: Any) -> npt.NDArray[np.int16]:
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return str(text).split(": '")[0]
+
+
+class MediaSource:
+    """An encoded file (or stdin's bytes) as the transcribe command reads audio: mono int16 blocks at 16 kHz.
+
+    The container is probed when the source is made, so an unreadable file is
+    reported before anything is sent.
+    """
+
+    rate_hz = 16_000
+
+    def __init__(self, source: str | bytes, name: str) -> None:
+        self._source = source
+        self.name = name
+        self.duration_s = 0.0  # unknown until decoded, for streams without a duration
+        try:
+            import av
+            from av.error import FFmpegError
+        except ImportError:
+            raise MediaError(f"{name}: reading this audio format needs PyAV: "
+                             "pip install 'hushgate-client[formats]'") from None
+        try:
+            with av.open(self._open(), mode="r", metadata_errors="ignore") as container:
+                if not container.streams.audio:
+                    raise MediaError(f"{name}: the file holds no audio stream")
+                if container.duration:
+                    self.duration_s = container.duration / 1_000_000  # microseconds (AV_TIME_BASE)
+        except (FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+
+    def _open(self) -> str | IO[bytes]:
+        import io
+
+        return io.BytesIO(self._source) if isinstance(self._source, bytes) else self._source
+
+    def chunks(self, chunk_ms: int) -> Iterator[npt.NDArray[np.int16]]:
+        """Blocks of ``chunk_ms`` (the decoder's own frames are a few milliseconds long)."""
+        size = self.rate_hz * chunk_ms // 1000
+        held: list[npt.NDArray[np.int16]] = []
+        count = 0
+        try:
+            for block in decode_pcm16(self._open(), self.rate_hz):
+                held.append(block)
+                count += len(block)
+                if count >= size:
+                    yield np.concatenate(held)
+                    held, count = [], 0
+        except MediaError as exc:
+            raise MediaError(f"{self.name}: {exc}") from None
+        if held:
+            yield np.concatenate(held)
