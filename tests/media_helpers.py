@@ -28,3 +28,7 @@ def encode(wav: Path, fmt: str, codec: str, *, rate_hz: int = 16_000) -> bytes:
 
 def words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c == "'" else " " for c in text).split()
+
+
+#: The first half of the JFK recording's sentence (../shared/audio/misc/jfk.wav).
+JFK_WORDS = {"and", "so", "my", "fellow", "americans", "ask", "not", "what", "your", "country", "can", "do", "for", "you"}

@@ -12,9 +12,9 @@ import pytest
 
 from hushgate.server.settings import Settings
 from tests.conftest import Running, serve
+from tests.media_helpers import JFK_WORDS as JFK
 from tests.media_helpers import encode, words
 
-JFK = set("and so my fellow americans ask not what your country can do for you".split())
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -13,10 +13,9 @@ import pytest
 from hushgate.server.audio import g711_decode
 from hushgate.server.settings import Settings
 from tests.conftest import Running, serve
+from tests.media_helpers import JFK_WORDS as JFK
 from tests.media_helpers import encode, words
 from tests.wsclient import Client
-
-JFK = set("and so my fellow americans ask not what your country can do for you".split())
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
 from hushgate.client.media import decode_pcm16
+
 from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
 from tests.conftest import Running, serve
+from tests.fakes import FakeTranslator, fake_spec, fake_translate_spec
 from tests.media_helpers import encode, words
 
 JFK = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -194,3 +195,26 @@ def test_api_keys_are_bearer_tokens(jfk_mp3: bytes) -> None:
         with openai.OpenAI(base_url=running.http + "/v1", api_key=key, max_retries=0, timeout=120) as right:
             _close_to_jfk(right.audio.transcriptions.create(model="whisper-1", file=("a.mp3", jfk_mp3)).text)
             assert any(m.id == "whisper-1" for m in right.models.list())
+
+
+class _FakeToEnglish(FakeTranslator):
+    """A fake translator from the fake engine's language "xx" into English."""
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [("xx", "en")]
+
+
+def test_translation_of_other_languages_goes_through_the_translator(jfk_mp3: bytes) -> None:
+    """Plumbing, with fake engines: speech in "xx" is transcribed by xx's engine, its text translated into English."""
+    translator = _FakeToEnglish()
+    settings = Settings(stt=("en=fake", "xx=fake"), translators=("fake-translate",), synthesizers=(),
+                        speaker_encoder="")
+    with serve(settings, [fake_spec(), fake_translate_spec(translator)]) as running, \
+            openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0) as client:
+        result = client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3),
+                                                  extra_body={"language": "xx"})
+        assert result.text.startswith("[en] word0") and translator.batches
+        with pytest.raises(openai.BadRequestError) as no_pair:
+            client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3),
+                                             extra_body={"language": "ko"})
+        assert _error(no_pair.value)["param"] == "language"

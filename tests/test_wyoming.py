@@ -9,20 +9,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.asr import (
+    Transcribe,
+    Transcript,
+    TranscriptChunk,
+    TranscriptStart,
+    TranscriptStop,
+)
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
 
 from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import Running, free_port, serve
+from tests.media_helpers import JFK_WORDS as JFK
 from tests.media_helpers import words
-
-JFK = set("and so my fellow americans ask not what your country can do for you".split())
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def _openai_errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json("an OpenAI-shaped error", _OPENAI_ERROR) for s in statuses}
 
 
-_AUDIO_FORM = {
+_AUDIO_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["file", "model"],
     "properties": {

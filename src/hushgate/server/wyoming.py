@@ -27,18 +27,43 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.asr import (
+    Transcribe,
+    Transcript,
+    TranscriptChunk,
+    TranscriptStart,
+    TranscriptStop,
+)
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
-from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info, TtsProgram, TtsVoice
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+from wyoming.info import (
+    AsrModel,
+    AsrProgram,
+    Attribution,
+    Describe,
+    Info,
+    TtsProgram,
+    TtsVoice,
+)
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+)
 
-from hushgate.engines.base import EngineError, Pcm16, Transcript as EngineTranscript
+from hushgate.engines.base import EngineError, Pcm16
+from hushgate.engines.base import Transcript as EngineTranscript
 from hushgate.server.audio import AudioInput
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.metrics import Metrics
-from hushgate.server.openai.transcribe import Utterance, UtteranceCutter, decode_utterance
+from hushgate.server.openai.transcribe import (
+    Utterance,
+    UtteranceCutter,
+    decode_utterance,
+)
 from hushgate.server.protocol import ProtocolError
 from hushgate.server.runtime import Overloaded
 from hushgate.server.settings import Settings
@@ -317,7 +342,7 @@ class WyomingServer:
     def __init__(self, gateway: WyomingGateway, uri: str) -> None:
         self._gateway = gateway
         self._uri = uri
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     @property

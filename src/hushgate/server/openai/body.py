@@ -86,8 +86,8 @@ def parse_multipart(body: bytes, content_type: str) -> Form:
         content = content.removesuffix(b"\r\n")
         headers = {}
         for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
         _, disposition = _header_params("x/x; " + headers.get("content-disposition", "").partition(";")[2])
         name = disposition.get("name")
         if name is None:

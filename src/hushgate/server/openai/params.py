@@ -15,7 +15,11 @@ from hushgate.server.hub import EngineHub, SttRoute, VoiceRoute
 from hushgate.server.openai.body import Form, Upload
 from hushgate.server.openai.errors import bad_param
 from hushgate.server.openai.formats import RESPONSE_FORMATS, ResponseFormat
-from hushgate.server.openai.speech import SPEECH_FORMATS, SpeechFormat, available_formats
+from hushgate.server.openai.speech import (
+    SPEECH_FORMATS,
+    SpeechFormat,
+    available_formats,
+)
 from hushgate.server.settings import Settings
 
 Task = Literal["transcribe", "translate"]
@@ -59,7 +63,7 @@ class SpeechRequest:
 
 def _refuse_unknown(names: set[str]) -> None:
     if names:
-        name = sorted(names)[0]
+        name = min(names)
         raise bad_param(name, f"Unrecognized request argument supplied: {name}", code="unknown_parameter")
 
 

@@ -8,9 +8,10 @@ through the runtime, and nothing is logged but sizes and timings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -24,15 +25,22 @@ from hushgate.server.hub import EngineHub
 from hushgate.server.metrics import Metrics
 from hushgate.server.openai.body import parse_json_object, parse_multipart, read_capped
 from hushgate.server.openai.errors import ApiError
-from hushgate.server.openai.formats import FileTranscript, Segment, delta_event, done_event, render, sse
+from hushgate.server.openai.formats import (
+    FileTranscript,
+    Segment,
+    delta_event,
+    done_event,
+    render,
+    sse,
+)
 from hushgate.server.openai.params import (
     STT_ALIASES,
     TTS_ALIASES,
     AudioRequest,
     SpeechRequest,
+    Task,
     audio_request,
     speech_request,
-    Task,
 )
 from hushgate.server.openai.speech import MEDIA_TYPES, Encoder
 from hushgate.server.openai.transcribe import CutFile, cut_file, segments
@@ -182,7 +190,7 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
             encoder = await route.runner.run(Encoder, req.response_format, route.voice.sample_rate_hz, req.speed)
             if head := encoder.start():
                 yield head
-            step: Callable[[], bytes | None] = lambda: _next_piece(chunks, encoder)  # noqa: E731
+            step = functools.partial(_next_piece, chunks, encoder)
             try:
                 while (piece := await route.runner.run(step)) is not None:
                     if piece:

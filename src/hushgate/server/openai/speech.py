@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +47,7 @@ def available_formats() -> list[SpeechFormat]:
             continue
         try:
             av.codec.Codec(spec[1], "w")
-        except Exception:  # noqa: BLE001 - PyAV raises several kinds for a missing encoder
+        except Exception:  # noqa: BLE001, S112 - PyAV raises several kinds for a missing encoder
             continue
         found.append(fmt)
     return found
@@ -142,7 +143,7 @@ class _Tempo:
 
         self.rate_hz = rate_hz
         self._graph = av.filter.Graph()
-        source = self._graph.add_abuffer(format="s16", sample_rate=rate_hz, layout="mono", time_base=f"1/{rate_hz}")
+        source = self._graph.add_abuffer(format="s16", sample_rate=rate_hz, layout="mono", time_base=Fraction(1, rate_hz))
         node = source
         for factor in _tempo_stages(speed):
             stage = self._graph.add("atempo", f"{factor:.6f}")
@@ -178,6 +179,8 @@ class _Tempo:
                 frame = self._graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 break
+            if not isinstance(frame, av.AudioFrame):
+                continue
             out.append(frame.to_ndarray().reshape(-1)[: frame.samples].astype(np.int16))
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 

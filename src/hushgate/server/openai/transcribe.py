@@ -17,15 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from hushgate.client.media import MediaError
+
 from hushgate.engines.base import Pcm16, Transcript, Word
 from hushgate.server.decode import AudioTooLong, decode_file
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.formats import Segment
 from hushgate.server.runtime import EngineRunner, Overloaded
-from hushgate.server.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from hushgate.server.segmenter import (
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+)
 from hushgate.server.settings import Settings
 
 
