@@ -17,21 +17,26 @@ server. Nothing here asserts anything about timings.
 
 from __future__ import annotations
 
-import argparse
-import io
-import os
-import socket
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import av
-import httpx
-import numpy as np
+# Run as a script, this file's folder comes first on sys.path, and its name
+# would hide the standard library's `http` package from httpx.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+import av  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 
 AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 FILES = ["long/long_2spk_concat.wav", "librispeech/1221-135766-0001.wav", "misc/jfk.wav"]
