@@ -15,7 +15,7 @@ def encode(wav: Path, fmt: str, codec: str, *, rate_hz: int = 16_000) -> bytes:
         stream = sink.add_stream(codec, rate=rate_hz, layout="mono")
         resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate_hz)
         pts = 0
-        for frame in list(source.decode(audio=0)) + [None]:
+        for frame in [*source.decode(audio=0), None]:
             for piece in resampler.resample(frame):
                 piece.pts = pts
                 pts += piece.samples

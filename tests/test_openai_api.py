@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from hushgate.client.media import decode_pcm16
 
+from hushgate.client.media import decode_pcm16
 from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
 from tests.conftest import Running, serve

@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.media_helpers import encode
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port
+from tests.media_helpers import encode
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,6 @@ import soxr
 from hushgate.engines.base import Pcm16
 from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
 
-
 G711_ENCODINGS = ("mulaw", "alaw")
 G711_RATE_HZ = 8_000
 
@@ -62,19 +61,19 @@ class AudioInput:
     def push(self, frame: bytes) -> Pcm16:
         if self.encoding in G711_ENCODINGS:
             pcm = g711_decode(frame, self.encoding)
-            self.samples_in += len(pcm)
-            return pcm if self._resampler is None else self._resampler.resample_chunk(pcm)
-        if len(frame) % 2:
+        elif len(frame) % 2:
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE,
                 f"audio frame of {len(frame)} bytes: s16le needs an even byte count",
                 close=CloseCode.INVALID_PAYLOAD,
             )
-        pcm = np.frombuffer(frame, dtype="<i2").astype(np.int16, copy=False)
+        else:
+            pcm = np.frombuffer(frame, dtype="<i2").astype(np.int16, copy=False)
         self.samples_in += len(pcm)
         if self._resampler is None:
             return pcm
-        return self._resampler.resample_chunk(pcm)
+        resampled: Pcm16 = self._resampler.resample_chunk(pcm)
+        return resampled
 
     def drain(self) -> Pcm16:
         """What the resampler still holds; call once when the client stops."""

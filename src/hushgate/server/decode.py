@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from hushgate.client.media import MediaError, decode_pcm16
 
+from hushgate.client.media import MediaError, decode_pcm16
 from hushgate.engines.base import Pcm16
 
 

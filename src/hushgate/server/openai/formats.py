@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hushgate.client.commands import cue
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from hushgate.client.commands import cue
 from hushgate.engines.base import Word
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]

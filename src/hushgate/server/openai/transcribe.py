@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hushgate.client.media import MediaError
 
+from hushgate.client.media import MediaError
 from hushgate.engines.base import Pcm16, Transcript, Word
 from hushgate.server.decode import AudioTooLong, decode_file
 from hushgate.server.hub import EngineHub, SttRoute
