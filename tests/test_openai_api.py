@@ -16,7 +16,7 @@ from hushgate.client.media import decode_pcm16
 from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
 from tests.conftest import Running, serve
-from tests.fakes import FakeTranslator, fake_spec, fake_translate_spec
+from tests.fakes import FakeTranscriber, FakeTranslator, fake_spec, fake_translate_spec
 from tests.media_helpers import encode, words
 
 JFK = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -218,3 +218,63 @@ def test_translation_of_other_languages_goes_through_the_translator(jfk_mp3: byt
             client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3),
                                              extra_body={"language": "ko"})
         assert _error(no_pair.value)["param"] == "language"
+
+
+class _CountingTranscriber(FakeTranscriber):
+    """A fake engine that records how many final decodes ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__(final_delay_s=0.3)
+        self.running = 0
+        self.most_at_once = 0
+
+    def open_stream(self, *, language: str, words: bool):  # noqa: ANN201
+        stream = super().open_stream(language=language, words=words)
+        finish = stream.finish
+
+        def counted():  # noqa: ANN202
+            with self.lock:
+                self.running += 1
+                self.most_at_once = max(self.most_at_once, self.running)
+            try:
+                return finish()
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        stream.finish = counted  # type: ignore[method-assign]
+        return stream
+
+
+def test_a_long_file_is_cut_into_utterances_decoded_two_at_a_time(audio_dir: Path) -> None:
+    """Plumbing, with a fake engine: the segmenter cuts the file, two utterances decode at once, in order back."""
+    engine = _CountingTranscriber()
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", stt_concurrency=2)
+    mp3 = encode(audio_dir / "long" / "long_2spk_concat.wav", "mp3", "libmp3lame")
+    with serve(settings, [fake_spec(engine)]) as running, \
+            openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0, timeout=120) as client:
+        result = client.audio.transcriptions.create(model="whisper-1", file=("long.mp3", mp3),
+                                                    response_format="verbose_json")
+    assert len(result.segments) >= 4
+    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    assert engine.most_at_once == 2
+    assert engine.open_streams == 0  # every utterance's stream was closed
+
+
+def test_the_body_cap_holds_without_a_content_length(server: Running) -> None:
+    """A chunked upload is counted as it streams in and refused once it passes the cap."""
+    sent = 0
+
+    def body():  # noqa: ANN202
+        nonlocal sent
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n'
+        for _ in range(64):
+            sent += 64 * 1024
+            yield b"\x00" * (64 * 1024)
+
+    try:
+        response = httpx.post(server.http + "/v1/audio/transcriptions", content=body(),
+                              headers={"content-type": "multipart/form-data; boundary=b"})
+    except httpx.HTTPError:
+        pytest.fail("the server should answer 413, not drop the connection")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
