@@ -123,11 +123,17 @@ async def test_streamed_synthesis(server: tuple[Running, int]) -> None:
         await client.write_event(SynthesizeStart().event())
         for piece in ("Good morning. ", "The weather ", "is fine today."):
             await client.write_event(SynthesizeChunk(text=piece).event())
+        # Streaming clients also send the whole text the old way, for servers that do not stream: ignored.
+        await client.write_event(Synthesize(text="Good morning. The weather is fine today.").event())
         await client.write_event(SynthesizeStop().event())
         await _until(client, SynthesizeStopped, seen)
     kinds = [e.type for e in seen]
     assert kinds.count("audio-start") == 1 and kinds.count("audio-stop") == 1
     assert kinds.index("audio-start") < kinds.index("audio-chunk") < kinds.index("audio-stop")
+    start = AudioStart.from_event(next(e for e in seen if AudioStart.is_type(e.type)))
+    audio = b"".join(AudioChunk.from_event(e).audio for e in seen if AudioChunk.is_type(e.type))
+    text, _ = await _transcribe(port, np.frombuffer(audio, "<i2"), start.rate)
+    assert words(text).count("morning") == 1 and "weather" in words(text), text
 
 
 async def test_bad_audio_and_oversized_events_get_errors(server: tuple[Running, int]) -> None:
