@@ -85,6 +85,10 @@ def test_streamed_transcript(client: openai.OpenAI, jfk_mp3: bytes) -> None:
 def test_translation_of_english_speech(client: openai.OpenAI, jfk_mp3: bytes) -> None:
     result = client.audio.translations.create(model="whisper-1", file=("jfk.mp3", jfk_mp3))
     _close_to_jfk(result.text)
+    verbose = client.audio.translations.create(model="whisper-1", file=("jfk.mp3", jfk_mp3),
+                                               response_format="verbose_json")
+    assert verbose.task == "translate" and verbose.segments  # type: ignore[attr-defined]
+    _close_to_jfk(verbose.text)
 
 
 def test_other_containers(client: openai.OpenAI, audio_dir: Path) -> None:

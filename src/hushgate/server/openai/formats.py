@@ -29,6 +29,7 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class FileTranscript:
+    task: Literal["transcribe", "translate"]
     language: str
     duration_ms: int
     segments: tuple[Segment, ...]
@@ -65,7 +66,7 @@ def _spoken(segments: Sequence[Segment]) -> list[Segment]:
 
 def verbose(result: FileTranscript, *, words: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": result.task,
         "language": _LANGUAGE_NAMES.get(result.language, result.language),
         "duration": result.duration_ms / 1000,
         "text": result.text,

@@ -125,7 +125,7 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
                                          headers={"Cache-Control": "no-store"})
             async with gateway.admitted(_HttpRequest(), principal.key_id):
                 cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
-                result = FileTranscript(req.language, cut.duration_ms,
+                result = FileTranscript(req.task, req.language, cut.duration_ms,
                                         tuple([s async for s in transcribed(req, cut)]))
             return render(result, req.response_format, words=req.words)
         except ApiError as exc:
