@@ -21,6 +21,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -144,6 +145,8 @@ async def test_bad_audio_and_oversized_events_get_errors(server: tuple[Running, 
         assert error.code == "unsupported-audio"
         await client.write_event(Describe().event())  # the connection goes on
         await _until(client, Info, [])
+        await client.write_event(Ping(text="p1").event())
+        assert Pong.from_event(await _until(client, Pong, [])).text == "p1"
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b'{"type": "audio-chunk", "payload_length": 999999999}\n')
     await writer.drain()

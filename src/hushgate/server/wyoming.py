@@ -46,6 +46,7 @@ from wyoming.info import (
     TtsProgram,
     TtsVoice,
 )
+from wyoming.ping import Ping, Pong
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -222,6 +223,8 @@ class WyomingConnection:
     async def _handle(self, event: Event) -> None:
         if Describe.is_type(event.type):
             await self._send(self.info().event())
+        elif Ping.is_type(event.type):
+            await self._send(Pong(text=Ping.from_event(event).text).event())
         elif Transcribe.is_type(event.type):
             self._language = Transcribe.from_event(event).language
         elif AudioStart.is_type(event.type):
@@ -251,7 +254,7 @@ class WyomingConnection:
                 await self._speak([rest], self._streamed_voice, None, stream_events=True)
             await self._close_audio()
             await self._send(SynthesizeStopped().event())
-        # Other events (ping, pipeline events of other programs) are not for this server.
+        # Other events (pipeline events meant for other programs) are not for this server.
 
     def _begin(self, start: AudioStart) -> None:
         if start.width != 2 or start.channels != 1:
