@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from hushgate.client.commands import cue
+from hushgate.client.captions import cue
 from hushgate.engines.base import Word
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
