@@ -282,3 +282,20 @@ def test_the_body_cap_holds_without_a_content_length(server: Running) -> None:
     except httpx.HTTPError:
         pytest.fail("the server should answer 413, not drop the connection")
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+
+def test_truncated_files_are_400_or_what_was_readable_never_500(server: Running, audio_dir: Path) -> None:
+    wav = audio_dir / "librispeech" / "1089-134686-0001.wav"
+    files = {"a.mp3": encode(wav, "mp3", "libmp3lame"), "a.ogg": encode(wav, "ogg", "libopus", rate_hz=48_000),
+             "a.flac": encode(wav, "flac", "flac"), "a.m4a": encode(wav, "mp4", "aac"),
+             "a.webm": encode(wav, "webm", "libopus", rate_hz=48_000), "a.wav": encode(wav, "wav", "pcm_s16le")}
+    with httpx.Client(base_url=server.http, timeout=120) as http:
+        for name, data in files.items():
+            for cut in (0.02, 0.5, 1.0):
+                response = http.post("/v1/audio/transcriptions", data={"model": "whisper-1"},
+                                     files={"file": (name, data[: int(len(data) * cut)])})
+                assert response.status_code in (200, 400), (name, cut, response.status_code, response.text)
+                if response.status_code == 400:
+                    assert response.json()["error"]["param"] == "file", (name, cut)
+                if cut == 1.0:
+                    assert response.status_code == 200 and "belly" in words(response.json()["text"]), name
