@@ -8,7 +8,7 @@ export interface AudioFormat {
    */
   sample_rate: number;
   /**
-   * maxLength 128; default "pcm_s16le"
+   * pcm_s16le, or mulaw / alaw at 8000 Hz — maxLength 128; default "pcm_s16le"
    */
   encoding?: string;
   /**

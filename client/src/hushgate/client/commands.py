@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from hushgate.client.api import Client
-from hushgate.client.session import GatewayError
-from hushgate.client.wav import InputError, WavSource, wav_bytes
-from hushgate.wire import Ended, Error, Final, Ready, Translation, to_wire
+from hushgate.client import Client, Ended, Final, GatewayError, Ready, ServerError, Translation
+from hushgate.client.captions import cue, timestamp
+from hushgate.client.media import MediaError, MediaSource, pyav_available
+from hushgate.client.session import PcmChunk
+from hushgate.client.wavfile import InputError, WavSource, wav_bytes
+from hushgate.wire import to_wire
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 KEY_ENV = "HUSHGATE_CLIENT_KEY"
@@ -32,26 +34,7 @@ FAST_CHUNK_MS = 500  # as fast as the server takes it: fewer, larger frames
 REALTIME_CHUNK_MS = 100  # paced: small frames, like a live microphone
 
 OutputFormat = Literal["text", "json", "srt", "vtt"]
-
-
-# Captions -------------------------------------------------------------------------
-
-
-def timestamp(ms: int, separator: str = ",") -> str:
-    """``HH:MM:SS,mmm`` (SRT) or, with ``separator="."``, ``HH:MM:SS.mmm`` (WebVTT)."""
-    ms = max(0, int(ms))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    seconds, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{ms:03d}"
-
-
-def cue(number: int, t0_ms: int, t1_ms: int, text: str, fmt: Literal["srt", "vtt"]) -> str:
-    """One subtitle cue with its trailing blank line."""
-    separator = "," if fmt == "srt" else "."
-    # A blank line would end the cue early, and `-->` is reserved in WebVTT cue text.
-    body = " ".join(text.split()).replace("-->", "->")
-    return f"{number}\n{timestamp(t0_ms, separator)} --> {timestamp(max(t0_ms, t1_ms), separator)}\n{body}\n\n"
+__all__ = ["COMMANDS", "InputError", "TranscriptWriter", "WavSource", "cue", "main", "timestamp"]
 
 
 class TranscriptWriter:
@@ -84,12 +67,8 @@ class TranscriptWriter:
                 self._waiting.append((event, None))
                 if self.target is None:
                     self._release(all_=True)
-        elif (
-            isinstance(event, Translation)
-            and event.utterance is not None
-            and not event.provisional
-            and event.target == self.target
-        ):
+        elif isinstance(event, Translation) and event.utterance is not None and not event.provisional \
+                and event.target == self.target:
             if self.fmt == "json":
                 self._json(to_wire(event))
             for i, (final, _) in enumerate(self._waiting):
@@ -115,8 +94,8 @@ class TranscriptWriter:
             self._cues += 1
             self._write(cue(self._cues, final.t0_ms, final.t1_ms, text, "srt" if self.fmt == "srt" else "vtt"))
 
-    def _json(self, data: dict[str, Any]) -> None:
-        self._write(json.dumps(data, ensure_ascii=False) + "\n")
+    def _json(self, raw: Any) -> None:
+        self._write(json.dumps(dict(raw), ensure_ascii=False) + "\n")
 
 
 # Shared pieces --------------------------------------------------------------------
@@ -124,12 +103,9 @@ class TranscriptWriter:
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway's stream URL (default {DEFAULT_URL})")
-    parser.add_argument(
-        "--api-key",
-        default=None,
-        help=f"API key, sent as Authorization: Bearer (default: ${KEY_ENV}; prefer the environment, "
-        "command lines are visible to other users)",
-    )
+    parser.add_argument("--api-key", default=None,
+                        help=f"API key, sent as Authorization: Bearer (default: ${KEY_ENV}; prefer the environment, "
+                             "command lines are visible to other users)")
     parser.add_argument("--msgpack", action="store_true", help="use the msgpack encoding instead of JSON")
 
 
@@ -145,7 +121,7 @@ def _run(prog: str, work: Callable[[], Any]) -> int:
     except GatewayError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except InputError as exc:
+    except (InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -153,7 +129,7 @@ def _run(prog: str, work: Callable[[], Any]) -> int:
     return int(result or 0)
 
 
-def _warn(prog: str, event: Error) -> None:
+def _warn(prog: str, event: ServerError) -> None:
     print(f"{prog}: warning: {event.code}: {event.message}", file=sys.stderr)
 
 
@@ -161,48 +137,51 @@ def _warn(prog: str, event: Error) -> None:
 
 
 def transcribe_main(argv: list[str]) -> int:
-    """``hushgate transcribe FILE``: captions for a WAV file, on stdout."""
+    """``hushgate transcribe FILE``: captions for an audio file (or ``-``, stdin), on stdout."""
     prog = "hushgate transcribe"
-    parser = argparse.ArgumentParser(prog=prog, description="Transcribe a WAV file through the gateway.")
-    parser.add_argument("file", type=Path, help="a WAV file (PCM 8/16/24/32-bit or float, any rate and channels)")
-    parser.add_argument(
-        "--format",
-        dest="fmt",
-        choices=("text", "json", "srt", "vtt"),
-        default="text",
-        help="text: one line per utterance; json: one final/translation event per line; "
-        "srt / vtt: subtitles (default text)",
-    )
-    parser.add_argument(
-        "--translate",
-        metavar="LANG",
-        default=None,
-        help="translate each utterance into LANG; text, srt and vtt then show the translation",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description="Transcribe an audio file through the gateway.")
+    parser.add_argument("file", help="an audio file: WAV, or with PyAV installed MP3, Ogg/Opus, FLAC, M4A, WebM …; "
+                                     "'-' reads it from stdin")
+    parser.add_argument("--format", dest="fmt", choices=("text", "json", "srt", "vtt"), default="text",
+                        help="text: one line per utterance; json: one final/translation event per line; "
+                             "srt / vtt: subtitles (default text)")
+    parser.add_argument("--translate", metavar="LANG", default=None,
+                        help="translate each utterance into LANG; text, srt and vtt then show the translation")
     parser.add_argument("--language", default=None, help="language spoken in the file (default: the server's)")
-    parser.add_argument(
-        "--realtime",
-        action="store_true",
-        help="send the audio at its own pace, as a live source would (default: as fast as the server takes it)",
-    )
+    parser.add_argument("--realtime", action="store_true",
+                        help="send the audio at its own pace, as a live source would (default: as fast as the "
+                             "server takes it)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no warnings")
     _add_connection_flags(parser)
     args = parser.parse_args(argv)
     try:
-        source = WavSource(args.file)
-    except (OSError, InputError) as exc:
+        source = open_source(args.file)
+    except (OSError, InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return _run(prog, lambda: _transcribe(prog, args, source))
 
 
-async def _paced(chunks: Iterator[bytes], rate_hz: int, realtime: bool) -> AsyncIterator[bytes]:
+def open_source(name: str) -> WavSource | MediaSource:
+    """WAV files are read here without extra packages; stdin and every other format go through PyAV."""
+    if name == "-":
+        return MediaSource(sys.stdin.buffer.read(), "stdin")
+    try:
+        return WavSource(Path(name))
+    except InputError:
+        if not pyav_available():
+            raise
+    return MediaSource(name, name)
+
+
+async def _paced(chunks: Iterator[PcmChunk], rate_hz: int, realtime: bool) -> AsyncIterator[PcmChunk]:
     """The chunks, at the audio's own pace when ``realtime`` (as a live source would send them)."""
     started = time.monotonic()
     sent_s = 0.0
     for chunk in chunks:
         yield chunk
-        sent_s += len(chunk) / 2 / rate_hz
+        # s16le bytes (WAV files) or int16 arrays (PyAV): two bytes or one item a sample.
+        sent_s += (len(chunk) // 2 if isinstance(chunk, bytes) else len(chunk)) / rate_hz
         if realtime:
             delay = started + sent_s - time.monotonic()
             if delay > 0:
@@ -215,16 +194,11 @@ def _progress_bar(total_s: float) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
-    return tqdm(
-        total=total_s,
-        unit="s",
-        file=sys.stderr,
-        leave=False,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]",
-    )
+    return tqdm(total=total_s, unit="s", file=sys.stderr, leave=False,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
 
 
-async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) -> int:
+async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | MediaSource) -> int:
     progress = None
     if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
         progress = _progress_bar(source.duration_s)
@@ -242,11 +216,7 @@ async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) ->
     chunks = _paced(source.chunks(chunk_ms), source.rate_hz, args.realtime)
     try:
         async for event in _client(args).stream(
-            chunks,
-            source.rate_hz,
-            language=args.language,
-            partials=False,
-            words=args.fmt == "json",
+            chunks, source.rate_hz, language=args.language, partials=False, words=args.fmt == "json",
             translate=[args.translate] if args.translate else None,
         ):
             if progress is not None and isinstance(event, (Final, Ended)):
@@ -255,7 +225,7 @@ async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) ->
                 progress.update(max(0.0, min(done_s, source.duration_s) - progress.n))
             if isinstance(event, Ready):
                 writer.ready(event)
-            elif isinstance(event, Error):
+            elif isinstance(event, ServerError):
                 if not args.quiet:
                     _warn(prog, event)
             else:
@@ -285,9 +255,8 @@ def speak_main(argv: list[str]) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
 
     async def work() -> int:
-        pcm, rate = await _client(args).speak_pcm(
-            text, voice=args.voice, sample_rate=args.sample_rate, language=args.language
-        )
+        pcm, rate = await _client(args).speak_pcm(text, voice=args.voice, sample_rate=args.sample_rate,
+                                                  language=args.language)
         data = wav_bytes(pcm, rate)
         if args.output == "-":
             sys.stdout.buffer.write(data)
@@ -325,16 +294,27 @@ def translate_main(argv: list[str]) -> int:
     return _run(prog, work)
 
 
+
+def package_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "transcribe": transcribe_main,
-    "speak": speak_main,
-    "translate": translate_main,
+    "transcribe": transcribe_main, "speak": speak_main, "translate": translate_main,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """``hushgate-client transcribe|speak|translate ...``: the client's own console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--version"]:
+        print(f"hushgate-client {package_version('hushgate-client')}")
+        return 0
     if not args or args[0] not in COMMANDS:
         print(f"usage: hushgate-client {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2

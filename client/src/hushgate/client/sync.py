@@ -67,8 +67,8 @@ class SyncClient:
         return asyncio.run(self.client.translate(text, target, source=source))
 
     def transcribe_file(self, path: str | Path, **start: Any) -> list[Final]:
-        """The finals of a WAV file (any PCM WAV; see :class:`hushgate.client.wav.WavSource`)."""
-        from hushgate.client.wav import WavSource
+        """The finals of a WAV file (any PCM WAV; see :class:`hushgate.client.wavfile.WavSource`)."""
+        from hushgate.client.wavfile import WavSource
 
         source = WavSource(Path(path))
         return self.transcribe(source.chunks(500), source.rate_hz, **start)

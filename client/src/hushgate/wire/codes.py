@@ -34,6 +34,8 @@ class CloseCode(enum.IntEnum):
 
 
 PROTOCOL_VERSION = 1
+AUDIO_ENCODINGS = ("pcm_s16le", "mulaw", "alaw")
+G711_RATE_HZ = 8_000
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 48_000
 MAX_ID_CHARS = 128

@@ -37,7 +37,9 @@ class _Options(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=Fa
 
 class AudioFormat(_Options, frozen=True):
     sample_rate_hz: AnyRate = field(name="sample_rate")
-    encoding: Id = "pcm_s16le"
+    encoding: Annotated[str, Meta(max_length=MAX_ID_CHARS, description="pcm_s16le, or mulaw / alaw at 8000 Hz")] = (
+        "pcm_s16le"
+    )
     channels: Annotated[int, Meta(ge=0, le=1 << 16)] = 1
 
 

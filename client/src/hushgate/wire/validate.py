@@ -12,8 +12,8 @@ decoded again as plain data, to tell which error it is, in this order:
    (1007) for the opening ``start``, for any later request it costs only that
    request (the error names its ``id``).
 
-A ``start`` that parses but asks for audio other than 8–48 kHz s16le mono is
-``unsupported_audio`` (close 1003 for the opening one). The second, slower
+A ``start`` that parses but asks for audio other than 8–48 kHz s16le mono (or
+8 kHz G.711 mu-law / A-law) is ``unsupported_audio`` (close 1003 for the opening one). The second, slower
 decode also accepts what the protocol always accepted and msgspec's strict
 decoding does not: ``null`` for "the default" and whole numbers written as
 floats (``16000.0``).
@@ -27,7 +27,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from hushgate.wire.codes import MAX_ID_CHARS, MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, CloseCode, ErrorCode
+from hushgate.wire.codes import (
+    AUDIO_ENCODINGS,
+    G711_RATE_HZ,
+    MAX_ID_CHARS,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    CloseCode,
+    ErrorCode,
+)
 from hushgate.wire.errors import ProtocolError
 from hushgate.wire.messages import MESSAGE_TYPES, Audio, ClientMessage, Start
 
@@ -137,10 +145,17 @@ def _supported(message: ClientMessage, *, fatal: bool) -> ClientMessage:
         return message
     audio = message.audio
     close = CloseCode.UNSUPPORTED_DATA if fatal else None
-    if audio.encoding != "pcm_s16le" or audio.channels != 1:
+    if audio.encoding not in AUDIO_ENCODINGS or audio.channels != 1:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
-            f"only pcm_s16le mono is accepted, not {audio.encoding} with {audio.channels} channels",
+            f"only mono pcm_s16le, mulaw or alaw is accepted, not {audio.encoding} with {audio.channels} channels",
+            close=close,
+        )
+    if audio.encoding != "pcm_s16le" and audio.sample_rate_hz != G711_RATE_HZ:
+        # G.711 is telephony audio: 8 kHz by definition.
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_AUDIO,
+            f"{audio.encoding} is {G711_RATE_HZ} Hz audio, not {audio.sample_rate_hz} Hz",
             close=close,
         )
     if not MIN_SAMPLE_RATE_HZ <= audio.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:

@@ -1,8 +1,9 @@
-"""WAV files in and out for the commands: any PCM or float WAV read block by block as mono s16le.
+"""WAV files in and out: any PCM or float WAV read block by block as mono s16le, with the standard library.
 
 numpy is needed only when a file must be converted (other widths, float,
 several channels, a rate outside 8–48 kHz); 16-bit mono files at a rate the
-gateway takes are sent sample for sample without it.
+gateway takes are sent sample for sample without it. Other formats go through
+PyAV (:mod:`hushgate.client.media`).
 """
 
 from __future__ import annotations
