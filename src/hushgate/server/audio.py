@@ -6,7 +6,8 @@ import numpy as np
 import soxr
 
 from hushgate.engines.base import Pcm16
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.server.errors import BadRequest
+from hushgate.server.protocol import CloseCode
 
 
 class AudioInput:
@@ -33,10 +34,8 @@ class AudioInput:
 
     def push(self, frame: bytes) -> Pcm16:
         if len(frame) % 2:
-            raise ProtocolError(
-                ErrorCode.BAD_MESSAGE,
-                f"audio frame of {len(frame)} bytes: s16le needs an even byte count",
-                close=CloseCode.INVALID_PAYLOAD,
+            raise BadRequest(
+                f"audio frame of {len(frame)} bytes: s16le needs an even byte count", close=CloseCode.INVALID_PAYLOAD
             )
         pcm = np.frombuffer(frame, dtype="<i2").astype(np.int16, copy=False)
         self.samples_in += len(pcm)

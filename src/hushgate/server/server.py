@@ -9,7 +9,7 @@ from types import FrameType
 
 import uvicorn
 
-from hushgate.server.app import Gateway
+from hushgate.server.gateway import Gateway
 
 log = logging.getLogger("hushgate")
 # After sessions are told to finish, how long they get to flush their finals.
