@@ -220,7 +220,7 @@ class VoskSession:
                 self.id, int(code), self._audio_path[0].audio_ms if self._audio_path else 0, self._utterances,
             )
 
-    async def _serve(self) -> tuple[int, str]:
+    async def _serve(self) -> tuple[CloseCode, str]:
         while True:
             frame = await self._inbox.next()
             if isinstance(frame, InputEnded):

@@ -281,11 +281,12 @@ class Session:
             self._on_event("sent", event.type)
 
 
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The failure that ended a task group (the others were cancelled because of it)."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
             return _first(exc)
         if not isinstance(exc, asyncio.CancelledError):
             return exc
-    return group.exceptions[0]
+    first: BaseException = group.exceptions[0]
+    return first

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TypeAlias
 
 import numpy as np
 
@@ -40,8 +41,8 @@ from hushgate.server.settings import Settings
 from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
 
 log = logging.getLogger("hushgate.session")
-VoiceprintRequest = Enroll | Verify | VoiceprintExport | VoiceprintImport | VoiceprintDelete
-Decision = tuple[Speaker | None, str | None]
+VoiceprintRequest: TypeAlias = Enroll | Verify | VoiceprintExport | VoiceprintImport | VoiceprintDelete
+Decision: TypeAlias = tuple[Speaker | None, str | None]
 """Who spoke an utterance, or why that is undecided (``too_short``, ``no_match``, ``failed``)."""
 
 
