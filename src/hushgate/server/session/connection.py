@@ -168,8 +168,10 @@ class Session:
         parts = self._parts
         if parts is None:
             return
-        await parts.listening.recognition.close()  # after every engine call of the session has returned
-        parts.voiceprints.forget()
+        try:
+            await parts.listening.recognition.close()  # after every engine call of the session has returned
+        finally:
+            parts.voiceprints.forget()
 
     # Start -------------------------------------------------------------------
 
