@@ -118,8 +118,10 @@ def test_the_cycle_finder_finds_cycles() -> None:
 def test_no_arrow_runs_upward(lower: str, upper: tuple[str, ...]) -> None:
     upward = sorted(
         f"{source} -> {target}"
-        for source, targets in GRAPH.items() if source == lower or source.startswith(lower + ".")
-        for target in targets if any(target == u or target.startswith(u + ".") for u in upper)
+        for source, targets in GRAPH.items()
+        if source == lower or source.startswith(lower + ".")
+        for target in targets
+        if any(target == u or target.startswith(u + ".") for u in upper)
     )
     assert upward == []
 

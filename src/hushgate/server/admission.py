@@ -55,7 +55,8 @@ def refusal(gateway: Gateway, principal: Principal) -> GatewayError | None:
     if not gateway.ready or gateway.draining:
         return EngineUnavailable(
             "server is shutting down" if gateway.draining else "engines are still loading; try again shortly",
-            close=CloseCode.TRY_AGAIN_LATER)
+            close=CloseCode.TRY_AGAIN_LATER,
+        )
     if gateway.metrics.active >= settings.max_sessions:
         return Busy(f"server is at its limit of {settings.max_sessions} sessions", close=CloseCode.TRY_AGAIN_LATER)
     per_key = settings.max_sessions_per_key

@@ -110,8 +110,12 @@ def to_wire(
     if isinstance(exc, ProtocolError):
         return exc
     if isinstance(exc, Overloaded):
-        return Busy(f"{failed}: {exc}", close=CloseCode.TRY_AGAIN_LATER if fatal else None,
-                    request_id=request_id, utterance=utterance)
+        return Busy(
+            f"{failed}: {exc}",
+            close=CloseCode.TRY_AGAIN_LATER if fatal else None,
+            request_id=request_id,
+            utterance=utterance,
+        )
     close = CloseCode.INTERNAL if fatal else None
     if isinstance(exc, ENGINE_FAILURES):
         return InternalError(f"{failed}: {exc}", close=close, request_id=request_id, utterance=utterance)

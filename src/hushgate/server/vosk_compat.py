@@ -311,7 +311,7 @@ class VoskSession:
             # closing (1013 when overloaded) at least tells them to come back later.
             raise to_wire(exc, "speech-to-text failed", fatal=True, session=self.id) from None
         if ended:
-            return self._final_reply([(r or Transcript(""), end) for r, end in zip(results, ended)], ended_at)
+            return self._final_reply([(r or Transcript(""), end) for r, end in zip(results, ended, strict=True)], ended_at)
         if final:
             return {"text": ""}
         latest = results[-1] if results else None

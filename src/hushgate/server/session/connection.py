@@ -149,7 +149,9 @@ class Session:
                 self._transition(State.CLOSED)
             await close_quietly(self._transport, int(close_code), close_reason)
             log.info(
-                "session %s closed code=%d audio_ms=%d utterances=%d", self.id, int(close_code),
+                "session %s closed code=%d audio_ms=%d utterances=%d",
+                self.id,
+                int(close_code),
                 self._parts.listening.audio_ms if self._parts else 0,
                 self._parts.listening.utterances if self._parts else 0,
             )
@@ -189,19 +191,33 @@ class Session:
         language = start.language or self._settings.default_language
         route = stt_route(self._hub, language)
         hub, settings, outbox, calls = self._hub, self._settings, self._outbox, self._calls
-        voiceprints = Voiceprints(options=start.speakers, hub=hub, settings=settings, outbox=outbox, calls=calls,
-                                  session_id=self.id)
-        speaking = Speaking(start=start, language=language, hub=hub, settings=settings, outbox=outbox, calls=calls,
-                            session_id=self.id)
-        listening = Listening(start=start, route=route, hub=hub, settings=settings, outbox=outbox, calls=calls,
-                              speaking=speaking, voiceprints=voiceprints, on_event=self._on_event,
-                              session_id=self.id)
+        voiceprints = Voiceprints(
+            options=start.speakers, hub=hub, settings=settings, outbox=outbox, calls=calls, session_id=self.id
+        )
+        speaking = Speaking(
+            start=start, language=language, hub=hub, settings=settings, outbox=outbox, calls=calls, session_id=self.id
+        )
+        listening = Listening(
+            start=start,
+            route=route,
+            hub=hub,
+            settings=settings,
+            outbox=outbox,
+            calls=calls,
+            speaking=speaking,
+            voiceprints=voiceprints,
+            on_event=self._on_event,
+            session_id=self.id,
+        )
         self._parts = _Parts(listening, speaking, voiceprints)
         await listening.open(language)
         self._transition(State.STREAMING)
         self._on_event("session_started", None)
-        self._outbox.put(ready_event(self.id, start, language, route, self._hub, self._settings,
-                                     max_session_s=self._inbox.max_session_s))
+        self._outbox.put(
+            ready_event(
+                self.id, start, language, route, self._hub, self._settings, max_session_s=self._inbox.max_session_s
+            )
+        )
         speaking.open()
         voiceprints.open()
         return self._parts
@@ -271,8 +287,9 @@ class Session:
         # when speech is done, everything the session will say has been said.
         await parts.speaking.speak()
         listening = parts.listening
-        self._outbox.put(Ended(reason=self._end_reason,
-                               stats={"audio_ms": listening.audio_ms, "utterances": listening.utterances}))
+        self._outbox.put(
+            Ended(reason=self._end_reason, stats={"audio_ms": listening.audio_ms, "utterances": listening.utterances})
+        )
         self._outbox.close()
 
     async def _send(self) -> None:

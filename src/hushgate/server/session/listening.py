@@ -44,8 +44,17 @@ PARTIALS_PAUSED_BACKLOG_MS = 2_000
 
 class Listening:
     def __init__(
-        self, *, start: Start, route: SttRoute, hub: EngineHub, settings: Settings, outbox: Outbox,
-        calls: EngineCalls, speaking: Speaking, voiceprints: Voiceprints, on_event: Callable[[str, Any], None],
+        self,
+        *,
+        start: Start,
+        route: SttRoute,
+        hub: EngineHub,
+        settings: Settings,
+        outbox: Outbox,
+        calls: EngineCalls,
+        speaking: Speaking,
+        voiceprints: Voiceprints,
+        on_event: Callable[[str, Any], None],
         session_id: str,
     ) -> None:
         self._start = start
@@ -57,7 +66,8 @@ class Listening:
         self._session_id = session_id
         rate_hz = route.transcriber.sample_rate_hz
         self._input, self._segmenter = open_audio_path(
-            hub, settings, start.vad, source_rate_hz=start.audio.sample_rate_hz, engine_rate_hz=rate_hz)
+            hub, settings, start.vad, source_rate_hz=start.audio.sample_rate_hz, engine_rate_hz=rate_hz
+        )
         self._backlog = Backlog(limit_samples=settings.backlog_ms * rate_hz // 1000)
         self.recognition = Recognition(route, settings, calls, on_event)
         self.utterances = 0
@@ -139,8 +149,9 @@ class Listening:
         if lag_ms > limit_ms and not self._lagging:
             self._lagging = True
             self._on_event("rejected", "lagging")
-            self._outbox.put(Busy(
-                f"speech-to-text is {lag_ms / 1000:.1f} s behind the audio; results will be late").event())
+            self._outbox.put(
+                Busy(f"speech-to-text is {lag_ms / 1000:.1f} s behind the audio; results will be late").event()
+            )
         elif lag_ms < limit_ms // 2:
             self._lagging = False
 
@@ -165,8 +176,14 @@ class Listening:
             results = await recognition.run(steps)
         except Exception as exc:  # noqa: BLE001 - reported to the client
             utt.failed = True
-            self._outbox.put(to_wire(exc, f"utterance {utt.index} could not be transcribed", utterance=utt.index,
-                                     session=self._session_id).event())
+            self._outbox.put(
+                to_wire(
+                    exc,
+                    f"utterance {utt.index} could not be transcribed",
+                    utterance=utt.index,
+                    session=self._session_id,
+                ).event()
+            )
             return
         partial = results[0] if results else None
         if partial is not None and partial.text:
@@ -185,8 +202,14 @@ class Listening:
             (final,) = await self.recognition.run(steps)
         except Exception as exc:  # noqa: BLE001 - reported to the client
             if not utt.failed:  # one error per utterance
-                self._outbox.put(to_wire(exc, f"utterance {utt.index} could not be transcribed",
-                                         utterance=utt.index, session=self._session_id).event())
+                self._outbox.put(
+                    to_wire(
+                        exc,
+                        f"utterance {utt.index} could not be transcribed",
+                        utterance=utt.index,
+                        session=self._session_id,
+                    ).event()
+                )
             self.recognition.reopen()
             return
         if utt.failed:
@@ -199,10 +222,17 @@ class Listening:
         self._on_event("final", final_latency_s(ended_at))
         speech_ms = end.t1_ms - end.t0_ms
         speaker, undecided = self._voiceprints.decide(embedding, speech_ms)
-        self._outbox.put(Final(
-            utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words,
-            speaker=speaker, undecided=undecided,
-        ))
+        self._outbox.put(
+            Final(
+                utterance=utt.index,
+                text=result.text,
+                t0_ms=end.t0_ms,
+                t1_ms=end.t1_ms,
+                words=words,
+                speaker=speaker,
+                undecided=undecided,
+            )
+        )
         if embedding is not None:
             follow_up = self._voiceprints.identifying and speaker is None and undecided is None
             await self._voiceprints.after_final(utt.index, speech_ms, result.text, embedding, follow_up=follow_up)

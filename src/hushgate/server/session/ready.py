@@ -10,8 +10,14 @@ from hushgate.server.settings import Settings
 
 
 def ready_event(
-    session_id: str, start: Start, language: str, route: SttRoute, hub: EngineHub, settings: Settings,
-    *, max_session_s: float,
+    session_id: str,
+    start: Start,
+    language: str,
+    route: SttRoute,
+    hub: EngineHub,
+    settings: Settings,
+    *,
+    max_session_s: float,
 ) -> Ready:
     return Ready(
         session=session_id,

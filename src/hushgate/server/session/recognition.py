@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hushgate.engines.base import EngineError, Pcm16, Transcript, TranscriberStream, Word
+from hushgate.engines.base import EngineError, Pcm16, TranscriberStream, Transcript, Word
 from hushgate.server.audio import AudioInput
 from hushgate.server.errors import EngineUnavailable
 from hushgate.server.hub import EngineHub, SttRoute
@@ -109,7 +109,8 @@ class Recognition:
         self._options = (language, words)
         try:
             self._stream = await self._calls.run(
-                self.route.runner, lambda: transcriber.open_stream(language=language, words=words))
+                self.route.runner, lambda: transcriber.open_stream(language=language, words=words)
+            )
         except EngineError as exc:
             raise EngineUnavailable(str(exc), close=CloseCode.UNSUPPORTED_DATA) from None
 

@@ -47,8 +47,15 @@ class SpeakJob:
 
 class Speaking:
     def __init__(
-        self, *, start: Start, language: str, hub: EngineHub, settings: Settings, outbox: Outbox,
-        calls: EngineCalls, session_id: str,
+        self,
+        *,
+        start: Start,
+        language: str,
+        hub: EngineHub,
+        settings: Settings,
+        outbox: Outbox,
+        calls: EngineCalls,
+        session_id: str,
     ) -> None:
         self._start = start
         self._language = language
@@ -79,7 +86,8 @@ class Speaking:
     def no_pair(self, source: str, target: str, request_id: str | None) -> EngineUnavailable:
         pairs = ", ".join(f"{a}-{b}" for a, b in self._hub.pairs()) or "none"
         return EngineUnavailable(
-            f"no translation from {source!r} to {target!r}; installed pairs: {pairs}", request_id=request_id)
+            f"no translation from {source!r} to {target!r}; installed pairs: {pairs}", request_id=request_id
+        )
 
     def no_voice(self, voice: str | None, request_id: str | None, language: str | None = None) -> EngineUnavailable:
         voices = ", ".join(v.id for v in self._hub.voices()) or "none"
@@ -112,8 +120,11 @@ class Speaking:
             self._translations.put(job, supersedes=stale)
         except LaneFull:
             if not job.provisional:
-                self._outbox.put(Busy(f"translation of utterance {job.utterance} dropped: too many waiting",
-                                      utterance=job.utterance).event())
+                self._outbox.put(
+                    Busy(
+                        f"translation of utterance {job.utterance} dropped: too many waiting", utterance=job.utterance
+                    ).event()
+                )
 
     def end_of_speech(self) -> None:
         """Nothing more will be heard: the tasks finish what is queued, then end."""
@@ -162,13 +173,20 @@ class Speaking:
             try:
                 text = await batcher.translate(job.text, job.source, job.target)
             except Exception as exc:  # noqa: BLE001 - reported to the client
-                self._outbox.put(to_wire(exc, "translation failed", request_id=job.request_id,
-                                         session=self._session_id).event())
+                self._outbox.put(
+                    to_wire(exc, "translation failed", request_id=job.request_id, session=self._session_id).event()
+                )
                 continue
-            self._outbox.put(Translation(
-                source=job.source, target=job.target, text=text, utterance=job.utterance, id=job.request_id,
-                provisional=True if job.provisional else None,
-            ))
+            self._outbox.put(
+                Translation(
+                    source=job.source,
+                    target=job.target,
+                    text=text,
+                    utterance=job.utterance,
+                    id=job.request_id,
+                    provisional=True if job.provisional else None,
+                )
+            )
             speak = self._start.speak
             if speak.translations and job.utterance is not None and not job.provisional and text.strip():
                 await self._speech.put_when_room(SpeakJob(job.utterance, text, speak.voice, job.target))
@@ -187,8 +205,11 @@ class Speaking:
             return
         voice_rate = route.voice.sample_rate_hz
         out_rate = self._start.speak.sample_rate_hz or voice_rate
-        resampler = (None if out_rate == voice_rate
-                     else soxr.ResampleStream(voice_rate, out_rate, 1, dtype="int16", quality="HQ"))
+        resampler = (
+            None
+            if out_rate == voice_rate
+            else soxr.ResampleStream(voice_rate, out_rate, 1, dtype="int16", quality="HQ")
+        )
         self._outbox.put(TtsStart(id=job.id, sample_rate=out_rate, voice=route.voice.id))
         chunks = route.synthesizer.synthesize(job.text, route.voice.id)
         samples = 0
@@ -214,8 +235,7 @@ class Speaking:
         except ProtocolError:
             raise  # the outbox is full: the session ends, there is no one to tell
         except Exception as exc:  # noqa: BLE001 - reported to the client
-            self._outbox.put(to_wire(exc, "synthesis failed", request_id=request_id,
-                                     session=self._session_id).event())
+            self._outbox.put(to_wire(exc, "synthesis failed", request_id=request_id, session=self._session_id).event())
         finally:
             chunks_close = getattr(chunks, "close", None)
             if chunks_close is not None:

@@ -48,7 +48,13 @@ Decision: TypeAlias = tuple[Speaker | None, str | None]
 
 class Voiceprints:
     def __init__(
-        self, *, hub: EngineHub, settings: Settings, outbox: Outbox, calls: EngineCalls, options: SpeakerOptions,
+        self,
+        *,
+        hub: EngineHub,
+        settings: Settings,
+        outbox: Outbox,
+        calls: EngineCalls,
+        options: SpeakerOptions,
         session_id: str,
     ) -> None:
         self._hub = hub
@@ -67,8 +73,10 @@ class Voiceprints:
     def wants_audio(self) -> bool:
         """Whether an utterance starting now must keep its audio for an embedding."""
         return self._hub.encoder is not None and (
-            self._options.identify or self._options.diarize
-            or self.book.enrollment is not None or bool(self.book.verifications)
+            self._options.identify
+            or self._options.diarize
+            or self.book.enrollment is not None
+            or bool(self.book.verifications)
         )
 
     def open(self) -> None:
@@ -101,10 +109,17 @@ class Voiceprints:
             case VoiceprintExport(voiceprint_id=vid, id=rid):
                 voiceprint = self._voiceprint(vid, rid)
                 encoder = self._hub.encoder
-                sealed = self._hub.sealer.seal(SealedContent(
-                    voiceprint.id, voiceprint.vector, voiceprint.count, voiceprint.speech_ms, voiceprint.label,
-                    voiceprint.passphrase, encoder.model if encoder else "",
-                ))
+                sealed = self._hub.sealer.seal(
+                    SealedContent(
+                        voiceprint.id,
+                        voiceprint.vector,
+                        voiceprint.count,
+                        voiceprint.speech_ms,
+                        voiceprint.label,
+                        voiceprint.passphrase,
+                        encoder.model if encoder else "",
+                    )
+                )
                 self._outbox.put(VoiceprintExported(voiceprint_id=vid, voiceprint=sealed, id=rid))
             case VoiceprintImport(voiceprint=sealed, id=rid):
                 self._import(sealed, rid)
@@ -128,8 +143,9 @@ class Voiceprints:
         # one already under way may be someone else.
         self.book.begin_enrollment(message.id, message.label, message.passphrase, needed_ms, next_utterance)
         enrollment = self.book.enrollment
-        self._outbox.put(EnrollProgress(id=message.id, speech_ms=0,
-                                        needed_ms=enrollment.needed_ms if enrollment else needed_ms))
+        self._outbox.put(
+            EnrollProgress(id=message.id, speech_ms=0, needed_ms=enrollment.needed_ms if enrollment else needed_ms)
+        )
 
     def _no_encoder(self, request_id: str | None) -> EngineUnavailable:
         reason = self._hub.unavailable.get(self._settings.speaker_encoder, "no speaker encoder is configured")
@@ -154,8 +170,14 @@ class Voiceprints:
                 f"voiceprint was made by speaker model {content.model!r}, this server uses {encoder.model!r}",
                 request_id=request_id,
             )
-        voiceprint = Voiceprint(content.voiceprint_id, content.vector.copy(), content.count, content.speech_ms,
-                                content.label, content.passphrase)
+        voiceprint = Voiceprint(
+            content.voiceprint_id,
+            content.vector.copy(),
+            content.count,
+            content.speech_ms,
+            content.label,
+            content.passphrase,
+        )
         try:
             self.book.add(voiceprint)
         except OverflowError as exc:
@@ -220,13 +242,23 @@ class Voiceprints:
             self.book.enrollment = None
             self._outbox.put(Busy(f"enrollment stopped: {exc}", request_id=enrollment.request_id).event())
             return
-        self._outbox.put(EnrollProgress(
-            id=enrollment.request_id, speech_ms=enrollment.speech_ms, needed_ms=enrollment.needed_ms,
-            passphrase_match=matched,
-        ))
+        self._outbox.put(
+            EnrollProgress(
+                id=enrollment.request_id,
+                speech_ms=enrollment.speech_ms,
+                needed_ms=enrollment.needed_ms,
+                passphrase_match=matched,
+            )
+        )
         if voiceprint is not None:
-            self._outbox.put(Enrolled(id=enrollment.request_id, voiceprint_id=voiceprint.id,
-                                      label=voiceprint.label, speech_ms=voiceprint.speech_ms))
+            self._outbox.put(
+                Enrolled(
+                    id=enrollment.request_id,
+                    voiceprint_id=voiceprint.id,
+                    label=voiceprint.label,
+                    speech_ms=voiceprint.speech_ms,
+                )
+            )
 
     def _answer_verifications(self, utterance: int, vector: Embedding, speech_ms: int, text: str) -> None:
         answering = [v for v in self.book.verifications if utterance >= v[2]]
@@ -238,10 +270,16 @@ class Voiceprints:
             score = self.book.score(voiceprint, vector, speech_ms)
             phrase = None if voiceprint.passphrase is None else phrase_matches(text, voiceprint.passphrase)
             accept = score >= 0.5 and phrase is not False
-            self._outbox.put(Verified(
-                id=request_id, voiceprint_id=voiceprint_id, decision="accept" if accept else "reject",
-                score=score, passphrase_match=phrase, speech_ms=speech_ms,
-            ))
+            self._outbox.put(
+                Verified(
+                    id=request_id,
+                    voiceprint_id=voiceprint_id,
+                    decision="accept" if accept else "reject",
+                    score=score,
+                    passphrase_match=phrase,
+                    speech_ms=speech_ms,
+                )
+            )
 
 
 def _unknown(voiceprint_id: str, request_id: str | None) -> UnknownVoiceprint:
