@@ -45,6 +45,7 @@ from hushgate.server.protocol import (
     VoiceprintImport,
 )
 from hushgate.server.session.calls import EngineCalls
+from hushgate.server.session.context import SessionContext
 from hushgate.server.session.listening import Listening
 from hushgate.server.session.ready import ready_event
 from hushgate.server.session.recognition import stt_route
@@ -190,25 +191,10 @@ class Session:
     async def _begin(self, start: Start) -> _Parts:
         language = start.language or self._settings.default_language
         route = stt_route(self._hub, language)
-        hub, settings, outbox, calls = self._hub, self._settings, self._outbox, self._calls
-        voiceprints = Voiceprints(
-            options=start.speakers, hub=hub, settings=settings, outbox=outbox, calls=calls, session_id=self.id
-        )
-        speaking = Speaking(
-            start=start, language=language, hub=hub, settings=settings, outbox=outbox, calls=calls, session_id=self.id
-        )
-        listening = Listening(
-            start=start,
-            route=route,
-            hub=hub,
-            settings=settings,
-            outbox=outbox,
-            calls=calls,
-            speaking=speaking,
-            voiceprints=voiceprints,
-            on_event=self._on_event,
-            session_id=self.id,
-        )
+        context = SessionContext(self.id, self._hub, self._settings, self._outbox, self._calls, self._on_event)
+        voiceprints = Voiceprints(context, start.speakers)
+        speaking = Speaking(context, start, language)
+        listening = Listening(context, start, route, speaking, voiceprints)
         self._parts = _Parts(listening, speaking, voiceprints)
         await listening.open(language)
         self._transition(State.STREAMING)

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from hushgate.engines.base import Pcm16, Transcript
 from hushgate.server.backlog import Backlog, EndOfStream
 from hushgate.server.errors import Busy, to_wire
-from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.outbox import Outbox
+from hushgate.server.hub import SttRoute
 from hushgate.server.protocol import Final, Partial, SpeechStarted, Start
 from hushgate.server.segmenter import Segment, UtteranceAudio, UtteranceEnd, UtteranceStart
-from hushgate.server.session.calls import EngineCalls
+from hushgate.server.session.context import SessionContext
 from hushgate.server.session.recognition import (
     Recognition,
     Step,
@@ -35,7 +32,6 @@ from hushgate.server.session.recognition import (
 )
 from hushgate.server.session.speaking import Speaking
 from hushgate.server.session.voiceprints import Voiceprints
-from hushgate.server.settings import Settings
 
 log = logging.getLogger("hushgate.session")
 # Behind by more than this much audio, a session stops asking for partials.
@@ -44,32 +40,21 @@ PARTIALS_PAUSED_BACKLOG_MS = 2_000
 
 class Listening:
     def __init__(
-        self,
-        *,
-        start: Start,
-        route: SttRoute,
-        hub: EngineHub,
-        settings: Settings,
-        outbox: Outbox,
-        calls: EngineCalls,
-        speaking: Speaking,
-        voiceprints: Voiceprints,
-        on_event: Callable[[str, Any], None],
-        session_id: str,
+        self, context: SessionContext, start: Start, route: SttRoute, speaking: Speaking, voiceprints: Voiceprints
     ) -> None:
         self._start = start
-        self._settings = settings
-        self._outbox = outbox
+        self._settings = settings = context.settings
+        self._outbox = context.outbox
         self._speaking = speaking
         self._voiceprints = voiceprints
-        self._on_event = on_event
-        self._session_id = session_id
+        self._on_event = context.on_event
+        self._session_id = context.id
         rate_hz = route.transcriber.sample_rate_hz
         self._input, self._segmenter = open_audio_path(
-            hub, settings, start.vad, source_rate_hz=start.audio.sample_rate_hz, engine_rate_hz=rate_hz
+            context.hub, settings, start.vad, source_rate_hz=start.audio.sample_rate_hz, engine_rate_hz=rate_hz
         )
         self._backlog = Backlog(limit_samples=settings.backlog_ms * rate_hz // 1000)
-        self.recognition = Recognition(route, settings, calls, on_event)
+        self.recognition = Recognition(route, settings, context.calls, context.on_event)
         self.utterances = 0
         self._ended_at: dict[int, float] = {}
         self._lagging = False
@@ -175,21 +160,22 @@ class Listening:
         try:
             results = await recognition.run(steps)
         except Exception as exc:  # noqa: BLE001 - reported to the client
-            utt.failed = True
-            self._outbox.put(
-                to_wire(
-                    exc,
-                    f"utterance {utt.index} could not be transcribed",
-                    utterance=utt.index,
-                    session=self._session_id,
-                ).event()
-            )
+            self._failed(utt, exc)
             return
         partial = results[0] if results else None
         if partial is not None and partial.text:
             t1_ms = recognition.t1_ms(utt)
             self._outbox.put(Partial(utterance=utt.index, text=partial.text, t0_ms=utt.t0_ms, t1_ms=t1_ms))
             self._speaking.heard_partial(utt.index, partial.text, t1_ms)
+
+    def _failed(self, utt: Utterance, exc: Exception) -> None:
+        if utt.failed:
+            return  # one error per utterance
+        utt.failed = True
+        error = to_wire(
+            exc, f"utterance {utt.index} could not be transcribed", utterance=utt.index, session=self._session_id
+        )
+        self._outbox.put(error.event())
 
     async def _finish(self, utt: Utterance, end: UtteranceEnd) -> None:
         ended_at = self._ended_at.pop(utt.index, None)
@@ -201,15 +187,7 @@ class Listening:
         try:
             (final,) = await self.recognition.run(steps)
         except Exception as exc:  # noqa: BLE001 - reported to the client
-            if not utt.failed:  # one error per utterance
-                self._outbox.put(
-                    to_wire(
-                        exc,
-                        f"utterance {utt.index} could not be transcribed",
-                        utterance=utt.index,
-                        session=self._session_id,
-                    ).event()
-                )
+            self._failed(utt, exc)
             self.recognition.reopen()
             return
         if utt.failed:

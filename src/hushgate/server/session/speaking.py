@@ -16,12 +16,9 @@ import soxr
 
 from hushgate.engines.base import Pcm16
 from hushgate.server.errors import BadRequest, Busy, EngineUnavailable, TooLarge, to_wire
-from hushgate.server.hub import EngineHub
 from hushgate.server.lane import Lane, LaneFull
-from hushgate.server.outbox import Outbox
 from hushgate.server.protocol import ProtocolError, Speak, Start, Translate, Translation, TtsAudio, TtsEnd, TtsStart
-from hushgate.server.session.calls import EngineCalls
-from hushgate.server.settings import Settings
+from hushgate.server.session.context import SessionContext
 
 TRANSLATION_LANE = 64
 TTS_FRAME_MS = 500
@@ -46,26 +43,16 @@ class SpeakJob:
 
 
 class Speaking:
-    def __init__(
-        self,
-        *,
-        start: Start,
-        language: str,
-        hub: EngineHub,
-        settings: Settings,
-        outbox: Outbox,
-        calls: EngineCalls,
-        session_id: str,
-    ) -> None:
+    def __init__(self, context: SessionContext, start: Start, language: str) -> None:
         self._start = start
         self._language = language
-        self._hub = hub
-        self._settings = settings
-        self._outbox = outbox
-        self._calls = calls
-        self._session_id = session_id
+        self._hub = context.hub
+        self._settings = context.settings
+        self._outbox = context.outbox
+        self._calls = context.calls
+        self._session_id = context.id
         self._translations: Lane[TranslateJob] = Lane(TRANSLATION_LANE)
-        self._speech: Lane[SpeakJob] = Lane(settings.speak_queue)
+        self._speech: Lane[SpeakJob] = Lane(context.settings.speak_queue)
         self.targets: tuple[str, ...] = ()
         # (utterance, where its last provisional translation ended): partials are translated at a cadence.
         self._partial_translated: tuple[int, int] = (-1, 0)

@@ -16,8 +16,6 @@ import numpy as np
 
 from hushgate.engines.base import Embedding, Pcm16
 from hushgate.server.errors import BadRequest, Busy, ConsentRequired, EngineUnavailable, UnknownVoiceprint
-from hushgate.server.hub import EngineHub
-from hushgate.server.outbox import Outbox
 from hushgate.server.protocol import (
     Enroll,
     Enrolled,
@@ -36,8 +34,7 @@ from hushgate.server.protocol import (
     VoiceprintImported,
 )
 from hushgate.server.sealing import SealedContent, SealError
-from hushgate.server.session.calls import EngineCalls
-from hushgate.server.settings import Settings
+from hushgate.server.session.context import SessionContext
 from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
 
 log = logging.getLogger("hushgate.session")
@@ -47,22 +44,13 @@ Decision: TypeAlias = tuple[Speaker | None, str | None]
 
 
 class Voiceprints:
-    def __init__(
-        self,
-        *,
-        hub: EngineHub,
-        settings: Settings,
-        outbox: Outbox,
-        calls: EngineCalls,
-        options: SpeakerOptions,
-        session_id: str,
-    ) -> None:
-        self._hub = hub
-        self._settings = settings
-        self._outbox = outbox
-        self._calls = calls
+    def __init__(self, context: SessionContext, options: SpeakerOptions) -> None:
+        self._hub = context.hub
+        self._settings = context.settings
+        self._outbox = context.outbox
+        self._calls = context.calls
         self._options = options
-        self._session_id = session_id
+        self._session_id = context.id
         self.book = SpeakerBook()
 
     @property
