@@ -51,7 +51,12 @@ class Listening:
         self._session_id = context.id
         rate_hz = route.transcriber.sample_rate_hz
         self._input, self._segmenter = open_audio_path(
-            context.hub, settings, start.vad, source_rate_hz=start.audio.sample_rate_hz, engine_rate_hz=rate_hz
+            context.hub,
+            settings,
+            start.vad,
+            source_rate_hz=start.audio.sample_rate_hz,
+            engine_rate_hz=rate_hz,
+            encoding=start.audio.encoding,
         )
         self._backlog = Backlog(limit_samples=settings.backlog_ms * rate_hz // 1000)
         self.recognition = Recognition(route, settings, context.calls, context.on_event)
@@ -74,7 +79,7 @@ class Listening:
 
     async def audio(self, pcm: bytes) -> None:
         samples = self._input.push(pcm)
-        self._on_event("audio_ms", len(pcm) * 500 // self._input.source_rate_hz)
+        self._on_event("audio_ms", len(samples) * 1000 // self._input.target_rate_hz)
         if len(samples):
             await self._queue(self._segmenter.push(samples))
 

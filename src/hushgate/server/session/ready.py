@@ -21,7 +21,7 @@ def ready_event(
 ) -> Ready:
     return Ready(
         session=session_id,
-        audio={"encoding": "pcm_s16le", "sample_rate": start.audio.sample_rate_hz, "channels": 1},
+        audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate_hz, "channels": 1},
         engines=engines_used(start, language, route, hub),
         limits=limits(settings, hub, max_session_s=max_session_s),
     )

@@ -30,7 +30,13 @@ Step = tuple[Literal["accept", "partial", "finish"], Pcm16 | None]
 
 
 def open_audio_path(
-    hub: EngineHub, settings: Settings, vad: VadOptions, *, source_rate_hz: int, engine_rate_hz: int
+    hub: EngineHub,
+    settings: Settings,
+    vad: VadOptions,
+    *,
+    source_rate_hz: int,
+    engine_rate_hz: int,
+    encoding: str = "pcm_s16le",
 ) -> tuple[AudioInput, Segmenter]:
     """The resampler and segmenter for a connection; ``vad`` may tune the server's defaults."""
     s = settings
@@ -43,7 +49,7 @@ def open_audio_path(
         preroll_ms=s.preroll_ms,
         hangover_ms=s.hangover_ms,
     )
-    return AudioInput(source_rate_hz, engine_rate_hz), segmenter
+    return AudioInput(source_rate_hz, engine_rate_hz, encoding), segmenter
 
 
 def stt_route(hub: EngineHub, language: str) -> SttRoute:
