@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import secrets
+import math
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +25,7 @@ from hushgate.engines.registry import EngineRegistry
 from hushgate.server.codec import Frame, JsonCodec, codec_for
 from hushgate.server.hub import EngineHub
 from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
-from hushgate.server.auth import Authenticator, Decision
+from hushgate.server.auth import Authenticator, Decision, Scope
 from hushgate.server.metrics import Metrics
 from hushgate.server.runtime import Runtime
 from hushgate.server.session import ClientGone, Session
@@ -111,9 +111,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     runtime = Runtime(max_waiting=settings.engine_queue)
     auth = Authenticator(
         key_hashes=settings.api_keys,
-        token_secret=(settings.token_secret or secrets.token_hex(32)).encode(),
+        token_secret=settings.token_secret,
+        previous_token_secrets=settings.token_secrets_previous,
         allowed_origins=settings.allowed_origins,
         no_auth=settings.no_auth,
+        loopback_addresses=settings.loopback_addresses,
     )
     gateway = Gateway(
         settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime, Metrics(runtime), auth
@@ -158,6 +160,14 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             host=request.headers.get("host"),
         )
 
+    def scope_refusal(decision: Decision, scope: Scope) -> Response | None:
+        """The response refusing this request, or None when it may go on."""
+        if decision.outcome != "ok" or decision.principal is None:
+            return denied(decision)
+        if scope not in decision.principal.scopes:
+            return denied(Decision("forbidden", f"these credentials do not cover {scope}"))
+        return None
+
     def denied(decision: Decision) -> Response:
         gateway.metrics.on_event("rejected", "unauthorized")
         status = 401 if decision.outcome == "unauthorized" else 403
@@ -165,9 +175,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         return JSONResponse({"error": decision.reason, "code": "unauthorized"}, status_code=status, headers=headers)
 
     async def metrics(request: Request) -> Response:
-        decision = http_auth(request)
-        if decision.outcome != "ok":
-            return denied(decision)
+        if (refused := scope_refusal(http_auth(request), "metrics")) is not None:
+            return refused
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def tokens(request: Request) -> Response:
@@ -183,7 +192,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
         cap_s = body.get("max_session_s") if isinstance(body, dict) else None
         if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
-                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or cap_s <= 0))):
+                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool)
+                                           or not 0 < cap_s < math.inf))):
             return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
         ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
         token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
@@ -218,9 +228,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
 
     async def tts(request: Request) -> Response:
         """Synthesize a whole text into one WAV (for clients that do not stream)."""
-        decision = http_auth(request)
-        if decision.outcome != "ok":
-            return denied(decision)
+        if (refused := scope_refusal(http_auth(request), "tts")) is not None:
+            return refused
         if not gateway.ready:
             return JSONResponse({"error": "engines are still loading"}, status_code=503)
         try:
@@ -272,9 +281,9 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             origin=websocket.headers.get("origin"),
             host=websocket.headers.get("host"),
         )
-        if decision.outcome != "ok" or decision.principal is None:
+        if (refused := scope_refusal(decision, "stream")) is not None or decision.principal is None:
             # Refused before the upgrade: the client sees HTTP 401/403, never a socket.
-            await websocket.send_denial_response(denied(decision))
+            await websocket.send_denial_response(refused or denied(decision))
             return
         principal = decision.principal
         await websocket.accept()
