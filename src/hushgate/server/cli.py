@@ -72,7 +72,7 @@ def serve(settings: Settings) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    install_log_filters()
+    install_log_filters(handler, log_content=settings.log_content)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -83,6 +83,9 @@ def serve(settings: Settings) -> None:
         # (close 1009) before they are buffered; the session reports the rest.
         ws_max_size=2 * settings.max_frame_bytes,
         access_log=False,
+        # uvicorn's own handlers would print its lines past our formatter (breaking
+        # --log-json) and past the filters that redact tokens: everything goes to ours.
+        log_config=None,
     )
     DrainingServer(config, app.state.gateway).run()
 

@@ -9,6 +9,7 @@ from types import FrameType
 
 import uvicorn
 
+from hushgate.server import log_policy
 from hushgate.server.app import Gateway
 
 log = logging.getLogger("hushgate")
@@ -28,8 +29,10 @@ class _DenialNoiseFilter(logging.Filter):
         return record.getMessage() != SPURIOUS_DENIAL_ERROR
 
 
-def install_log_filters() -> None:
+def install_log_filters(handler: logging.Handler, *, log_content: bool) -> None:
+    """Everything that decides what reaches ``handler`` (see log_policy)."""
     logging.getLogger("uvicorn.error").addFilter(_DenialNoiseFilter())
+    log_policy.install(handler, log_content=log_content)
 
 
 class DrainingServer(uvicorn.Server):
