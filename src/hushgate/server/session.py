@@ -517,7 +517,10 @@ class Session:
                 if self._hub.encoder is None:
                     raise self._no_encoder(rid)
                 self._voiceprint(vid, rid)
-                self._book.verifications.append((rid, vid, self._audio_path()[1].next_utterance))
+                try:
+                    self._book.queue_verification(rid, vid, first_utterance=self._audio_path()[1].next_utterance)
+                except OverflowError as exc:
+                    raise ProtocolError(ErrorCode.OVERLOADED, str(exc), request_id=rid) from None
             case VoiceprintExport(voiceprint_id=vid, id=rid):
                 voiceprint = self._voiceprint(vid, rid)
                 encoder = self._hub.encoder
