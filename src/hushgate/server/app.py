@@ -34,6 +34,8 @@ from hushgate.server.settings import Settings
 
 log = logging.getLogger("hushgate")
 WEB_DIR = Path(str(resources.files("hushgate.web")))
+# At shutdown, how long engine calls still running may take before they are abandoned.
+ENGINE_STOP_WAIT_S = 5.0
 
 
 class Drainable(Protocol):
@@ -54,6 +56,7 @@ class Gateway:
     ready: bool = False
     draining: bool = False
     load_error: str | None = None
+    stuck_engines: list[str] = field(default_factory=list)
 
     def drain(self) -> None:
         """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""
@@ -140,7 +143,10 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await gateway.hub.aclose()
-            await asyncio.to_thread(runtime.shutdown)
+            gateway.stuck_engines = await asyncio.to_thread(runtime.shutdown, ENGINE_STOP_WAIT_S)
+            if gateway.stuck_engines:
+                log.warning("engine calls still running %.0f s after shutdown, abandoned: %s",
+                            ENGINE_STOP_WAIT_S, ", ".join(gateway.stuck_engines))
             gateway.hub.close()
 
     async def healthz(request: Request) -> Response:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from hushgate.server.settings import ENV_PREFIX, Settings, SettingsError, _base_type, parse_value
+
+# On shutdown, how long session tasks may wait for their engines before they are cancelled.
+TASKS_STOP_WAIT_S = 5.0
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +90,16 @@ def serve(settings: Settings) -> None:
         # uvicorn's own handlers would print its lines past our formatter (breaking
         # --log-json) and past the filters that redact tokens: everything goes to ours.
         log_config=None,
+        # Session tasks still waiting on a stuck engine are cancelled after this long.
+        timeout_graceful_shutdown=TASKS_STOP_WAIT_S,
     )
-    DrainingServer(config, app.state.gateway).run()
+    gateway = app.state.gateway
+    DrainingServer(config, gateway).run()
+    if gateway.stuck_engines:
+        # Their threads cannot be interrupted, and the interpreter would join them
+        # forever on exit: leave without them (sessions are already closed).
+        logging.shutdown()
+        os._exit(0)
 
 
 def keys(argv: list[str]) -> int:
