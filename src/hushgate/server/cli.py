@@ -12,9 +12,6 @@ from typing import Any
 
 from hushgate.server.settings import ENV_PREFIX, Settings, SettingsError, _base_type, parse_value
 
-# On shutdown, how long session tasks may wait for their engines before they are cancelled.
-TASKS_STOP_WAIT_S = 5.0
-
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
@@ -65,10 +62,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from hushgate.server.app import create_app
-    from hushgate.server.server import DrainingServer, install_log_filters
+    from hushgate.server.server import DrainingServer, install_log_filters, uvicorn_config
 
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -78,23 +73,8 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     install_log_filters(handler, log_content=settings.log_content)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Frames past twice the limit are refused by the WebSocket layer itself
-        # (close 1009) before they are buffered; the session reports the rest.
-        ws_max_size=2 * settings.max_frame_bytes,
-        access_log=False,
-        # uvicorn's own handlers would print its lines past our formatter (breaking
-        # --log-json) and past the filters that redact tokens: everything goes to ours.
-        log_config=None,
-        # Session tasks still waiting on a stuck engine are cancelled after this long.
-        timeout_graceful_shutdown=TASKS_STOP_WAIT_S,
-    )
     gateway = app.state.gateway
-    DrainingServer(config, gateway).run()
+    DrainingServer(uvicorn_config(app, settings), gateway).run()
     if gateway.stuck_engines:
         # Their threads cannot be interrupted, and the interpreter would join them
         # forever on exit: leave without them (sessions are already closed).
