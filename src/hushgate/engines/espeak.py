@@ -223,6 +223,10 @@ class _Synthesis:
             self._reading = True
         try:
             return next(self._chunks)
+        except EngineError:
+            if self._closed:  # it was killed because the caller closed it: that is an end, not a failure
+                raise StopIteration from None
+            raise
         finally:
             with self._lock:
                 self._reading = False
