@@ -275,7 +275,7 @@ def test_token_secrets_rotate() -> None:
 def test_sealed_voiceprints_rotate_expire_and_stay_in_their_deployment() -> None:
     import numpy as np
 
-    from hushgate.server.sealing import SealedContent, SealError, Sealer
+    from hushgate.server.sealing import SealedContent, Sealer, SealError
 
     old, new = "old-sealing-key-" + "o" * 32, "new-sealing-key-" + "n" * 32
     content = SealedContent("vp", np.ones(4, np.float32) / 2, 1, 5000, "Ana", None, "ge2e")

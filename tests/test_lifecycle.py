@@ -51,6 +51,20 @@ async def test_metrics_are_scraped(audio_dir: Path) -> None:
     assert 'hushgate_engine_real_time_factor{engine="stt:fake:fake-model"}' in values
 
 
+def start_ready(argv: list[str], env: dict[str, str], port: int, cwd: Path | None = None) -> subprocess.Popen:
+    """The gateway as a process of its own, once `/readyz` says it is ready."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(proc.communicate(timeout=10)[0].decode() if proc.stdout else "server did not start")
+
+
 @pytest.fixture
 def gateway_process():  # noqa: ANN201
     port = free_port()
@@ -61,19 +75,7 @@ def gateway_process():  # noqa: ANN201
         "HUSHGATE_TRANSLATORS": "",
         "HUSHGATE_SYNTHESIZERS": "",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hushgate.server.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(proc.stdout.read().decode() if proc.stdout else "server did not start")
+    proc = start_ready([sys.executable, "-m", "hushgate.server.cli", "serve"], env, port)
     yield proc, port
     if proc.poll() is None:
         proc.kill()
@@ -143,18 +145,8 @@ async def test_shutdown_is_bounded_even_with_a_stuck_engine() -> None:
     port = free_port()
     env = {**os.environ, "HUSHGATE_PORT": str(port), "HUSHGATE_DRAIN_TIMEOUT_S": "1", "HUSHGATE_STT": "en=fake",
            "HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "fake-tts", "HUSHGATE_SPEAKER_ENCODER": ""}
-    proc = subprocess.Popen([sys.executable, "-c", STUCK_LAUNCHER], env=env, cwd=Path(__file__).parent.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_ready([sys.executable, "-c", STUCK_LAUNCHER], env, port, cwd=Path(__file__).parent.parent)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start")
         client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")
         await client.start()
         client.read_in_background()

@@ -35,9 +35,8 @@ import shutil
 import struct
 import subprocess
 import threading
-import time
 import wave
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -200,7 +199,7 @@ class _TimedPipe:
 class _Synthesis:
     """One request's chunks; ``close()`` may come from any thread, at any time."""
 
-    def __init__(self, chunks: Iterator[Pcm16]) -> None:
+    def __init__(self, chunks: Generator[Pcm16, None, None]) -> None:
         self._chunks = chunks
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -218,7 +217,8 @@ class _Synthesis:
 
     def __next__(self) -> Pcm16:
         with self._lock:
-            if self._closed:
+            closed = self._closed  # a copy: the attribute is read again below, after another thread may set it
+            if closed:
                 raise StopIteration
             self._reading = True
         try:
@@ -232,7 +232,7 @@ class _Synthesis:
                 self._reading = False
                 finish = self._closed
             if finish:  # closed while this thread read: the generator's cleanup reaps the process
-                self._chunks.close()  # type: ignore[attr-defined]
+                self._chunks.close()
 
     def close(self) -> None:
         with self._lock:
@@ -244,7 +244,7 @@ class _Synthesis:
                 # Unblocks a reader in another thread at once: the pipe reaches its end.
                 self._process.kill()
         if not reading:
-            self._chunks.close()  # type: ignore[attr-defined]
+            self._chunks.close()
 
 
 class EspeakSynthesizer:
@@ -290,7 +290,7 @@ class EspeakSynthesizer:
         return [self._executable, "-v", espeak_name, "-s", str(self._rate_wpm), "-b", "1", "--stdin", "--stdout"]
 
     def _stream(self, text: str, espeak_name: str,
-                started: Callable[[subprocess.Popen[bytes]], None]) -> Iterator[Pcm16]:
+                started: Callable[[subprocess.Popen[bytes]], None]) -> Generator[Pcm16, None, None]:
         # stderr is dropped: an unread stderr pipe that filled up would stall
         # espeak-ng while this waits on stdout. Voices are checked before the
         # call, so a failure here is rare and its exit status is reported.

@@ -22,15 +22,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hushgate.engines.registry import EngineRegistry
+from hushgate.server.auth import Authenticator, Decision, Scope
 from hushgate.server.codec import Frame, JsonCodec, codec_for
 from hushgate.server.hub import EngineHub
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
-from hushgate.server.auth import Authenticator, Decision, Scope
 from hushgate.server.metrics import Metrics
+from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
 from hushgate.server.runtime import Runtime
 from hushgate.server.session import ClientGone, Session
-from hushgate.server.vosk_compat import make_vosk_endpoint
 from hushgate.server.settings import Settings
+from hushgate.server.vosk_compat import make_vosk_endpoint
 
 log = logging.getLogger("hushgate")
 WEB_DIR = Path(str(resources.files("hushgate.web")))
