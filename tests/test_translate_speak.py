@@ -262,6 +262,15 @@ async def test_lone_surrogates_cost_only_their_own_request(server) -> None:  # n
     assert received.close_code == 1000
 
 
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+@pytest.mark.parametrize("number", [float("nan"), float("inf")])
+async def test_non_finite_numbers_in_start_are_malformed(server, fmt: str, number: float) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), fmt)
+    await client.send({"type": "start", "audio": {"sample_rate": 16_000}, "vad": {"silence_ms": number}})
+    received = await client.closed()
+    assert received.close_code == 1007 and received.of("error")[0]["code"] == "bad_message"
+
+
 async def test_one_bad_text_fails_only_its_own_request_in_a_batch() -> None:
     """Batching must not make neighbours share a failure: the real Apertium engine
     refuses a text it cannot encode, and the other texts of the same batch still translate."""
