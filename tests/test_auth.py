@@ -246,6 +246,12 @@ async def test_token_numbers_must_be_finite(server, cap: str) -> None:  # noqa: 
             assert response.status_code == 400, (body, response.status_code, response.text)
 
 
+def test_loopback_addresses_are_ip_addresses() -> None:
+    with pytest.raises(ValueError, match="loopback_addresses"):
+        Settings(loopback_addresses=("localhost",)).validated()
+    Settings(loopback_addresses=("127.0.0.1", "127.0.0.6", "::1")).validated()
+
+
 def test_secrets_have_a_minimum_length() -> None:
     strong = "x" * 32
     for field_name in ("token_secret", "voiceprint_key"):

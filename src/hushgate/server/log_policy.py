@@ -24,7 +24,7 @@ import logging
 import re
 
 # Loggers whose debug and info records are known to carry ids and timings only.
-OWN_LOGGERS = ("hushgate", "uvicorn", "asyncio")
+OWN_LOGGERS = ("hushgate", "uvicorn")
 # Raised to WARNING without log_content so they do not even format their records.
 CONTENT_LOGGERS = ("piper", "argostranslate", "stanza")
 REDACTED = "[redacted]"

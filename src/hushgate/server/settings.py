@@ -9,6 +9,7 @@ environment variable ``HUSHGATE_<FIELD>``, and the ``serve`` flag
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import types
@@ -240,6 +241,11 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"{f.name} must be a finite number, not {value}")
+        for address in self.loopback_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(f"loopback_addresses holds IP addresses, not {address!r}") from None
         if not self.deployment_id.strip():
             raise SettingsError("deployment_id must not be empty")
         for key in self.api_keys:
