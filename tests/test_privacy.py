@@ -95,8 +95,6 @@ def start_gateway(tmp_path: Path, models_dir: Path, *, log_content: bool, full: 
         "HUSHGATE_ENROLL_NEEDED_MS": "4000",
         "HUSHGATE_LOG_JSON": "true" if json_logs else "false",
     }
-    if "PYTHONPATH" in os.environ:  # a worktree's own code, not the installed copy
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if not full:
         env |= {"HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "", "HUSHGATE_SPEAKER_ENCODER": ""}
     proc = subprocess.Popen(
@@ -195,10 +193,11 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
         assert kind in kinds, (kind, sorted(kinds))
     assert any(f.get("speaker") for f in received.of("final"))
     # The OpenAI-compatible API too: an MP3 upload decoded by PyAV, speech encoded by it.
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
+                                 headers={"Authorization": f"Bearer {API_KEY}"}) as http:
         upload = await http.post("/v1/audio/transcriptions", files={"file": ("jfk.mp3", encode(
             audio_dir / "misc" / "jfk.wav", "mp3", "libmp3lame"))}, data={"model": "whisper-1", "stream": "true"})
-        spoken = await http.post("/v1/audio/speech", json={"model": "tts-1", "input": "Nothing said here is kept.",
+        spoken = await http.post("/v1/audio/speech", json={"model": "tts-1", "input": f"Nothing about {CANARIES['speak text']} is kept.",
                                                            "response_format": "mp3"})
     assert upload.status_code == 200 and "transcript.text.done" in upload.text, upload.text
     assert spoken.status_code == 200 and spoken.content
