@@ -34,7 +34,6 @@ import selectors
 import shutil
 import struct
 import subprocess
-import threading
 import wave
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import IO, Any, cast
 import numpy as np
 
 from hushgate.engines.base import EngineError, EngineOptions, EngineSpec, ModelNotFound, Pcm16, Voice
+from hushgate.engines.child_audio import ClosableChunks, Stalled, TimedPipe
 
 SAMPLE_RATE_HZ = 22_050
 """espeak-ng's own output rate for its built-in (non-MBROLA) voices; checked at load."""
@@ -157,96 +157,6 @@ def read_wav_header(stream: IO[bytes]) -> int:
     return rate_hz
 
 
-class _Stalled(EngineError):
-    """espeak-ng went ``timeout_s`` without taking input or giving output."""
-
-
-class _TimedPipe:
-    """A raw pipe end read or written with a deadline per call, so a stalled process cannot block forever."""
-
-    def __init__(self, stream: IO[bytes], timeout_s: float, events: int) -> None:
-        self._fd = stream.fileno()
-        self._timeout_s = timeout_s
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._fd, events)
-        os.set_blocking(self._fd, False)
-
-    def _wait(self) -> None:
-        if not self._selector.select(self._timeout_s):
-            raise _Stalled(f"espeak-ng gave no audio for {self._timeout_s:g} s")
-
-    def read(self, size: int) -> bytes:
-        while True:
-            self._wait()
-            try:
-                return os.read(self._fd, size)
-            except BlockingIOError:
-                continue
-
-    def write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            self._wait()
-            try:
-                view = view[os.write(self._fd, view[:READ_BYTES]):]
-            except BlockingIOError:
-                continue
-
-    def close(self) -> None:
-        self._selector.close()
-
-
-class _Synthesis:
-    """One request's chunks; ``close()`` may come from any thread, at any time."""
-
-    def __init__(self, chunks: Generator[Pcm16, None, None]) -> None:
-        self._chunks = chunks
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._reading = False
-        self._closed = False
-
-    def started(self, process: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._process = process
-            if self._closed:
-                process.kill()
-
-    def __iter__(self) -> _Synthesis:
-        return self
-
-    def __next__(self) -> Pcm16:
-        with self._lock:
-            closed = self._closed  # a copy: the attribute is read again below, after another thread may set it
-            if closed:
-                raise StopIteration
-            self._reading = True
-        try:
-            return next(self._chunks)
-        except EngineError:
-            if self._closed:  # it was killed because the caller closed it: that is an end, not a failure
-                raise StopIteration from None
-            raise
-        finally:
-            with self._lock:
-                self._reading = False
-                finish = self._closed
-            if finish:  # closed while this thread read: the generator's cleanup reaps the process
-                self._chunks.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            reading = self._reading
-            if self._process is not None and self._process.poll() is None:
-                # Unblocks a reader in another thread at once: the pipe reaches its end.
-                self._process.kill()
-        if not reading:
-            self._chunks.close()
-
-
 class EspeakSynthesizer:
     """Runs ``espeak-ng`` per request; holds no shared state, so it is thread-safe."""
 
@@ -281,8 +191,8 @@ class EspeakSynthesizer:
             raise EngineError(f"unknown espeak voice {voice!r}; available: {', '.join(self._voices) or 'none'}")
         if not text.strip():
             raise EngineError("nothing to say: the text is empty")
-        synthesis: _Synthesis
-        synthesis = _Synthesis(self._stream(text, entry.espeak_name, lambda p: synthesis.started(p)))
+        synthesis: ClosableChunks
+        synthesis = ClosableChunks(self._stream(text, entry.espeak_name, lambda p: synthesis.started(p)))
         return synthesis
 
     def command(self, espeak_name: str) -> list[str]:
@@ -294,7 +204,7 @@ class EspeakSynthesizer:
         # stderr is dropped: an unread stderr pipe that filled up would stall
         # espeak-ng while this waits on stdout. Voices are checked before the
         # call, so a failure here is rare and its exit status is reported.
-        # Unbuffered: the pipes are read and written with deadlines (_TimedPipe).
+        # Unbuffered: the pipes are read and written with deadlines (TimedPipe).
         process = subprocess.Popen(
             self.command(espeak_name),
             stdin=subprocess.PIPE,
@@ -307,8 +217,8 @@ class EspeakSynthesizer:
         # Popen with both pipes always sets these; the check is for the type checker.
         if process.stdin is None or process.stdout is None:
             raise EngineError("could not open pipes to espeak-ng")
-        stdin = _TimedPipe(process.stdin, self._timeout_s, selectors.EVENT_WRITE)
-        stdout = _TimedPipe(process.stdout, self._timeout_s, selectors.EVENT_READ)
+        stdin = TimedPipe(process.stdin, self._timeout_s, selectors.EVENT_WRITE, program="espeak-ng")
+        stdout = TimedPipe(process.stdout, self._timeout_s, selectors.EVENT_READ, program="espeak-ng")
         try:
             # With --stdin espeak-ng reads all of its input before it writes any
             # audio, so writing everything first cannot deadlock on a full pipe.
@@ -319,7 +229,7 @@ class EspeakSynthesizer:
                 pass  # it died at once; the header read below reports its exit status
             try:
                 rate_hz = read_wav_header(cast(IO[bytes], stdout))
-            except _Stalled:
+            except Stalled:
                 raise
             except EngineError as exc:
                 raise EngineError(f"{exc} ({_exit_description(process)})") from exc
