@@ -57,7 +57,8 @@ class EngineHub:
         self.load_seconds: dict[str, float] = {}
         self.encoder: SpeakerEncoder | None = None
         self.encoder_runner: EngineRunner | None = None
-        self.sealer = Sealer(settings.voiceprint_key)
+        self.sealer = Sealer(settings.voiceprint_key, previous_keys=settings.voiceprint_keys_previous,
+                             deployment_id=settings.deployment_id, ttl_s=settings.voiceprint_ttl_s)
 
     def load(self) -> None:
         """Load every configured engine; slow, so the app calls it in a thread."""

@@ -9,6 +9,8 @@ environment variable ``HUSHGATE_<FIELD>``, and the ``serve`` flag
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import types
 import typing
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "HUSHGATE_"
+# Shortest token secret or voiceprint key accepted (`hushgate keys new` makes 47 characters).
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -48,11 +52,22 @@ class Settings:
         metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
                       "Unset: random per process (tokens die with it)."),
     )
+    token_secrets_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Token secrets being rotated out: tokens they signed still verify until they expire; new "
+                      "tokens are signed with `token_secret`.", repeat=True),
+    )
     token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
                       "pages always may. `*` allows any.", repeat=True),
+    )
+    loopback_addresses: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_doc("Client addresses taken for this machine's own user when no API keys are configured "
+                      "(the `Host` must name one of them or `localhost` too). Not all of 127/8: a sidecar in "
+                      "the same pod connects from 127.0.0.6.", repeat=True),
     )
     no_auth: bool = field(
         default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
@@ -95,6 +110,20 @@ class Settings:
         default=None,
         metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
                       "Unset: random per process, so exports do not survive a restart."),
+    )
+    voiceprint_keys_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Voiceprint keys being rotated out: blobs they sealed still open; new exports are sealed "
+                      "with `voiceprint_key`.", repeat=True),
+    )
+    voiceprint_ttl_s: float = field(
+        default=90 * 86_400.0,
+        metadata=_doc("How long an exported voiceprint may be imported again (it carries its expiry)."),
+    )
+    deployment_id: str = field(
+        default="hushgate",
+        metadata=_doc("Names this deployment; sealed voiceprints carry it and open only where it matches. "
+                      "Give staging and production different ones."),
     )
     enroll_needed_ms: int = field(
         default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
@@ -218,6 +247,22 @@ class Settings:
             raise SettingsError("silence_ms must be 100–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        for name in ("token_secret", "voiceprint_key", "token_secrets_previous", "voiceprint_keys_previous"):
+            value = getattr(self, name)
+            if any(0 < len(secret) < MIN_SECRET_CHARS for secret in ((value,) if isinstance(value, str) else value or ())):
+                raise SettingsError(f"{name} must be at least {MIN_SECRET_CHARS} characters (`hushgate keys new` "
+                                    "makes one)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{f.name} must be a finite number, not {value}")
+        for address in self.loopback_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(f"loopback_addresses holds IP addresses, not {address!r}") from None
+        if not self.deployment_id.strip():
+            raise SettingsError("deployment_id must not be empty")
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
