@@ -1,6 +1,6 @@
 """Whisper finals: the short window (utterance + 5 s) against faster-whisper's 30 s window.
 
-    python bench/whisper_final.py [--audio-dir ../shared/audio] [--repeats 1]
+    python bench/whisper_final.py [--audio-dir ../shared/audio] [--repeats 1] [--model whisper-base]
 
 Cuts every transcribed recording of the shared corpus into utterances with the
 gateway's own segmenter (webrtcvad, the default 500 ms of silence), decodes each
@@ -56,11 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
     parser.add_argument("--repeats", type=int, default=1, help="decodes per utterance and mode (times only)")
+    parser.add_argument("--model", default=None, help="catalogue name or path (default: the default English model)")
     args = parser.parse_args()
     with open(args.audio_dir / "transcripts.tsv") as f:
         # vosk_test.wav's reference is only approximate (see the audio README).
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["transcript"] and r["file"] != "misc/vosk_test.wav"]
-    engine = create(EngineOptions(threads=1, extra={"workers": 1}))
+    engine = create(EngineOptions(model=args.model, threads=1, extra={"workers": 1}))
     engine.decode_partial(np.zeros(16_000, np.float32), "en", "")  # warm-up
     references: list[str] = []
     hypotheses: dict[str, list[str]] = {mode: [] for mode in MODES}
@@ -81,7 +82,7 @@ def main() -> None:
                 texts.append(text)
             hypotheses[mode].append(normalise(" ".join(texts)))
     engine.close()
-    print(f"{len(rows)} recordings, {cut} utterances, {args.repeats} decode(s) each, 1 thread\n")
+    print(f"{engine.model}: {len(rows)} recordings, {cut} utterances, {args.repeats} decode(s) each, 1 thread\n")
     print("| final window | WER % | decode p50 ms | p95 ms | max ms |")
     print("|---|---:|---:|---:|---:|")
     for mode in MODES:

@@ -29,6 +29,7 @@ from hushgate.server.backlog import Backlog, EndOfStream
 from hushgate.server.codec import Codec, Frame
 from hushgate.server.drain import next_or_drain
 from hushgate.server.hub import EngineHub, SttRoute
+from hushgate.server.languages import AUTO, SpeechPlan, plan_speech
 from hushgate.server.lane import Lane, LaneFull
 from hushgate.server.outbox import Outbox
 from hushgate.server.protocol import (
@@ -159,6 +160,7 @@ class Session:
         self._backlog = Backlog(limit_samples=settings.backlog_ms * 16)  # resized for the engine in _begin
         self._start: Start | None = None
         self._route: SttRoute | None = None
+        self._plan: SpeechPlan | None = None
         self._input: AudioInput | None = None
         self._segmenter: Segmenter | None = None
         self._stream: TranscriberStream | None = None
@@ -288,17 +290,12 @@ class Session:
 
     def _begin(self, start: Start) -> None:
         s = self._settings
-        language = start.language or s.default_language
-        route = self._hub.stt(language)
-        if route is None:
-            raise ProtocolError(
-                ErrorCode.ENGINE_UNAVAILABLE,
-                f"no speech-to-text engine for language {language!r}; available: {', '.join(self._hub.languages)}",
-                close=CloseCode.UNSUPPORTED_DATA,
-            )
+        plan, complaints = plan_speech(self._hub, start, s)
+        route, language = plan.route, plan.language
         vad = self._hub.vad.open(aggressiveness=_pick(start.vad.aggressiveness, s.vad_aggressiveness))
         self._start = start
         self._route = route
+        self._plan = plan
         self._language = language
         engine_rate_hz = route.transcriber.sample_rate_hz
         self._input = AudioInput(start.audio.sample_rate_hz, engine_rate_hz)
@@ -310,7 +307,7 @@ class Session:
             preroll_ms=s.preroll_ms,
             hangover_ms=s.hangover_ms,
         )
-        self._stream = route.transcriber.open_stream(language=language, words=start.words)
+        self._stream = plan.open_stream(start.words)
         self._transition(State.STREAMING)
         self._on_event("session_started", None)
         self._outbox.put(
@@ -321,13 +318,10 @@ class Session:
                 limits=self._limits(),
             )
         )
-        targets = []
-        for target in start.translate.targets:
-            if self._hub.translator(language, target) is None:
-                self._outbox.put(self._no_pair(language, target, None).event())
-            else:
-                targets.append(target)
-        self._targets = tuple(targets)
+        for complaint in complaints:
+            self._outbox.put(complaint.event())
+        # Speech-translated targets arrive with the final (Transcript.translation).
+        self._targets = plan.text_targets
         if start.speak.voice is not None and self._hub.voice(start.speak.voice, None) is None:
             self._outbox.put(self._no_voice(start.speak.voice, None).event())
         speakers = start.speakers
@@ -342,14 +336,12 @@ class Session:
 
     def _engines_used(self, start: Start, language: str) -> dict[str, Any]:
         """Name and model of each engine this session will use, per capability."""
-        route = self._route
         used: dict[str, Any] = {
-            "stt": {"name": route.transcriber.name, "model": route.transcriber.model, "language": language}
-            if route else None,
+            "stt": self._plan.ready_stt() if self._plan else None,
             "vad": {"name": self._hub.vad.name, "model": self._hub.vad.name},
         }
-        translate = {}
-        for target in start.translate.targets:
+        translate = self._plan.ready_translate() if self._plan else {}
+        for target in self._plan.text_targets if self._plan else ():
             batcher = self._hub.translator(language, target)
             if batcher is not None:
                 translate[target] = {"name": batcher.translator.name, "model": f"{language}-{target}"}
@@ -727,7 +719,7 @@ class Session:
             t1_ms = utt.t0_ms + utt.samples * 1000 // rate
             self._outbox.put(Partial(utterance=utt.index, text=partial.text, t0_ms=utt.t0_ms, t1_ms=t1_ms))
             start = self._start
-            if (start is not None and start.translate.partials and self._targets
+            if (start is not None and start.translate.partials and self._targets and self._language != AUTO
                     and t1_ms - utt.translated_partial_ms >= self._settings.translate_partials_ms):
                 utt.translated_partial_ms = t1_ms
                 for target in self._targets:
@@ -802,15 +794,22 @@ class Session:
                 speaker, undecided = self._identity(embedding.result(), speech_ms)
             else:
                 undecided = "failed"
+        if result.language is not None:
+            self._language = result.language
         self._outbox.put(Final(
             utterance=utt.index, text=result.text, t0_ms=end.t0_ms, t1_ms=end.t1_ms, words=words,
-            speaker=speaker, undecided=undecided,
+            speaker=speaker, undecided=undecided, language=result.language,
+            language_probability=result.language_probability,
         ))
+        if result.translation is not None and self._plan is not None:
+            for target in self._plan.speech_targets:
+                self._outbox.put(Translation(source=self._language, target=target, text=result.translation,
+                                             utterance=utt.index))
         if embedding is not None:
             await self._after_final(utt, end, result.text, embedding, follow_up=identifying and speaker is None
                                     and undecided is None)
-        if result.text:
-            for target in self._targets:
+        if result.text and self._language != AUTO:
+            for target in (t for t in self._targets if t != self._language):
                 self._queue_translation(_TranslateJob(result.text, self._language, target, utterance=utt.index))
 
     def _identity(self, vector: Any, speech_ms: int) -> tuple[Speaker | None, str | None]:
@@ -967,9 +966,7 @@ class Session:
         old, self._stream = self._stream, None
         if old is not None:
             old.close()
-        self._stream = self._route.transcriber.open_stream(
-            language=self._start.language or self._settings.default_language, words=self._start.words
-        )
+        self._stream = self._plan.open_stream(self._start.words) if self._plan else None
 
     # Sender ------------------------------------------------------------------
 
