@@ -75,11 +75,11 @@ class LanguageChooser:
 
     def choose(self, probabilities: list[tuple[str, float]], speech_ms: int, *, final: bool) -> LanguageGuess:
         """Pick a language from ``(code, probability)`` pairs, updating the session's choice."""
-        allowed = [(c, p) for c, p in probabilities if not self._candidates or c in self._candidates]
-        if not allowed:
-            allowed = probabilities
-        total = sum(p for _, p in allowed) or 1.0
-        scores = {c: p / total for c, p in allowed}
+        scores = dict(probabilities)
+        allowed = {c: p for c, p in scores.items() if c in self._candidates}
+        if allowed:
+            total = sum(allowed.values()) or 1.0
+            scores = {c: p / total for c, p in allowed.items()}
         best = max(scores, key=scores.__getitem__)
         guess = LanguageGuess(best, round(scores[best], 3))
         if self.current is None:

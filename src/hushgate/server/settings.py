@@ -69,7 +69,7 @@ class Settings:
         metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/hushgate/models)."),
     )
     stt: tuple[str, ...] = field(
-        default=("en=whisper",),
+        default=("en=whisper", "*=whisper:whisper-base"),
         metadata=_doc(
             "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
             "environment, repeated as a flag. MODEL is a catalogue name or a path. `*=ENGINE[:MODEL]` serves "
