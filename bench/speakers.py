@@ -36,7 +36,7 @@ bench never calls the encoder itself. It works in three steps:
 
    * EER, computed on cosines: ``verified.score`` is the shipped logistic map of
      the cosine, ``1 / (1 + exp(-SCORE_SLOPE * (cos - threshold(speech_ms))))``,
-     so the bench inverts it with the constants of ``gateway/speakers.py`` (the
+     so the bench inverts it with the constants of ``src/hushgate/server/speakers.py`` (the
      score is rounded to 4 decimals, so cosines more than ~0.45 below the
      threshold come out as a bound). Cosines are comparable across speech
      lengths; calibrated scores are not, since the threshold depends on the band.
@@ -67,7 +67,7 @@ labelled ``synthetic`` in the output.
 
 ``--what-if 2000:0.67,4000:0.70,inf:0.78`` also counts, per band, the false
 accepts and rejects the same trials would give at other cosine thresholds
-(written like ``THRESHOLDS`` in ``gateway/speakers.py``), from the recovered
+(written like ``THRESHOLDS`` in ``src/hushgate/server/speakers.py``), from the recovered
 cosines; ``--json FILE`` keeps every trial.
 
 Usage::

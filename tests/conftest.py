@@ -92,6 +92,16 @@ async def wait_until(predicate, timeout_s: float = 5.0) -> None:  # noqa: ANN001
         await asyncio.sleep(0.02)
 
 
+@pytest.fixture(autouse=True)
+async def _close_leftover_clients():  # noqa: ANN202
+    """A test that failed half-way may leave connections open: close them so no session outlives its test."""
+    yield
+    from tests.wsclient import Client
+
+    for client in list(Client.unclosed):
+        await client.aclose()
+
+
 @pytest.fixture(scope="session")
 def audio_dir():  # noqa: ANN201
     path = shared_audio_dir()
