@@ -61,10 +61,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from hushgate.server.app import create_app
-    from hushgate.server.server import DrainingServer, install_log_filters
+    from hushgate.server.server import DrainingServer, install_log_filters, uvicorn_config
 
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -74,17 +72,7 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     install_log_filters()
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Frames past twice the limit are refused by the WebSocket layer itself
-        # (close 1009) before they are buffered; the session reports the rest.
-        ws_max_size=2 * settings.max_frame_bytes,
-        access_log=False,
-    )
-    DrainingServer(config, app.state.gateway).run()
+    DrainingServer(uvicorn_config(app, settings), app.state.gateway).run()
 
 
 def keys(argv: list[str]) -> int:

@@ -163,6 +163,14 @@ class Settings:
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
     )
     start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    header_timeout_s: float = field(
+        default=10.0,
+        metadata=_doc("Time a connection has to finish its request headers; slower ones are closed (slowloris)."),
+    )
+    max_connections: int = field(
+        default=256,
+        metadata=_doc("Open connections and requests the HTTP server serves at once; past it, HTTP 503."),
+    )
     idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
     max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
     control_rate_per_s: float = field(
