@@ -59,7 +59,7 @@ class _Pairs:
         self.calls: list[tuple[str, str]] = []
 
     def pairs(self) -> list[tuple[str, str]]:
-        return [("es", "en"), ("fr", "es"), ("en", "es")]
+        return [("es", "en"), ("es", "en-US"), ("fr", "es"), ("en", "es")]
 
     def translate(self, texts: Sequence[str], source: str, target: str) -> list[str]:
         self.calls.append((source, target))
@@ -72,7 +72,8 @@ class _Pairs:
 def test_pivot_goes_through_english_or_spanish() -> None:
     inner = _Pairs()
     pivot = PivotTranslator(inner)
-    assert pivot.pivots() == {("fr", "en"): "es"}
+    # en→es→en-US would be no translation at all
+    assert pivot.pivots() == {("fr", "en"): "es", ("fr", "en-US"): "es"}
     assert ("fr", "en") in pivot.pairs() and ("es", "en") in pivot.pairs()
     assert pivot.translate(["bonjour", "merci"], "fr", "en") == ["bonjour>es>en", "merci>es>en"]
     assert inner.calls == [("fr", "es"), ("es", "en")]  # one batched call per step

@@ -34,7 +34,9 @@ class PivotTranslator:
                 if middle != pivot:
                     continue
                 for first, target in sorted(direct):
-                    if first == pivot and target != source and (source, target) not in direct:
+                    # en→es→en-US is no translation: the two ends must be different languages.
+                    if (first == pivot and _base(target) != _base(source)
+                            and (source, target) not in direct):
                         self._via.setdefault((source, target), pivot)
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -54,3 +56,7 @@ class PivotTranslator:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _base(code: str) -> str:
+    return code.split("-")[0]
