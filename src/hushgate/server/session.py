@@ -805,6 +805,9 @@ class Session:
             for target in self._plan.speech_targets:
                 self._outbox.put(Translation(source=self._language, target=target, text=result.translation,
                                              utterance=utt.index))
+                if start is not None and start.speak.translations and result.translation.strip():
+                    await self._speech.put_when_room(_SpeakJob(utt.index, result.translation, start.speak.voice,
+                                                               target))
         if embedding is not None:
             await self._after_final(utt, end, result.text, embedding, follow_up=identifying and speaker is None
                                     and undecided is None)
