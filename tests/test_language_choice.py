@@ -23,13 +23,14 @@ FRENCH = [("fr", 0.95), ("de", 0.03), ("en", 0.02)]
 def test_only_a_long_confident_final_fixes_the_language() -> None:
     chooser = LanguageChooser((), switching=False, switch_margin=0.4)
     assert chooser.choose(GERMAN, LOCK_MS * 2, final=False).language == "de"
-    assert chooser.current is None  # a partial never fixes it
+    assert chooser.fixed() is None  # a partial never fixes it
     assert chooser.choose(GERMAN, LOCK_MS - 1, final=True).language == "de"
-    assert chooser.current is None  # too short
+    assert chooser.fixed() is None  # too short
     chooser.choose(UNSURE, LOCK_MS, final=True)
-    assert chooser.current is None  # too unsure
+    assert chooser.fixed() is None  # too unsure
     chooser.choose(GERMAN, LOCK_MS, final=True)
-    assert chooser.current is not None and chooser.current.language == "de"
+    locked = chooser.fixed()
+    assert locked is not None and locked.language == "de"
     # Fixed: no more detection, whatever comes next.
     assert not chooser.wants_detection(LOCK_MS * 5, final=True)
 
@@ -41,7 +42,7 @@ def test_switching_needs_the_margin() -> None:
     kept = chooser.choose([("fr", 0.5), ("de", 0.3)], LOCK_MS, final=True)
     assert kept.language == "de" and kept.probability == pytest.approx(0.3)
     switched = chooser.choose(FRENCH, LOCK_MS, final=True)
-    assert switched.language == "fr" and chooser.current == switched
+    assert switched.language == "fr" and chooser.fixed() == switched
 
 
 def test_expected_languages_renormalise() -> None:

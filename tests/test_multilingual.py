@@ -39,7 +39,7 @@ def server():  # noqa: ANN201
     except Exception as exc:  # noqa: BLE001 - the message says what to run
         pytest.fail(f"Whisper base is not installed (scripts/install.sh pulls it): {exc}")
     settings = Settings(
-        stt=("en=whisper", "*=whisper:whisper-base"), translators=("apertium",), synthesizers=(),
+        stt=("en=whisper", "*=whisper:whisper-base"), translators=("apertium",), synthesizers=("espeak",),
         speaker_encoder="",
     )
     with serve(settings) as running:
@@ -110,7 +110,7 @@ async def test_unknown_expected_language_is_refused(server) -> None:  # noqa: AN
 
 async def test_german_speech_gets_english_from_whisper(server, audio_dir: Path) -> None:  # noqa: ANN001
     ready, received = await _stream(server, audio_dir / "fleurs" / "fleurs-de-007.wav",
-                                    language="de", translate={"targets": ["en"]})
+                                    language="de", translate={"targets": ["en"]}, speak={"translations": True})
     assert ready["engines"]["translate"]["en"]["name"] == "whisper"
     finals = [f for f in received.of("final") if f["text"]]
     translations = received.of("translation")
@@ -119,6 +119,10 @@ async def test_german_speech_gets_english_from_whisper(server, audio_dir: Path) 
     english = " ".join(t["text"] for t in translations)
     assert all(t["source"] == "de" and t["target"] == "en" for t in translations)
     assert len(ENGLISH.findall(english)) >= 3, english
+    # spoken too, in English
+    starts = received.of("tts.start")
+    assert sorted(s["id"] for s in starts) == sorted(t["utterance"] for t in translations)
+    assert all(s["voice"].startswith("espeak-en") for s in starts), starts
 
 
 async def test_french_reaches_english_through_spanish(server) -> None:  # noqa: ANN001
