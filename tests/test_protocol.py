@@ -158,6 +158,9 @@ SERVER_CASES: list[tuple[Any, dict[str, Any]]] = [
      {"type": "translation", "source": "en", "target": "es", "text": "x", "id": "t1", "provisional": True}),
     (TtsStart(id=4, sample_rate=22050, voice="joe"), {"type": "tts.start", "id": 4, "sample_rate": 22050, "voice": "joe"}),
     (TtsEnd(id="s1", duration_ms=900), {"type": "tts.end", "id": "s1", "duration_ms": 900}),
+    (Final(utterance=0, text="hola", t0_ms=0, t1_ms=9, language="es", language_probability=0.75),
+     {"type": "final", "utterance": 0, "text": "hola", "t0_ms": 0, "t1_ms": 9, "language": "es",
+      "language_probability": 0.75}),
 ]
 
 
@@ -256,6 +259,10 @@ BAD_JSON: list[tuple[str, str | bytes, bool, ErrorCode, CloseCode | None]] = [
     ("NaN", '{"type": "start", "audio": {"sample_rate": NaN}}', False, ErrorCode.BAD_MESSAGE,
      CloseCode.INVALID_PAYLOAD),
     ("trailing garbage", '{"type": "ping"} x', True, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("lone surrogate in a request", '{"type": "speak", "id": "s1", "text": "a \\ud800 b"}', True,
+     ErrorCode.BAD_MESSAGE, None),
+    ("lone surrogate in the opening start", '{"type": "start", "audio": {"sample_rate": 16000}, "language": "\\udc00"}',
+     False, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
 ]
 
 
@@ -282,6 +289,7 @@ def test_what_v1_always_accepted_still_parses(codec: Any) -> None:
 
 
 def test_request_errors_carry_the_request_id() -> None:
+    assert _error(JsonCodec(), '{"type": "speak", "id": "s\\ud800", "text": 5}', started=True).request_id is None
     assert _error(JsonCodec(), '{"type": "speak", "id": "s9", "text": 5}', started=True).request_id == "s9"
     assert _error(JsonCodec(), '{"type": "dance", "id": "d1"}', started=True).event().id == "d1"
 

@@ -111,6 +111,8 @@ export interface FinalEvent {
   words?: WordTiming[] | null;
   speaker?: Speaker | null;
   undecided?: string | null;
+  language?: string | null;
+  language_probability?: number | null;
 }
 
 export interface FlushMessage {
@@ -233,6 +235,10 @@ export interface StartMessage {
    * maxLength 32
    */
   language?: string | null;
+  /**
+   * with "auto": the languages to choose from (empty: any the model knows) — maxItems 32; default []
+   */
+  languages?: string[];
   /**
    * default true
    */

@@ -12,6 +12,7 @@ audio in-band as ``bin``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol, TypeAlias, Union
 
@@ -71,7 +72,8 @@ class JsonCodec:
             if not started:
                 raise ProtocolError(ErrorCode.NOT_STARTED, "audio arrived before `start`", close=CloseCode.POLICY)
             return Audio(frame)
-        return decode_client_message(frame, self._typed.decode, _JSON_PLAIN.decode, started=started)
+        # The slow path reads JSON with the standard library, as v1 always did.
+        return decode_client_message(frame, self._typed.decode, json.loads, started=started)
 
     def encode(self, event: ServerEvent) -> list[Frame]:
         if isinstance(event, TtsAudio):

@@ -140,6 +140,8 @@ class Final(_Event, frozen=True, tag="final"):
     words: tuple[WordTiming, ...] | None = None
     speaker: Speaker | None = None
     undecided: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
 
 
 class SpeakerEvent(_Event, frozen=True, tag="speaker"):

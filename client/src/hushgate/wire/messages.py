@@ -76,7 +76,14 @@ class _Message(Struct, frozen=True, omit_defaults=True, tag_field="type"):
 
 class Start(_Message, frozen=True, tag="start"):
     audio: AudioFormat
-    language: Language | None = None
+    language: (
+        Annotated[str, Meta(max_length=MAX_LANGUAGE_CHARS, description='a language code, or "auto" to identify it')]
+        | None
+    ) = None
+    languages: Annotated[
+        tuple[Language, ...],
+        Meta(max_length=32, description='with "auto": the languages to choose from (empty: any the model knows)'),
+    ] = ()
     partials: bool = True
     words: bool = True
     vad: VadOptions = field(default_factory=VadOptions)

@@ -57,6 +57,21 @@ def lenient(value: Any, *, drop_null: bool = True) -> Any:
     return value
 
 
+def is_text(value: Any) -> bool:
+    """False when a string in ``value`` holds a lone surrogate (JSON can spell ``\\ud800``; UTF-8 cannot carry it)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(is_text(k) and is_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_text(v) for v in value)
+    return True
+
+
 def is_plain(value: Any) -> bool:
     """True when decoded msgpack holds only JSON's kinds of values (string keys, no extension types)."""
     if isinstance(value, dict):
@@ -76,10 +91,10 @@ def decode_client_message(
     """One control frame through ``typed`` (a msgspec decoder of the union), else through ``plain``."""
     try:
         message = typed(frame)
-    except (msgspec.ValidationError, RecursionError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        # msgspec refuses some JSON that the protocol accepts (`NaN`, a lone
+        # surrogate `\ud800`); `plain` is the judge of what is malformed.
         pass
-    except msgspec.DecodeError as exc:
-        raise malformed(f"not a valid frame: {str(exc)[:80]}") from None
     else:
         if not started and not isinstance(message, Start):
             raise ProtocolError(
@@ -116,7 +131,8 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
             ErrorCode.NOT_STARTED, f"the first message must be `start`, not `{kind[:40]}`", close=CloseCode.POLICY
         )
     raw_id = obj.get("id")
-    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS else None
+    # Every id is echoed, and an id no UTF-8 frame can carry would fail the whole session.
+    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS and is_text(raw_id) else None
     if kind == "audio":
         pcm = obj.get("pcm")
         if not isinstance(pcm, (bytes, bytearray)):
@@ -128,6 +144,8 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
     # Only the opening `start` is fatal when malformed; a repeated one costs nothing.
     fatal = kind == "start" and not started
     try:
+        if not is_text(obj):
+            raise msgspec.ValidationError("a string holds a lone surrogate, which is not text")
         message: ClientMessage = msgspec.convert(lenient(obj), cls)
     except msgspec.ValidationError as exc:
         raise ProtocolError(
