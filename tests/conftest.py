@@ -115,7 +115,8 @@ def ge2e_models_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     The pull is the real one (``pip download --no-deps resemblyzer==0.1.4``, hash-checked).
     """
-    from hushgate.models.store import ChecksumMismatch, PullError, pull_model
+    from hushgate.models.errors import ChecksumMismatch, PullError
+    from hushgate.models.pull import pull_model
 
     root = tmp_path_factory.mktemp("resemblyzer-models")
     try:

@@ -56,7 +56,6 @@ from hushgate.engines.resemblyzer import (
     read_torch_state_dict,
     window_starts,
 )
-from hushgate.models.store import ChecksumMismatch, PullError, pull_model
 from tests.audio_helpers import read_wav
 
 REFERENCE = Path(__file__).parent / "data" / "ge2e_reference.json"

@@ -525,7 +525,7 @@ def _modes_dir(options: EngineOptions) -> Path:
         return DEFAULT_MODES_DIR
     # A catalogue name (apertium-eng-spa) or a path: a mode file stands for
     # its whole directory, since a Debian pair package installs both directions.
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     located = locate_model(options.model, engine="apertium", models_dir=options.models_dir)
     if located.is_file():

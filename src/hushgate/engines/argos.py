@@ -375,7 +375,7 @@ def _int_option(options: EngineOptions, key: str, default: int) -> int:
 
 
 def _package_dirs(options: EngineOptions) -> list[Path]:
-    from hushgate.models.store import default_models_dir, locate_model
+    from hushgate.models.locate import default_models_dir, locate_model
 
     if options.model is None:
         root = options.models_dir if options.models_dir is not None else default_models_dir()

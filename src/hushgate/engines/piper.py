@@ -385,7 +385,7 @@ def create(options: EngineOptions) -> PiperSynthesizer:
     ``options.extra`` may set ``first_chunk_chars``, ``max_chunk_chars`` and
     ``length_scale`` (above 1 speaks more slowly).
     """
-    from hushgate.models.store import default_models_dir, locate_model
+    from hushgate.models.locate import default_models_dir, locate_model
 
     if options.threads < 1:
         raise EngineError(f"piper: threads must be at least 1, got {options.threads}")
