@@ -81,4 +81,3 @@ def sha(data: bytes) -> str:
 
 def fake_entry(name: str, source: Source, *, engine: str = "vosk", language: str = "xx") -> CatalogueEntry:
     return CatalogueEntry(name, engine, language, "MIT", "test model", False, source)
-

