@@ -43,6 +43,12 @@ VOSK_ZIP = zip_bytes(
 URL = "https://models.example/vosk-model-tiny.zip"
 
 
+def _pull_served(models_dir: Path, name: str, source: sources.Source, payloads: dict[str, bytes]) -> Path:
+    """Pull ``source`` as the model ``name`` from a fake server holding ``payloads``, without a progress bar."""
+    catalogue = {name: fake_entry(name, source)}
+    return pull_model(name, models_dir=models_dir, progress=False, fetch=serve(payloads), catalogue=catalogue)
+
+
 def test_pull_url_zip_with_correct_checksum(models_dir: Path) -> None:
     catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, sha(VOSK_ZIP), "zip", len(VOSK_ZIP)))}
     requested: list[str] = []
@@ -78,43 +84,22 @@ def test_pull_with_progress_bar(models_dir: Path, capsys: pytest.CaptureFixture[
 
 
 def test_pull_url_zip_with_wrong_checksum_leaves_nothing(models_dir: Path) -> None:
-    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, "0" * 64, "zip", None))}
     with pytest.raises(ChecksumMismatch, match="expected 0000"):
-        pull_model(
-            "tiny",
-            models_dir=models_dir,
-            progress=False,
-            fetch=serve({URL: VOSK_ZIP}),
-            catalogue=catalogue,
-        )
+        _pull_served(models_dir, "tiny", sources.UrlSource(URL, "0" * 64, "zip", None), {URL: VOSK_ZIP})
     assert list(models_dir.iterdir()) == []
 
 
 def test_pull_rejects_wrong_size(models_dir: Path) -> None:
-    catalogue = {"tiny": fake_entry("tiny", sources.UrlSource(URL, None, "zip", len(VOSK_ZIP) + 1))}
     with pytest.raises(PullError, match="bytes"):
-        pull_model(
-            "tiny",
-            models_dir=models_dir,
-            progress=False,
-            fetch=serve({URL: VOSK_ZIP}),
-            catalogue=catalogue,
-        )
+        _pull_served(models_dir, "tiny", sources.UrlSource(URL, None, "zip", len(VOSK_ZIP) + 1), {URL: VOSK_ZIP})
     assert list(models_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt", "C:/evil.txt"])
 def test_zip_slip_is_rejected(tmp_path: Path, models_dir: Path, member: str) -> None:
     data = zip_bytes({"fine/model.conf": b"ok", member: b"pwned"})
-    catalogue = {"bad": fake_entry("bad", sources.UrlSource(URL, sha(data), "zip", None))}
     with pytest.raises(UnsafeArchive):
-        pull_model(
-            "bad",
-            models_dir=models_dir,
-            progress=False,
-            fetch=serve({URL: data}),
-            catalogue=catalogue,
-        )
+        _pull_served(models_dir, "bad", sources.UrlSource(URL, sha(data), "zip", None), {URL: data})
     assert list(models_dir.iterdir()) == []
     assert not (tmp_path / "evil.txt").exists()
 
@@ -127,28 +112,14 @@ def test_pull_tar_gz_and_reject_links(models_dir: Path) -> None:
     assert guess_engine(path) == "whisper"
 
     bad = tar_gz_bytes({"n/model.bin": b"w"}, symlink="n/link")
-    catalogue = {"n": fake_entry("n", sources.UrlSource(url, None, "tar.gz", None))}
     with pytest.raises(UnsafeArchive, match="link"):
-        pull_model(
-            "n",
-            models_dir=models_dir,
-            progress=False,
-            fetch=serve({url: bad}),
-            catalogue=catalogue,
-        )
+        _pull_served(models_dir, "n", sources.UrlSource(url, None, "tar.gz", None), {url: bad})
     assert sorted(p.name for p in models_dir.iterdir()) == ["m"]
 
 
 def test_pull_damaged_archive(models_dir: Path) -> None:
-    catalogue = {"z": fake_entry("z", sources.UrlSource(URL, None, "zip", None))}
     with pytest.raises(PullError, match="damaged"):
-        pull_model(
-            "z",
-            models_dir=models_dir,
-            progress=False,
-            fetch=serve({URL: b"not a zip"}),
-            catalogue=catalogue,
-        )
+        _pull_served(models_dir, "z", sources.UrlSource(URL, None, "zip", None), {URL: b"not a zip"})
     assert list(models_dir.iterdir()) == []
 
 
