@@ -23,6 +23,7 @@ import pytest
 
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port
+from tests.media_helpers import encode
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.slow
@@ -60,6 +61,8 @@ def start_gateway(tmp_path: Path, models_dir: Path, *, log_content: bool, full: 
         "HOME": str(dirs["home"]),
         "TMPDIR": str(dirs["tmp"]),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # This checkout's code, not whatever copy the virtualenv has installed.
+        "PYTHONPATH": os.pathsep.join(str(Path(__file__).resolve().parents[1] / d) for d in ("src", "client/src")),
         "HUSHGATE_PORT": str(port),
         "HUSHGATE_LOG_LEVEL": "debug",
         "HUSHGATE_LOG_CONTENT": "true" if log_content else "false",
@@ -127,7 +130,15 @@ async def full_session(port: int, audio_dir: Path) -> list[str]:
                  "voiceprint.deleted", "voiceprint.imported", "ended"):
         assert kind in kinds, (kind, sorted(kinds))
     assert any(f.get("speaker") for f in received.of("final"))
-    return [f["text"].lower() for f in received.of("final")]
+    # The OpenAI-compatible API too: an MP3 upload decoded by PyAV, speech encoded by it.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+        upload = await http.post("/v1/audio/transcriptions", files={"file": ("jfk.mp3", encode(
+            audio_dir / "misc" / "jfk.wav", "mp3", "libmp3lame"))}, data={"model": "whisper-1", "stream": "true"})
+        spoken = await http.post("/v1/audio/speech", json={"model": "tts-1", "input": "Nothing said here is kept.",
+                                                           "response_format": "mp3"})
+    assert upload.status_code == 200 and "transcript.text.done" in upload.text, upload.text
+    assert spoken.status_code == 200 and spoken.content
+    return [f["text"].lower() for f in received.of("final")] + [upload.text.lower()]
 
 
 async def _sleep(seconds: float) -> None:

@@ -27,10 +27,13 @@ from hushgate.server.hub import EngineHub
 from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
 from hushgate.server.auth import Authenticator, Decision
 from hushgate.server.metrics import Metrics
+from hushgate.server.openai.routes import make_routes as openai_routes
+from hushgate.server.openapi import openapi
 from hushgate.server.runtime import Runtime
 from hushgate.server.session import ClientGone, Session
 from hushgate.server.vosk_compat import make_vosk_endpoint
 from hushgate.server.settings import Settings
+from hushgate.server.wyoming import WyomingServer
 
 log = logging.getLogger("hushgate")
 WEB_DIR = Path(str(resources.files("hushgate.web")))
@@ -132,9 +135,15 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(load_engines())
+        wyoming = WyomingServer(gateway, settings.wyoming_uri) if settings.wyoming_uri else None
+        if wyoming is not None:
+            await wyoming.start()
+            app.state.wyoming = wyoming
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await gateway.hub.aclose()
@@ -319,6 +328,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         Route("/metrics", metrics),
         WebSocketRoute("/v1/stream", stream),
         WebSocketRoute("/vosk", make_vosk_endpoint(gateway)),
+        Route("/openapi.json", openapi),
+        *openai_routes(gateway),
         Route("/", index),
         Route("/overlay", overlay),
         Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),

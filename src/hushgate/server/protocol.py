@@ -508,12 +508,15 @@ def _audio_format(f: _Fields) -> AudioFormat:
     # Any whole number parses here, so every out-of-range rate is "unsupported", not "malformed".
     rate = f.integer("sample_rate", low=-(1 << 63), high=1 << 63)
     close = CloseCode.UNSUPPORTED_DATA if f.fatal else None
-    if encoding != "pcm_s16le" or channels != 1:
+    if encoding not in ("pcm_s16le", "mulaw", "alaw") or channels != 1:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
-            f"only pcm_s16le mono is accepted, not {encoding} with {channels} channels",
+            f"only mono pcm_s16le, mulaw or alaw is accepted, not {encoding} with {channels} channels",
             close=close,
         )
+    if encoding != "pcm_s16le" and rate != 8_000:
+        # G.711 is telephony audio: 8 kHz by definition.
+        raise ProtocolError(ErrorCode.UNSUPPORTED_AUDIO, f"{encoding} is 8000 Hz audio, not {rate} Hz", close=close)
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,

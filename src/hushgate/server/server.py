@@ -6,10 +6,14 @@ import logging
 import signal
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from hushgate.server.app import Gateway
+from hushgate.server.http_limits import header_deadline_protocol
+from hushgate.server.settings import Settings
 
 log = logging.getLogger("hushgate")
 # After sessions are told to finish, how long they get to flush their finals.
@@ -69,3 +73,20 @@ class DrainingServer(uvicorn.Server):
             if self._finish_deadline is not None and now >= self._finish_deadline:
                 return True
         return await super().on_tick(counter)
+
+
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The one mapping of Settings onto uvicorn's options; tests pass their own loop options."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        # Frames past twice the limit are refused by the WebSocket layer itself
+        # (close 1009) before they are buffered; the session reports the rest.
+        "ws_max_size": 2 * settings.max_frame_bytes,
+        "access_log": False,
+        "http": header_deadline_protocol(settings.header_timeout_s),
+        "limit_concurrency": settings.max_connections,
+        **overrides,
+    }
+    return uvicorn.Config(app, **options)

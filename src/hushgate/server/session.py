@@ -301,7 +301,7 @@ class Session:
         self._route = route
         self._language = language
         engine_rate_hz = route.transcriber.sample_rate_hz
-        self._input = AudioInput(start.audio.sample_rate_hz, engine_rate_hz)
+        self._input = AudioInput(start.audio.sample_rate_hz, engine_rate_hz, start.audio.encoding)
         self._backlog.limit_samples = s.backlog_ms * engine_rate_hz // 1000
         self._segmenter = Segmenter(
             vad,
@@ -316,7 +316,7 @@ class Session:
         self._outbox.put(
             Ready(
                 session=self.id,
-                audio={"encoding": "pcm_s16le", "sample_rate": start.audio.sample_rate_hz, "channels": 1},
+                audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate_hz, "channels": 1},
                 engines=self._engines_used(start, language),
                 limits=self._limits(),
             )
@@ -601,7 +601,7 @@ class Session:
     async def _audio(self, pcm: bytes) -> None:
         audio_in, segmenter = self._audio_path()
         samples = audio_in.push(pcm)
-        self._on_event("audio_ms", len(pcm) * 500 // audio_in.source_rate_hz)
+        self._on_event("audio_ms", len(samples) * 1000 // audio_in.target_rate_hz)
         if len(samples):
             await self._segments(segmenter.push(samples))
 

@@ -145,6 +145,14 @@ class Settings:
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
     )
     start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    header_timeout_s: float = field(
+        default=10.0,
+        metadata=_doc("Time a connection has to finish its request headers; slower ones are closed (slowloris)."),
+    )
+    max_connections: int = field(
+        default=256,
+        metadata=_doc("Open connections and requests the HTTP server serves at once; past it, HTTP 503."),
+    )
     idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
     max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
     control_rate_per_s: float = field(
@@ -164,6 +172,21 @@ class Settings:
     backlog_ms: int = field(
         default=30_000,
         metadata=_doc("Audio waiting for the engine per session before the server stops reading from that client."),
+    )
+    max_upload_bytes: int = field(
+        default=25 * 1024 * 1024,
+        metadata=_doc("Largest request body of the OpenAI-compatible HTTP API (an audio file upload); larger is "
+                      "refused (413) before it is read."),
+    )
+    max_file_s: float = field(
+        default=3 * 3600.0,
+        metadata=_doc("Longest audio file the HTTP API transcribes, after decoding (a small compressed file can "
+                      "hold hours)."),
+    )
+    wyoming_uri: str = field(
+        default="",
+        metadata=_doc("Also serve the Wyoming protocol (Home Assistant) here, e.g. `tcp://0.0.0.0:10300`; "
+                      "empty: off."),
     )
 
     # Mapping from the outside world.
@@ -198,6 +221,10 @@ class Settings:
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
+        if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
+            raise SettingsError("max_upload_bytes must be at least 1024 and max_file_s positive")
+        if self.wyoming_uri and not self.wyoming_uri.startswith(("tcp://", "unix://")):
+            raise SettingsError(f"wyoming_uri must be tcp://HOST:PORT or unix://PATH, not {self.wyoming_uri!r}")
         self.stt_table()
         return self
 
