@@ -1,6 +1,6 @@
 """Open-set decisions hold on people the thresholds were not set on: real encoder, real voices.
 
-The voices are the *held-out* ones of ``bench/speaker_eval.py`` (``strangers/`` readers and
+The voices are the *held-out* ones of ``bench/speaker_open_set.py`` (``strangers/`` readers and
 LibriSpeech readers 1089 and 1221 from ``../shared/audio``); the thresholds in
 ``hushgate.server.speakers`` were chosen on its calibration voices, which do not appear here.
 Ten people are enrolled, as in the session that found strangers named as enrolled people.
@@ -16,17 +16,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from hushgate.engines.base import EngineOptions
-from hushgate.engines.resemblyzer import ResemblyzerEncoder, create
+from hushgate.engines.resemblyzer import ResemblyzerEncoder
 from hushgate.server.speakers import SpeakerBook, Voiceprint
 from tests.audio_helpers import read_wav
 
 pytestmark = pytest.mark.slow
 
 RATE_HZ = 16_000
-HELD_OUT_STRANGERS = (
-    "19 163 196 198 201 229 248 289 307 332 1553 1578 1723 1841 1992 2159 2182 2289 2518 2691 "
-    "2893 2910 2952 3168 3440"
+HELD_OUT_STRANGERS = (  # noqa: SIM905
+    "19 163 196 198 201 229 248 289 307 332 1553 1578 1723 1841 1992 2159 2182 2289 2518 2691 2893 2910 2952 3168 3440"
 ).split()
 ENROLLED_STRANGERS = 8  # the first eight held-out readers with 12 s or more
 ENROLL_S = 8
@@ -67,10 +65,8 @@ class Population:
 
 
 @pytest.fixture(scope="module")
-def encoder(ge2e_models_dir: Path) -> Iterator[ResemblyzerEncoder]:
-    loaded = create(EngineOptions(models_dir=ge2e_models_dir))
-    yield loaded
-    loaded.close()
+def encoder(ge2e_encoder: ResemblyzerEncoder) -> ResemblyzerEncoder:
+    return ge2e_encoder
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +79,10 @@ def population(encoder: ResemblyzerEncoder, audio_dir: Path) -> Iterator[Populat
 
     genuine: list[Cut] = []
     strangers: list[Cut] = []
-    for speaker, enroll_stem, test_stem in (("1089", "1089-134686-0000", "1089-134686-0001"),
-                                            ("1221", "1221-135766-0001", "1221-135766-0002")):
+    for speaker, enroll_stem, test_stem in (
+        ("1089", "1089-134686-0000", "1089-134686-0001"),
+        ("1221", "1221-135766-0001", "1221-135766-0002"),
+    ):
         enroll(speaker, read_wav(audio_dir / "librispeech" / f"{enroll_stem}.wav")[0])
         genuine += cuts_of(speaker, read_wav(audio_dir / "librispeech" / f"{test_stem}.wav")[0])
     for speaker in HELD_OUT_STRANGERS:

@@ -4,7 +4,7 @@ Pure bookkeeping over embeddings: no audio is kept here, only vectors, and they
 live in this object, which dies with its session. Scores are calibrated so that
 0.5 is the decision threshold; the threshold itself depends on how much speech
 an utterance has, because short segments give noisier vectors (the figures are
-in docs/speakers.md, measured with bench/speaker_eval.py and bench/speakers.py).
+in docs/speakers.md, measured with bench/speaker_open_set.py and bench/speakers.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MIN_DECISION_MS = 1_000
 MAX_VOICEPRINTS = 50
 MIN_ENROLL_MS = 4_000
 # Cosine thresholds by speech length (upper bound of the band in ms → threshold).
-# Chosen with bench/speaker_eval.py (docs/speakers.md) as the lowest cosine per band at which
+# Chosen with bench/speaker_open_set.py (docs/speakers.md) as the lowest cosine per band at which
 # at most 1.5 % of strangers' cuts were named as one of 10 enrolled people, on 28 calibration
 # voices; on 45 held-out voices that gave 1.3 % / 0.7 % / 0 % false accepts at 2 s / 4 s / full
 # with 1.6 % / 0 % / 0 % false rejects. Under 2 s the same bar rejects ~40 % of genuine speech.

@@ -39,8 +39,8 @@ deviation, averaged over the voiceprint's side and the utterance's side). Each
 method gets, per band, the lowest threshold whose calibration FA is at most
 ``--target-fa``; the server's own ``THRESHOLDS`` are measured too.
 
-    python bench/speaker_eval.py                      # ../shared/audio beside the repo
-    python bench/speaker_eval.py --audio /work/shared/audio --target-fa 0.015
+    python bench/speaker_open_set.py                      # ../shared/audio beside the repo
+    python bench/speaker_open_set.py --audio /work/shared/audio --target-fa 0.015
 
 The machine it runs on does not change the figures (the encoder is
 deterministic); it takes about a minute, most of it embedding ~2 000 cuts.
@@ -50,13 +50,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from core.audio import load_wav
 
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.resemblyzer import ResemblyzerEncoder, create
@@ -70,9 +70,17 @@ ENROLL_S = 8
 MIN_ENROLLABLE_S = 12
 COHORT_TOP_K = 20
 
-COHORT = "26 32 211 226 250 254 311 1737 1743 1898 1926 1963 1970 2002 2007 2092 2136 2384 2416 2514 2843 2989 3214 3259 3374 3436 3486 3664 3807".split()  # noqa: E501
-CALIBRATION = "27 200 233 298 302 322 328 374 1594 1624 1867 2196 2391 2436 2764 2817 2836 2911 3112 3235 3240 3242 3526 3607 3699 3723".split()  # noqa: E501
-HELD_OUT = "19 163 196 198 201 229 248 289 307 332 1553 1578 1723 1841 1992 2159 2182 2289 2518 2691 2893 2910 2952 3168 3440".split()  # noqa: E501
+COHORT = (  # noqa: SIM905
+    "26 32 211 226 250 254 311 1737 1743 1898 1926 1963 1970 2002 2007 "
+    "2092 2136 2384 2416 2514 2843 2989 3214 3259 3374 3436 3486 3664 3807"
+).split()
+CALIBRATION = (  # noqa: SIM905
+    "27 200 233 298 302 322 328 374 1594 1624 1867 2196 2391 "
+    "2436 2764 2817 2836 2911 3112 3235 3240 3242 3526 3607 3699 3723"
+).split()
+HELD_OUT = (  # noqa: SIM905
+    "19 163 196 198 201 229 248 289 307 332 1553 1578 1723 1841 1992 2159 2182 2289 2518 2691 2893 2910 2952 3168 3440"
+).split()
 # LibriSpeech readers of librispeech/: the recordings they are enrolled from.
 CALIBRATION_READERS = {"2412": ("2412-153948-0000",), "251": ("251-137823-0003", "251-118436-0001")}
 HELD_OUT_READERS = {"1089": ("1089-134686-0000",), "1221": ("1221-135766-0001",)}
@@ -104,13 +112,6 @@ class Cuts:
 
 
 # --- audio ---------------------------------------------------------------------------
-
-
-def read_wav(path: Path) -> Pcm:
-    with wave.open(str(path), "rb") as file:
-        if (file.getframerate(), file.getnchannels(), file.getsampwidth()) != (SAMPLE_RATE_HZ, 1, 2):
-            raise ValueError(f"{path}: expected 16 kHz mono 16-bit")
-        return np.frombuffer(file.readframes(file.getnframes()), "<i2").astype(np.int16)
 
 
 def read_flac(path: Path) -> Pcm:
@@ -149,12 +150,15 @@ def load_voices(audio: Path) -> tuple[list[Voice], list[Pcm]]:
         for name, enroll_stems in readers.items():
             voice = Voice(f"ls-{name}", group)
             for path in sorted((audio / "librispeech").glob(f"{name}-*.wav")):
-                pcm = trimmed(read_wav(path))
+                pcm = trimmed(load_wav(path))
                 voice.probes.append(pcm)
                 (voice.enroll if path.stem in enroll_stems else voice.tests).append(pcm)
             voices.append(voice)
-    for relative in (*HELD_OUT_STRANGERS_ONLY, *sorted(str(p.relative_to(audio)) for p in (audio / "fleurs").glob("*.wav"))):
-        voices.append(Voice(Path(relative).stem, "held-out", probes=[trimmed(read_wav(audio / relative))]))
+    for relative in (
+        *HELD_OUT_STRANGERS_ONLY,
+        *sorted(str(p.relative_to(audio)) for p in (audio / "fleurs").glob("*.wav")),
+    ):
+        voices.append(Voice(Path(relative).stem, "held-out", probes=[trimmed(load_wav(audio / relative))]))
     return voices, [strangers[name] for name in COHORT]
 
 
@@ -298,8 +302,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     encoder = create(EngineOptions(models_dir=args.models_dir))
     voices, cohort_recordings = load_voices(args.audio)
     embedded = [
-        Embedded(v, voiceprint(encoder, v.enroll) if v.enroll else None,
-                 embed_cuts(encoder, v.tests, None), embed_cuts(encoder, v.probes, PROBE_CUTS))
+        Embedded(
+            v,
+            voiceprint(encoder, v.enroll) if v.enroll else None,
+            embed_cuts(encoder, v.tests, None),
+            embed_cuts(encoder, v.probes, PROBE_CUTS),
+        )
         for v in voices
     ]
     cohort = embed_cuts(encoder, cohort_recordings, 2).matrix()
@@ -309,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         enrollable = sum(e.model is not None for e in members)
         print(f"{group}: {len(members)} voices, {enrollable} enrollable")
     print(f"cohort: {len(COHORT)} voices, {len(cohort)} vectors; top-k {COHORT_TOP_K}")
-    print(f"open set: {args.enrolled} enrolled per draw, {args.draws} draws; "
-          f"thresholds: lowest with calibration FA <= {args.target_fa:.1%} per band\n")
+    print(
+        f"open set: {args.enrolled} enrolled per draw, {args.draws} draws; "
+        f"thresholds: lowest with calibration FA <= {args.target_fa:.1%} per band\n"
+    )
 
     upper_ms = [upper for upper, _ in THRESHOLDS]
     methods: list[tuple[str, Scorer, Bands | None, float]] = [
@@ -318,8 +328,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("cosine, calibrated", cosine, None, 0.005),
         ("adaptive S-norm, calibrated", adaptive_snorm(cohort, COHORT_TOP_K), None, 0.05),
     ]
-    print("| method | band thresholds (<2 s / 2–4 s / ≥4 s) | length | calibration FA | calibration FR "
-          "| held-out FA | held-out FR |")
+    print(
+        "| method | band thresholds (<2 s / 2–4 s / ≥4 s) | length | calibration FA | calibration FR "
+        "| held-out FA | held-out FR |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, scorer, fixed, step in methods:
         calibration = open_set_trials(groups["calibration"], scorer, args.enrolled, args.draws, seed=1)
@@ -329,10 +341,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for label in LENGTHS:
             c_fa, c_n, c_fr, c_g = rates(calibration, bands, label)
             h_fa, h_n, h_fr, h_g = rates(held_out, bands, label)
-            print(f"| {name} | {shown} | {label} | {percent(c_fa, c_n)} | {percent(c_fr, c_g)} "
-                  f"| {percent(h_fa, h_n)} | {percent(h_fr, h_g)} |")
-    print("\nFA: a stranger's cut named as an enrolled person; FR: an enrolled person's cut not named "
-          "as themselves. Counts are over all draws, so one voice weighs in many times.")
+            print(
+                f"| {name} | {shown} | {label} | {percent(c_fa, c_n)} | {percent(c_fr, c_g)} "
+                f"| {percent(h_fa, h_n)} | {percent(h_fr, h_g)} |"
+            )
+    print(
+        "\nFA: a stranger's cut named as an enrolled person; FR: an enrolled person's cut not named "
+        "as themselves. Counts are over all draws, so one voice weighs in many times."
+    )
 
 
 if __name__ == "__main__":
