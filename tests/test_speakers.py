@@ -221,7 +221,7 @@ async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(
     ana = await enroll(client, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
     ben = await enroll(client, "e2", "Ben", wav(audio_dir, "2412-153948-0000"))
     session = session_of(server, client)
-    book = session._book
+    book = session.voiceprints.book
     ana_vector = book.voiceprints[ana["voiceprint_id"]].vector
     ben_vector = book.voiceprints[ben["voiceprint_id"]].vector
     session_ref = weakref.ref(session)
@@ -250,7 +250,7 @@ async def test_a_dropped_connection_mid_enrollment_leaves_nothing(server, audio_
     await client.send({"type": "flush"})  # end the utterance so its speech is counted
     sessions = server.app.state.gateway.sessions
     session = session_of(server, client)
-    book = session._book
+    book = session.voiceprints.book
     for _ in range(100):  # wait until some enrollment speech was counted
         if book.enrollment is not None and book.enrollment.vectors:
             break

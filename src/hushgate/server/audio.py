@@ -6,7 +6,8 @@ import numpy as np
 import soxr
 
 from hushgate.engines.base import Pcm16
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.server.errors import BadRequest
+from hushgate.server.protocol import CloseCode
 
 G711_ENCODINGS = ("mulaw", "alaw")
 G711_RATE_HZ = 8_000
@@ -62,10 +63,8 @@ class AudioInput:
         if self.encoding in G711_ENCODINGS:
             pcm = g711_decode(frame, self.encoding)
         elif len(frame) % 2:
-            raise ProtocolError(
-                ErrorCode.BAD_MESSAGE,
-                f"audio frame of {len(frame)} bytes: s16le needs an even byte count",
-                close=CloseCode.INVALID_PAYLOAD,
+            raise BadRequest(
+                f"audio frame of {len(frame)} bytes: s16le needs an even byte count", close=CloseCode.INVALID_PAYLOAD
             )
         else:
             pcm = np.frombuffer(frame, dtype="<i2").astype(np.int16, copy=False)

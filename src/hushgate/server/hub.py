@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hushgate.engines.base import (
-    EngineError,
+    ENGINE_FAILURES,
     EngineOptions,
     SpeakerEncoder,
     Synthesizer,
@@ -107,7 +107,7 @@ class EngineHub:
         try:
             spec = self._registry.get(name, capability)  # type: ignore[arg-type]
             engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
-        except (EngineError, ImportError, OSError) as exc:
+        except (*ENGINE_FAILURES, ImportError, OSError) as exc:
             self.unavailable[name] = f"{type(exc).__name__}: {exc}"
             log.warning("%s engine %s not loaded: %s", capability, name, exc)
             return None

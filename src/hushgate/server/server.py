@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from hushgate.server.app import Gateway
+from hushgate.server.gateway import Gateway
 from hushgate.server.http_limits import header_deadline_protocol
 from hushgate.server.settings import Settings
 
