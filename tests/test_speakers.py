@@ -330,3 +330,30 @@ async def released(ref: weakref.ref[object]) -> bool:
         await asyncio.sleep(0.05)
         gc.collect()
     return ref() is None
+
+
+def test_the_guest_list_is_bounded() -> None:
+    """Diarization labels each new voice a guest; a stream of ever-new voices must not grow the list forever."""
+    from hushgate.server import speakers
+
+    max_guests = getattr(speakers, "MAX_GUESTS", 32)
+    book = SpeakerBook()
+    rng = np.random.default_rng(12)
+    labels = set()
+    for _ in range(max_guests * 4):
+        vector = rng.standard_normal(256).astype(np.float32)
+        identity = book.identify(vector / np.linalg.norm(vector), 5000, diarize=True)
+        if identity is not None:
+            labels.add(identity.label)
+    assert len(labels) <= max_guests
+
+
+def test_waiting_verifications_are_bounded() -> None:
+    from hushgate.server.speakers import MAX_VERIFICATIONS
+
+    book = SpeakerBook()
+    for i in range(MAX_VERIFICATIONS):
+        book.queue_verification(f"v{i}", "vp", first_utterance=0)
+    with pytest.raises(OverflowError):
+        book.queue_verification("one-too-many", "vp", first_utterance=0)
+    assert len(book.verifications) == MAX_VERIFICATIONS

@@ -117,6 +117,9 @@ class SpeakerOptions:
 class Start:
     audio: AudioFormat
     language: str | None = None
+    """A language code, or "auto" to identify it."""
+    languages: tuple[str, ...] = ()
+    """With "auto": the languages to choose from (empty: any the model knows)."""
     partials: bool = True
     words: bool = True
     vad: VadOptions = field(default_factory=VadOptions)
@@ -325,6 +328,8 @@ class Final:
     words: tuple[WordTiming, ...] | None = None
     speaker: Speaker | None = None
     undecided: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
     type: str = field(default="final", init=False)
 
 
@@ -396,7 +401,8 @@ ServerEvent: TypeAlias = (
 
 # Optional fields that are left out of the frame when they are None.
 _OMIT_WHEN_NONE = frozenset(
-    {"id", "words", "speaker", "utterance", "provisional", "undecided", "passphrase_match"}
+    {"id", "words", "speaker", "utterance", "provisional", "undecided", "passphrase_match", "language",
+     "language_probability"}
 )
 
 
@@ -431,6 +437,15 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
+def is_utf8(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON can spell one as ``\\ud800``; UTF-8 cannot carry it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Fields:
     """Typed access to one mapping; every mistake becomes a ProtocolError."""
 
@@ -462,6 +477,8 @@ class _Fields:
             return value
         if not isinstance(value, str):
             raise self.fail(f"`{key}` must be a string")
+        if not is_utf8(value):
+            raise self.fail(f"`{key}` holds a lone surrogate, which is not text")
         if len(value) > max_chars:
             raise self.fail(f"`{key}` is longer than {max_chars} characters")
         return value
@@ -489,7 +506,7 @@ class _Fields:
         value = self._get(key, [])
         if not isinstance(value, list) or len(value) > max_items:
             raise self.fail(f"`{key}` must be a list of at most {max_items} strings")
-        if not all(isinstance(v, str) and len(v) <= max_chars for v in value):
+        if not all(isinstance(v, str) and len(v) <= max_chars and is_utf8(v) for v in value):
             raise self.fail(f"`{key}` must hold strings of at most {max_chars} characters")
         return tuple(value)
 
@@ -533,6 +550,7 @@ def _start(f: _Fields) -> Start:
     return Start(
         audio=audio,
         language=f.string("language", None, max_chars=32),
+        languages=f.strings("languages", max_items=32, max_chars=32),
         partials=f.boolean("partials", True),
         words=f.boolean("words", True),
         vad=f.nested(
@@ -625,7 +643,8 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
             ErrorCode.NOT_STARTED, f"the first message must be `start`, not `{kind[:40]}`", close=CloseCode.POLICY
         )
     raw_id = obj.get("id")
-    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS else None
+    # Every id is echoed, and an id no UTF-8 frame can carry would fail the whole session.
+    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS and is_utf8(raw_id) else None
     if kind == "audio":
         pcm = obj.get("pcm")
         if not isinstance(pcm, (bytes, bytearray)):

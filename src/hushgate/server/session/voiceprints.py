@@ -93,7 +93,10 @@ class Voiceprints:
                 if self._hub.encoder is None:
                     raise self._no_encoder(rid)
                 self._voiceprint(vid, rid)
-                self.book.verifications.append((rid, vid, next_utterance))
+                try:
+                    self.book.queue_verification(rid, vid, first_utterance=next_utterance)
+                except OverflowError as exc:
+                    raise Busy(str(exc), request_id=rid) from None
             case VoiceprintExport(voiceprint_id=vid, id=rid):
                 voiceprint = self._voiceprint(vid, rid)
                 encoder = self._hub.encoder
