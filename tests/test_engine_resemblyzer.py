@@ -32,7 +32,6 @@ import os
 import pickle
 import threading
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -101,10 +100,8 @@ def models_dir(ge2e_models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder(models_dir: Path) -> Iterator[ResemblyzerEncoder]:
-    loaded = create(EngineOptions(models_dir=models_dir))
-    yield loaded
-    loaded.close()
+def encoder(ge2e_encoder: ResemblyzerEncoder) -> ResemblyzerEncoder:
+    return ge2e_encoder
 
 
 @pytest.fixture(scope="session")
