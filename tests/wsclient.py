@@ -9,11 +9,13 @@ the plain maps back, as they appear on the wire.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
 import weakref
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -50,6 +52,7 @@ class Client:
         self.fmt = fmt
         self.received = Received()
         self.ready: dict[str, Any] = {}
+        self._stashed: collections.deque[dict[str, Any]] = collections.deque()
         self._reader: asyncio.Task[None] | None = None
         Client.unclosed.add(self)
 
@@ -83,11 +86,42 @@ class Client:
         return self.ready
 
     async def next_event(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        if self._stashed:
+            return self._stashed.popleft()
         while True:
             frame = await asyncio.wait_for(self.ws.recv(), timeout_s)
             event = self._decode(frame)
             if event is not None:
                 return event
+
+    async def next_matching(self, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0) -> dict[str, Any]:
+        """The first event ``wanted`` accepts; events before it stay for :meth:`next_event`, in order.
+
+        For answers whose place among other events is not documented (a lag notice,
+        a follow-up `speaker` event may come first).
+        """
+        skipped: list[dict[str, Any]] = []
+        stashed, self._stashed = self._stashed, collections.deque()
+        try:
+            while stashed:
+                event = stashed.popleft()
+                if wanted(event):
+                    return event
+                skipped.append(event)
+            while True:
+                event = await self.next_event(timeout_s)
+                if wanted(event):
+                    return event
+                skipped.append(event)
+        finally:
+            self._stashed = collections.deque([*skipped, *stashed, *self._stashed])
+
+    async def reply(self, request_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The answer (or error) to request ``request_id``."""
+        return await self.next_matching(lambda e: e.get("id") == request_id, timeout_s)
+
+    async def next_of(self, kind: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        return await self.next_matching(lambda e: e["type"] == kind, timeout_s)
 
     def _decode(self, frame: str | bytes) -> dict[str, Any] | None:
         now = time.monotonic()
