@@ -478,7 +478,8 @@ def _single_thread_matmul(
     padded = np.zeros((blocks * rows_per_block, inner), np.float32)
     padded[:rows] = a
     out = np.matmul(padded.reshape(blocks, rows_per_block, inner), b)
-    return out.reshape(-1, b.shape[1])[:rows]
+    result: npt.NDArray[np.float32] = out.reshape(-1, b.shape[1])[:rows]
+    return result
 
 
 class GE2ENetwork:
@@ -560,7 +561,8 @@ class GE2ENetwork:
 def _l2_normalise_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     # a window whose ReLU output is all zero stays zero rather than becoming NaN
-    return (rows / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    normalised: npt.NDArray[np.float32] = (rows / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    return normalised
 
 
 # --- the engine --------------------------------------------------------------------

@@ -78,4 +78,5 @@ class AudioInput:
         """What the resampler still holds; call once when the client stops."""
         if self._resampler is None:
             return np.zeros(0, np.int16)
-        return self._resampler.resample_chunk(np.zeros(0, np.int16), last=True)
+        tail: Pcm16 = self._resampler.resample_chunk(np.zeros(0, np.int16), last=True)
+        return tail

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hushgate.engines.base import (
-    ENGINE_FAILURES,
+    EngineError,
     EngineOptions,
     ModelNotFound,
     SpeakerEncoder,
@@ -131,13 +131,14 @@ class EngineHub:
         try:
             spec = self._registry.get(name, capability)  # type: ignore[arg-type]
             engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
-        except (*ENGINE_FAILURES, ImportError, OSError) as exc:
+        except (EngineError, ModelNotFound, ImportError, OSError) as exc:
             self.unavailable[name] = f"{type(exc).__name__}: {exc}"
             log.warning("%s engine %s not loaded: %s", capability, name, exc)
             return None
         self.load_seconds[name] = time.perf_counter() - started
         log.info("loaded %s engine %s in %.1f s", capability, name, self.load_seconds[name])
-        return engine
+        loaded: object = engine
+        return loaded
 
     @property
     def vad(self) -> VoiceDetector:
