@@ -178,10 +178,10 @@ async def test_passphrase_enrollment_and_verification(server, piper_phrases) -> 
     assert enrolled is not None and enrolled["type"] == "enrolled"
     vid = enrolled["voiceprint_id"]
     await client.send({"type": "verify", "id": "ok", "voiceprint_id": vid})
-    result = [e for e in await say(client, piper_phrases["pass"], "verified") if e["type"] == "verified"][0]
+    result = next(e for e in await say(client, piper_phrases["pass"], "verified") if e["type"] == "verified")
     assert (result["decision"], result["passphrase_match"]) == ("accept", True)
     await client.send({"type": "verify", "id": "bad", "voiceprint_id": vid})
-    result = [e for e in await say(client, piper_phrases["wrong"], "verified") if e["type"] == "verified"][0]
+    result = next(e for e in await say(client, piper_phrases["wrong"], "verified") if e["type"] == "verified")
     # Right voice, wrong words: rejected whatever the voice score.
     assert (result["decision"], result["passphrase_match"]) == ("reject", False)
     await client.finish()

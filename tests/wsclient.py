@@ -14,8 +14,8 @@ import contextlib
 import json
 import time
 import weakref
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgspec

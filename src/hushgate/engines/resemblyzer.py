@@ -116,7 +116,7 @@ class _Sealed:
 class _StorageType(_Sealed):
     """Stands in for ``torch.FloatStorage`` and friends inside a checkpoint pickle."""
 
-    __slots__ = ("name", "dtype")
+    __slots__ = ("dtype", "name")
 
     def __init__(self, name: str, dtype: np.dtype[Any]) -> None:
         self.name = name
@@ -124,7 +124,7 @@ class _StorageType(_Sealed):
 
 
 class _Storage(_Sealed):
-    __slots__ = ("key", "dtype", "numel", "view_offset")
+    __slots__ = ("dtype", "key", "numel", "view_offset")
 
     def __init__(self, key: str, dtype: np.dtype[Any], numel: int, view_offset: int = 0) -> None:
         self.key = key
@@ -137,7 +137,7 @@ class _Storage(_Sealed):
 class _TensorRef(_Sealed):
     """A tensor whose storage bytes may come later in the stream."""
 
-    __slots__ = ("storage", "offset", "size", "stride")
+    __slots__ = ("offset", "size", "storage", "stride")
 
     def __init__(
         self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]

@@ -115,7 +115,7 @@ class WhisperTranscriber:
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._tokenizer_lock = threading.Lock()
 
-    def tokenizer(self, language: str, task: str = "transcribe") -> "Tokenizer":  # noqa: F821 - lazy import
+    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:  # noqa: F821 - lazy import
         from faster_whisper.tokenizer import Tokenizer
 
         with self._tokenizer_lock:

@@ -38,6 +38,7 @@ import numpy as np
 
 from hushgate.engines.base import Pcm16, SpeechOptions, Transcript
 
+
 class _Detector(Protocol):
     """What a stream needs of its model (WhisperTranscriber): language odds and a translation decode."""
 
