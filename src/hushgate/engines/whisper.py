@@ -36,11 +36,13 @@ import math
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
 from hushgate.engines.options import catalogue_name
+from hushgate.engines.whisper_context import LeftContext, collapse_repeats, left_context, looks_looped
 
 SAMPLE_RATE_HZ = 16_000
 PAD_S = 5.0
@@ -56,6 +58,14 @@ SHORT_FINAL_MAX_S = 30.0 - PAD_S
 SHORT_FINAL_EDGE_S = 0.1
 FINAL_TOKENS_PER_S = 12.0
 MAX_PROMPT_TOKENS = 223
+# faster-whisper's rule for audio that is not speech: both must hold.
+NO_SPEECH_PROB = 0.6
+NO_SPEECH_LOGPROB = -1.0
+# Re-decoding a looped final: faster-whisper's temperature fallback, shortened.
+LOOP_TEMPERATURES = (0.4, 0.8)
+LOOP_BEST_OF = 3
+# Left context of a final: at most this much of the previous utterance's end.
+CONTEXT_S = 3.0
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 _WORD_RE = re.compile(r"[^\w']+")
@@ -82,6 +92,7 @@ class WhisperTranscriber:
         beam_size: int = 1,
         context: bool = False,
         final_window: str = "short",
+        left_context_s: float = CONTEXT_S,
     ) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
@@ -107,6 +118,7 @@ class WhisperTranscriber:
         if final_window not in ("short", "full"):
             raise ValueError(f"final_window must be 'short' or 'full', not {final_window!r}")
         self.final_window = final_window
+        self.left_context_s = left_context_s
         self._tokenizers: dict[str, Tokenizer] = {}
         self._tokenizer_lock = threading.Lock()
 
@@ -164,57 +176,81 @@ class WhisperTranscriber:
         return tok.decode(ids).strip()
 
     def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
     ) -> Transcript:
         if self.final_window == "short" and len(audio) <= SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
-            return self.decode_short(audio, language, context, words)
+            if left is not None and len(left.audio) + len(audio) > SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
+                left = None
+            return self.decode_short(audio, language, context, words, left)
         return self.decode_full(audio, language, context, words)
 
     def decode_short(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
 
-        Text whose timestamps start inside the padding is dropped: it is what
-        Whisper invents over silence.
+        With ``left``, the window starts with the previous utterance's last
+        audio and the decoder is forced to begin with its words; only what it
+        writes after them is this utterance's text. Text whose timestamps start
+        inside the silent padding is dropped: it is what Whisper invents over
+        silence. So is all of it when Whisper itself rates the audio as
+        probably not speech (its no-speech probability) and the text as a
+        guess (low mean log-probability), faster-whisper's rule.
         """
         from faster_whisper.transcribe import merge_punctuations
 
         tok = self.tokenizer(language)
-        audio_s = len(audio) / SAMPLE_RATE_HZ
-        encoded = self._model.encode(self._padded_features(audio))
+        window = np.concatenate([left.audio, audio]) if left is not None else audio
+        offset_s = (len(window) - len(audio)) / SAMPLE_RATE_HZ
+        window_s = len(window) / SAMPLE_RATE_HZ
+        encoded = self._model.encode(self._padded_features(window))
         prompt: list[int] = []
         if context:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
         prompt += list(tok.sot_sequence)
-        max_length = len(prompt) + math.ceil(FINAL_TOKENS_PER_S * audio_s) + 8
-        result = self._model.model.generate(
-            encoded,
-            [prompt],
-            beam_size=self._beam_size,
-            max_length=min(max_length, 448),
-            suppress_blank=True,
-            suppress_tokens=[-1],
-        )
-        kept: list[int] = []
-        start_s = 0.0
-        for token in result[0].sequences_ids[0]:
-            if token >= tok.timestamp_begin:
-                start_s = (token - tok.timestamp_begin) * self._model.time_precision
-            elif token < tok.eot and start_s < audio_s - SHORT_FINAL_EDGE_S:
-                kept.append(token)
+        forced = [tok.timestamp_begin] + tok.encode(" " + left.text) if left is not None else []
+        budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
+        decode = _Decode(self._model.model, encoded, prompt + forced, min(len(prompt) + len(forced) + budget, 448))
+        kept = _speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
+                              self._model.time_precision)
+        if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
+            return Transcript("")
         text = tok.decode(kept).strip()
+        if looks_looped(text):
+            kept = self._unlooped(decode, tok, len(forced), window_s) or kept
+            text = tok.decode(kept).strip()
+            if looks_looped(text):
+                text = collapse_repeats(text)
+                kept = tok.encode(" " + text)
         if not any(ch.isalnum() for ch in text):
             return Transcript("")  # a lone "." or "..." over noise is not speech
         if not words:
             return Transcript(text)
-        num_frames = len(audio) // self._model.feature_extractor.hop_length
-        alignment = self._model.find_alignment(tok, [kept], encoded, num_frames)[0]
+        prefix = forced[1:]
+        num_frames = len(window) // self._model.feature_extractor.hop_length
+        alignment = self._model.find_alignment(tok, [prefix + kept], encoded, num_frames)[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
-        duration_ms = int(audio_s * 1000)
-        return Transcript(text, tuple(
-            _word(w["word"], w["start"], w["end"], w["probability"], duration_ms) for w in alignment if w["word"].strip()
-        ))
+        duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
+        out: list[Word] = []
+        seen_tokens = 0
+        for w in alignment:
+            first_token = seen_tokens
+            seen_tokens += len(w["tokens"])
+            if first_token >= len(prefix) and w["word"].strip():
+                out.append(_word(w["word"], w["start"] - offset_s, w["end"] - offset_s, w["probability"], duration_ms))
+        return Transcript(text, tuple(out))
+
+    def _unlooped(self, decode: _Decode, tok: "Tokenizer", forced: int, window_s: float) -> list[int] | None:  # noqa: F821
+        """Decode again with sampling (faster-whisper's temperature fallback); the best unlooped text."""
+        for temperature in LOOP_TEMPERATURES:
+            candidates = [
+                _speech_tokens(ids, tok, forced, window_s - SHORT_FINAL_EDGE_S, self._model.time_precision)
+                for ids in decode.sampled(temperature, LOOP_BEST_OF)
+            ]
+            for kept in candidates:
+                if not looks_looped(tok.decode(kept)):
+                    return kept
+        return None
 
     def decode_full(
         self, audio: np.ndarray, language: str, context: str, words: bool
@@ -240,6 +276,53 @@ class WhisperTranscriber:
         return Transcript(" ".join(t for t in texts if t), tuple(out_words))
 
 
+
+class _Decode:
+    """One final's decoder call, repeatable at other temperatures on the same encoder output."""
+
+    def __init__(self, model: Any, encoded: Any, prompt: list[int], max_length: int) -> None:
+        self._model = model
+        self._encoded = encoded
+        self._prompt = prompt
+        self._max_length = max_length
+        self.no_speech_prob = 0.0
+        self.avg_logprob = 0.0
+
+    def greedy(self, beam_size: int) -> list[int]:
+        result = self._model.generate(
+            self._encoded, [self._prompt], beam_size=beam_size, max_length=self._max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+        )[0]
+        self.no_speech_prob = float(result.no_speech_prob)
+        self.avg_logprob = float(result.scores[0]) if result.scores else 0.0
+        return list(result.sequences_ids[0])
+
+    def sampled(self, temperature: float, best_of: int) -> list[list[int]]:
+        """``best_of`` sampled decodes, the most probable first."""
+        result = self._model.generate(
+            self._encoded, [self._prompt], beam_size=1, num_hypotheses=best_of, max_length=self._max_length,
+            return_scores=True, sampling_topk=0, sampling_temperature=temperature,
+            suppress_blank=True, suppress_tokens=[-1],
+        )[0]
+        ranked = sorted(zip(result.scores, result.sequences_ids, strict=True), key=lambda pair: -pair[0])
+        return [list(ids) for _, ids in ranked]
+
+
+def _speech_tokens(ids: list[int], tok: Any, forced: int, limit_s: float, time_step_s: float) -> list[int]:
+    """The text tokens generated after the ``forced`` prefix whose segment starts before ``limit_s``.
+
+    The result of a decode repeats the forced prefix; a forced prefix opens a
+    segment at 0 s, so text continuing it belongs to that segment.
+    """
+    kept: list[int] = []
+    start_s = 0.0
+    for token in ids[forced:]:
+        if token >= tok.timestamp_begin:
+            start_s = (token - tok.timestamp_begin) * time_step_s
+        elif token < tok.eot and start_s < limit_s:
+            kept.append(token)
+    return kept
+
 def _word(text: str, start_s: float, end_s: float, probability: float, duration_ms: int) -> Word:
     """A word with its times kept inside the utterance (alignment may overshoot the audio)."""
     t0_ms = min(max(0, round(start_s * 1000)), duration_ms)
@@ -261,6 +344,7 @@ class WhisperStream:
         self._previous: list[str] = []
         self._last_text = ""
         self._context = ""
+        self._left: LeftContext | None = None
 
     def accept(self, pcm: Pcm16) -> None:
         self._chunks.append(pcm.astype(np.float32) / 32768.0)
@@ -297,11 +381,20 @@ class WhisperStream:
 
     def finish(self) -> Transcript:
         audio = self._audio()
+        context_s = self._owner.left_context_s
+        # The next final's left context needs this one's word times when only part of it fits.
+        need_words = self._words or (context_s > 0 and len(audio) > context_s * SAMPLE_RATE_HZ)
         result = (
-            self._owner.decode_final(audio, self._language, self._context, self._words)
+            self._owner.decode_final(audio, self._language, self._context, need_words, self._left)
             if len(audio)
             else Transcript("")
         )
+        if context_s > 0 and result.text:
+            # An utterance of noise leaves the context of the speech before it.
+            self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ,
+                                      max_s=context_s)
+        if not self._words and result.words:
+            result = Transcript(result.text)
         if result.text and self._owner.use_context:
             self._context = (self._context + " " + result.text).strip()[-MAX_PROMPT_CHARS:]
         self._chunks = []
@@ -328,6 +421,7 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         beam_size=int(options.extra.get("beam_size", 1)),
         context=bool(options.extra.get("whisper_context", False)),
         final_window=str(options.extra.get("final_window", "short")),
+        left_context_s=float(options.extra.get("left_context_s", CONTEXT_S)),
     )
 
 
