@@ -54,7 +54,9 @@ MIN_NEW_AUDIO_MS = 300
 HALLUCINATION_SILENCE_S = 0.5
 # Short-window finals: audio this long or shorter, leaving room for the padding
 # inside Whisper's 30 s window; text starting this close to the padding is dropped.
-SHORT_FINAL_MAX_S = 30.0 - PAD_S
+FINAL_PAD_S = 5.0
+SHORT_FINAL_MAX_S = 30.0 - max(PAD_S, FINAL_PAD_S)
+SENTENCE_END = ".。!！?？"
 SHORT_FINAL_EDGE_S = 0.1
 FINAL_TOKENS_PER_S = 12.0
 MAX_PROMPT_TOKENS = 223
@@ -146,9 +148,9 @@ class WhisperTranscriber:
 
     # The two decodes, used by the stream.
 
-    def _padded_features(self, audio: np.ndarray) -> np.ndarray:
-        """Mel features of the audio plus ``PAD_S`` of silence, shaped for the encoder."""
-        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
+    def _padded_features(self, audio: np.ndarray, pad_s: float = PAD_S) -> np.ndarray:
+        """Mel features of the audio plus ``pad_s`` of silence, shaped for the encoder."""
+        padded = np.concatenate([audio, np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)])
         features = self._model.feature_extractor(padded, padding=0)
         # The encoder downsamples by two, so it needs an even frame count.
         return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
@@ -203,19 +205,20 @@ class WhisperTranscriber:
         window = np.concatenate([left.audio, audio]) if left is not None else audio
         offset_s = (len(window) - len(audio)) / SAMPLE_RATE_HZ
         window_s = len(window) / SAMPLE_RATE_HZ
-        encoded = self._model.encode(self._padded_features(window))
+        encoded = self._model.encode(self._padded_features(window, FINAL_PAD_S))
         prompt: list[int] = []
         if context:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
         prompt += list(tok.sot_sequence)
-        forced = [tok.timestamp_begin] + tok.encode(" " + left.text) if left is not None else []
+        # Without its final full stop: a forced "." invites the model to end there.
+        forced = [tok.timestamp_begin] + tok.encode(" " + left.text.rstrip(SENTENCE_END)) if left is not None else []
         budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
         decode = _Decode(self._model.model, encoded, prompt + forced, min(len(prompt) + len(forced) + budget, 448))
         kept = _speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
                               self._model.time_precision)
         if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
             return Transcript("")
-        text = tok.decode(kept).strip()
+        text = tok.decode(kept).strip().lstrip(SENTENCE_END + ",;:").lstrip()
         if looks_looped(text):
             kept = self._unlooped(decode, tok, len(forced), window_s) or kept
             text = tok.decode(kept).strip()

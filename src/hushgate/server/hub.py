@@ -72,7 +72,8 @@ class EngineHub:
                 started = time.perf_counter()
                 extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
                                          "whisper_context": s.whisper_context,
-                                         "final_window": s.whisper_final_window}
+                                         "final_window": s.whisper_final_window,
+                                         "left_context_s": s.whisper_left_context_s}
                 transcriber = spec.factory(
                     EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
                 )
