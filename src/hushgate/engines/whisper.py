@@ -16,7 +16,13 @@ raised the word error rate sharply):
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
   where Whisper invents "Thank you." Word times come from CTranslate2's
-  cross-attention alignment, as in faster-whisper.
+  cross-attention alignment, as in faster-whisper;
+* each final also decodes the end of the previous utterance in front of its
+  own audio, with that audio's words forced as the decoder prefix, and keeps
+  the words written after them (`hushgate.engines.whisper_context`): a
+  fragment left by a mid-sentence pause is then decoded in its sentence, as
+  offline decoding of the whole recording would. A looped final is decoded
+  again by sampling, faster-whisper's temperature fallback.
 
 Measured with ``bench/whisper_final.py`` on the VAD-cut utterances of the
 shared corpus, the short-window final took under a third of the time of
