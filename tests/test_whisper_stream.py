@@ -189,3 +189,21 @@ def test_each_final_of_a_stream_decodes_with_the_end_of_the_one_before(server, c
     assert normalise(after.text).startswith("ask not what your country"), after.text
     assert "americans" not in normalise(after.text)
     assert before.words == () and after.words == ()  # not asked for, though the context needed them
+
+
+def test_a_final_that_loops_is_decoded_again_by_sampling(server, corpus, monkeypatch) -> None:  # noqa: ANN001
+    from hushgate.engines import whisper
+
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    pcm, reference = next((pcm, ref) for name, pcm, ref in corpus if name == "misc/jfk.wav")
+    checked: list[str] = []
+
+    def first_one_loops(text: str) -> bool:  # the greedy text is taken for a loop, nothing after it
+        checked.append(text)
+        return len(checked) == 1
+
+    monkeypatch.setattr(whisper, "looks_looped", first_one_loops)
+    result = transcriber.decode_short(pcm.astype(np.float32) / 32768, "en", "", True)
+    assert len(checked) >= 3  # greedy, a sampled candidate, the text kept
+    assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.2, result.text
+    assert normalise(" ".join(w.w for w in result.words)) == normalise(result.text)
