@@ -54,379 +54,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import shlex
 import sys
-import time
-import wave
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-import websockets
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
-    AUDIO_DIR,
-    EngineCounters,
-    SpawnedServer,
-    Usage,
-    Wire,
-    close_session,
-    engine_counters,
-    fmt,
-    get_json,
-    http_base,
-    mean,
-    open_session,
-    pct,
-    sampling,
-    server_alive,
-    stream_url,
-    table,
+from core import wire as w
+from core.audio import load_playlist
+from core.cli import add_server_options, run_bench
+from core.measure import Measured, measure
+from core.server import get_json, http_base, server_alive
+from core.stats import pct
+from core.table import fmt
+from core.texts import TRANSLATE_SENTENCES as SENTENCES
+from core.translate_report import report
+from core.translate_sessions import (
+    SOURCE,
+    TARGET,
+    Part,
+    StreamResult,
+    burst_session,
+    sequential_session,
+    stream_session,
 )
-
-TARGET_P95_MS = 50.0
-SOURCE, TARGET = "en", "es"
-SAMPLE_RATE_HZ = 16_000
-FRAME_MS = 100
-GAP_S = 1.0
-
-SENTENCES = [
-    "Good morning.",
-    "Can you hear me now?",
-    "Let's get started with today's meeting.",
-    "I think we should move the deadline to next Friday.",
-    "The weather is supposed to be nice this weekend.",
-    "Could you send me the report before lunch?",
-    "My flight was delayed by two hours, so I missed the connection.",
-    "We need to buy more milk, bread and eggs.",
-    "Thank you very much for your help.",
-    "The new version of the software will be released in March.",
-    "Please turn left at the next traffic light and park behind the blue building.",
-    "I don't know where she put the keys.",
-    "And so, my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country.",
-    "He hoped there would be stew for dinner, turnips and carrots and bruised potatoes "
-    "and fat mutton pieces to be ladled out in thick peppered flour fattened sauce.",
-    "The children are playing in the garden.",
-    "How much does a ticket to the museum cost?",
-    "If the reader will excuse me, I will say nothing of my antecedents nor of the circumstances "
-    "which led me to leave my native country.",
-    "We finished the project on time and under budget.",
-    "Where is the nearest train station?",
-    "She works at the hospital as a nurse.",
-    "It is important to drink enough water every day.",
-    "The meeting has been cancelled because half of the team is sick.",
-    "Yes, that's right.",
-    "I would like to book a table for four people at eight o'clock tonight, "
-    "preferably near the window, if that is possible.",
-]
-
-
-# (a) and (b): requests through the socket -------------------------------------------------
-
-
-@dataclass
-class SessionResult:
-    latencies_ms: list[float] = field(default_factory=list)
-    pings_ms: list[float] = field(default_factory=list)
-    sent_first: float | None = None
-    last_answer: float | None = None
-    refused: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-async def _start(ws: Any, wire: Wire) -> None:
-    await open_session(ws, wire, {"type": "start", "audio": {"sample_rate": SAMPLE_RATE_HZ}, "partials": False})
-
-
-async def sequential_session(url: str, wire: Wire, count: int, offset: int, pings: int,
-                             barrier: asyncio.Barrier, compression: str | None, rate: float) -> SessionResult:
-    result = SessionResult()
-    gap_s = 1 / rate if rate > 0 else 0.0
-    next_send = 0.0
-    try:
-        async with websockets.connect(url, max_size=None, compression=compression, open_timeout=30) as ws:
-            await _start(ws, wire)
-            await barrier.wait()
-            for _ in range(pings):
-                t0 = time.perf_counter()
-                await ws.send(wire.encode({"type": "ping"}))
-                while wire.decode(await asyncio.wait_for(ws.recv(), 30)).get("type") != "pong":
-                    pass
-                result.pings_ms.append(1000 * (time.perf_counter() - t0))
-            await barrier.wait()
-            for k in range(count):
-                req_id = f"t{k}"
-                text = SENTENCES[(offset + k) % len(SENTENCES)]
-                # At most `rate` requests per second: the server refuses more than
-                # `control_rate_per_s` (default 50) control messages per session.
-                if (wait_s := next_send - time.perf_counter()) > 0:
-                    await asyncio.sleep(wait_s)
-                t0 = time.perf_counter()
-                next_send = t0 + gap_s
-                result.sent_first = result.sent_first or t0
-                await ws.send(wire.encode({"type": "translate", "id": req_id, "text": text,
-                                           "source": SOURCE, "target": TARGET}))
-                while True:
-                    event = wire.decode(await asyncio.wait_for(ws.recv(), 60))
-                    if event.get("id") != req_id:
-                        continue
-                    now = time.perf_counter()
-                    if event.get("type") == "translation":
-                        result.latencies_ms.append(1000 * (now - t0))
-                        result.last_answer = now
-                    else:
-                        result.errors.append(f"{event.get('code')}: {event.get('message')}")
-                        result.refused += event.get("code") == "overloaded"
-                    break
-            await close_session(ws, wire)
-    except Exception as exc:  # noqa: BLE001 - reported
-        result.errors.append(f"session failed: {exc!r}")
-    return result
-
-
-async def burst_session(url: str, wire: Wire, count: int, window: int, offset: int,
-                        barrier: asyncio.Barrier, compression: str | None) -> SessionResult:
-    result = SessionResult()
-    try:
-        async with websockets.connect(url, max_size=None, compression=compression, open_timeout=30) as ws:
-            await _start(ws, wire)
-            await barrier.wait()
-            sent_at: dict[str, float] = {}
-            room = asyncio.Semaphore(window)
-            done = asyncio.Event()
-            answered = 0
-
-            async def read() -> None:
-                nonlocal answered
-                while answered < count:
-                    event = wire.decode(await asyncio.wait_for(ws.recv(), 120))
-                    req_id = event.get("id")
-                    if req_id not in sent_at:
-                        continue
-                    now = time.perf_counter()
-                    if event.get("type") == "translation":
-                        result.latencies_ms.append(1000 * (now - sent_at.pop(req_id)))
-                        result.last_answer = now
-                    else:
-                        sent_at.pop(req_id)
-                        result.errors.append(f"{event.get('code')}: {event.get('message')}")
-                        result.refused += event.get("code") == "overloaded"
-                    answered += 1
-                    room.release()
-                done.set()
-
-            reader = asyncio.create_task(read())
-            for k in range(count):
-                await room.acquire()
-                req_id = f"b{k}"
-                now = time.perf_counter()
-                result.sent_first = result.sent_first or now
-                sent_at[req_id] = now
-                await ws.send(wire.encode({"type": "translate", "id": req_id,
-                                           "text": SENTENCES[(offset + k) % len(SENTENCES)],
-                                           "source": SOURCE, "target": TARGET}))
-            await reader
-            await close_session(ws, wire)
-    except Exception as exc:  # noqa: BLE001 - reported
-        result.errors.append(f"session failed: {exc!r}")
-    return result
-
-
-@dataclass
-class Part:
-    label: str
-    sessions: int
-    results: list[SessionResult]
-    usage: Usage
-    engine: EngineCounters | None
-    wall_s: float
-
-    @property
-    def latencies(self) -> list[float]:
-        return [v for r in self.results for v in r.latencies_ms]
-
-    @property
-    def pings(self) -> list[float]:
-        return [v for r in self.results for v in r.pings_ms]
-
-    @property
-    def errors(self) -> list[str]:
-        return [e for r in self.results for e in r.errors]
-
-    @property
-    def refused(self) -> int:
-        return sum(r.refused for r in self.results)
-
-    def rate(self) -> float | None:
-        firsts = [r.sent_first for r in self.results if r.sent_first]
-        lasts = [r.last_answer for r in self.results if r.last_answer]
-        if not firsts or not lasts:
-            return None
-        return len(self.latencies) / (max(lasts) - min(firsts))
-
-
-def engine_cells(e: EngineCounters | None, answered: int) -> list[str]:
-    if e is None or not e.calls:
-        return ["–", "–", "–", "–"]
-    return [fmt(e.calls), fmt(answered / e.calls, 2), fmt(1000 * e.busy_s / e.calls, 1),
-            fmt(1000 * e.queue_delay_s / e.calls, 1)]
-
-
-async def measure(label: str, n: int, http: str, pid: int | None, engine_key: str, coros: Any) -> Part:
-    if not server_alive(http):
-        for coro in coros:
-            coro.close()
-        raise SystemExit(f"the server went away (or is draining) before part {label}")
-    before = engine_counters(http, engine_key)
-    t0 = time.perf_counter()
-    async with sampling(pid) as usage:
-        results = await asyncio.gather(*coros)
-    wall = time.perf_counter() - t0
-    after = engine_counters(http, engine_key)
-    engine = after - before if before is not None and after is not None else None
-    return Part(label, n, list(results), usage, engine, wall)
-
-
-# (c): streaming speech with translate.targets -----------------------------------------------
-
-
-def load_playlist() -> list[np.ndarray]:
-    paths = sorted((AUDIO_DIR / "librispeech").glob("*.wav"))
-    jfk = AUDIO_DIR / "misc" / "jfk.wav"
-    if jfk.exists():
-        paths.append(jfk)
-    if not paths:
-        raise SystemExit(f"no WAVs under {AUDIO_DIR}")
-    clips = []
-    for path in paths:
-        with wave.open(str(path), "rb") as wav:
-            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE_HZ, 1, 2):
-                raise SystemExit(f"{path}: need 16 kHz mono 16-bit")
-            clips.append(np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"))
-    return clips
-
-
-@dataclass
-class StreamResult:
-    final_at: dict[int, float] = field(default_factory=dict)
-    final_text: dict[int, str] = field(default_factory=dict)
-    translation_at: dict[int, float] = field(default_factory=dict)
-    audio_s: float = 0.0
-    send_s: float = 0.0
-    lag_warnings: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def latencies(self) -> list[float]:
-        return [1000 * (self.translation_at[u] - t) for u, t in self.final_at.items() if u in self.translation_at]
-
-
-async def stream_session(url: str, wire: Wire, clips: list[np.ndarray], offset: int,
-                         barrier: asyncio.Barrier, compression: str | None) -> StreamResult:
-    result = StreamResult()
-    gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.int16)
-    order = clips[offset:] + clips[:offset]
-    audio = np.concatenate([part for clip in order for part in (clip, gap)]).astype("<i2").tobytes()
-    result.audio_s = len(audio) / 2 / SAMPLE_RATE_HZ
-    frame_bytes = SAMPLE_RATE_HZ * FRAME_MS // 1000 * 2
-    try:
-        async with websockets.connect(url, max_size=None, compression=compression, open_timeout=30) as ws:
-            await open_session(ws, wire, {"type": "start", "audio": {"sample_rate": SAMPLE_RATE_HZ},
-                                          "partials": False, "words": False,
-                                          "translate": {"targets": [TARGET]}})
-            await barrier.wait()
-
-            async def read() -> None:
-                while True:
-                    event = wire.decode(await asyncio.wait_for(ws.recv(), 300))
-                    now = time.perf_counter()
-                    kind = event.get("type")
-                    utt = event.get("utterance")
-                    if kind == "final" and isinstance(utt, int):
-                        if event.get("text", "").strip():
-                            result.final_at[utt] = now
-                            result.final_text[utt] = event["text"]
-                    elif kind == "translation" and isinstance(utt, int) and not event.get("provisional"):
-                        result.translation_at[utt] = now
-                    elif kind == "error":
-                        message = str(event.get("message"))
-                        if event.get("code") == "overloaded" and not event.get("fatal") and "behind" in message:
-                            result.lag_warnings += 1  # speech-to-text lagging: expected at max pace
-                        else:
-                            result.errors.append(f"{event.get('code')}: {message}")
-                        if event.get("fatal"):
-                            return
-                    elif kind == "ended":
-                        return
-
-            reader = asyncio.create_task(read())
-            t0 = time.perf_counter()
-            for i in range(0, len(audio), frame_bytes):
-                chunk = audio[i : i + frame_bytes]
-                await ws.send(chunk if wire.format == "json" else wire.encode({"type": "audio", "pcm": chunk}))
-            result.send_s = time.perf_counter() - t0
-            await ws.send(wire.encode({"type": "stop"}))
-            await reader
-    except Exception as exc:  # noqa: BLE001 - reported
-        result.errors.append(f"session failed: {exc!r}")
-    missing = set(result.final_at) - set(result.translation_at)
-    if missing:
-        result.errors.append(f"no translation for utterances {sorted(missing)}")
-    return result
-
-
-# The engine alone ------------------------------------------------------------------------
-
-
-def direct_rows(repeats: int, finals: list[str], gap_s: float) -> list[list[str]]:
-    from hushgate.engines.apertium import create
-    from hushgate.engines.base import EngineOptions
-
-    translator = create(EngineOptions())
-    try:
-        translator.translate(["warm up"], SOURCE, TARGET)
-        rows = []
-        sets = [("(a)/(b) sentences, back to back", SENTENCES, 1, 0.0),
-                ("(a)/(b) sentences, back to back", SENTENCES, 4, 0.0)]
-        if gap_s > 0:
-            sets.append((f"(a)/(b) sentences, {1000 * gap_s:.0f} ms apart like (a)", SENTENCES, 1, gap_s))
-        if finals:
-            sets.append(("(c) finals' texts, back to back", finals, 1, 0.0))
-        for label, texts_all, batch, gap in sets:
-            times: list[float] = []
-            for k in range(repeats):
-                texts = [texts_all[(k * batch + j) % len(texts_all)] for j in range(batch)]
-                t0 = time.perf_counter()
-                translator.translate(texts, SOURCE, TARGET)
-                times.append(1000 * (time.perf_counter() - t0))
-                if gap:
-                    time.sleep(gap)
-            words = mean([len(t.split()) for t in texts_all])
-            rows.append([f"apertium {SOURCE}→{TARGET}", label, fmt(words, 0), str(batch), str(len(times)),
-                         fmt(pct(times, 50), 1), fmt(pct(times, 95), 1), fmt(mean(times), 1), fmt(max(times), 1),
-                         fmt(1000 * batch / sum(times) * len(times), 0)])
-        return rows
-    finally:
-        translator.close()
-
 
 # Main -------------------------------------------------------------------------------------
 
 
-def _verdict(p95: float) -> str:
-    return "met" if p95 <= TARGET_P95_MS else f"MISSED by {p95 - TARGET_P95_MS:.1f} ms"
-
-
-def _problems(errors: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for e in errors:
-        counts[e] = counts.get(e, 0) + 1
-    return "; ".join(f"{n}× {e}" for e, n in sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+def alive_or_exit(http: str, what: str) -> None:
+    if not server_alive(http):
+        raise SystemExit(f"the server went away (or is draining) before {what}")
 
 
 async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
@@ -438,180 +93,126 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
     names = [t["engine"] for t in engines.get("engines", {}).get("translate", []) if pair in t.get("pairs", [])]
     engine_key = f"translate:{names[0]}" if names else "translate:apertium"
     parts = set(args.parts.split(","))
-    wire = Wire(args.format)
-    ws_url = stream_url(url, args.format)
+    wire = w.Wire(args.format)
+    ws_url = w.stream_url(url, args.format)
     compression = None if args.compression == "none" else "deflate"
-    async with websockets.connect(ws_url, compression=compression) as ws:
-        ready = await open_session(ws, wire, {"type": "start", "audio": {"sample_rate": SAMPLE_RATE_HZ}})
-        await close_session(ws, wire)
-    print(f"# translator for {pair}: {names[0] if names else '?'}; server control_rate_per_s: "
-          f"{ready.get('limits', {}).get('control_rate_per_s', '?')}", file=sys.stderr, flush=True)
+    async with w.connect(ws_url, compression=compression) as ws:
+        ready = await w.open_session(ws, wire, w.start())
+        await w.close_session(ws, wire)
+    print(
+        f"# translator for {pair}: {names[0] if names else '?'}; server control_rate_per_s: "
+        f"{ready.get('limits', {}).get('control_rate_per_s', '?')}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     # Warm-up: starts the pipeline (its first call spawns the processes).
-    await sequential_session(ws_url, wire, 10, 0, 0, asyncio.Barrier(1), compression, args.rate)
+    await sequential_session(ws_url, wire, SENTENCES, 10, 0, 0, asyncio.Barrier(1), compression, args.rate)
 
     latency_parts: list[Part] = []
     if "a" in parts:
         for n in (int(s) for s in args.sessions.split(",")):
+            alive_or_exit(http, f"part (a) with {n} session(s)")
             barrier = asyncio.Barrier(n)
-            part = await measure(f"{n}", n, http, pid, engine_key, [
-                sequential_session(ws_url, wire, args.requests, i * 6, args.pings, barrier, compression, args.rate)
-                for i in range(n)
-            ])
+            part = Part(
+                f"{n}",
+                n,
+                await measure(
+                    http,
+                    pid,
+                    engine_key,
+                    [
+                        sequential_session(
+                            ws_url, wire, SENTENCES, args.requests, i * 6, args.pings, barrier, compression, args.rate
+                        )
+                        for i in range(n)
+                    ],
+                ),
+            )
             latency_parts.append(part)
             print(f"# (a) {n} session(s): p95 {fmt(pct(part.latencies, 95), 1)} ms", file=sys.stderr, flush=True)
 
     burst: Part | None = None
     if "b" in parts:
         n = args.burst_sessions
+        alive_or_exit(http, "part (b)")
         barrier = asyncio.Barrier(n)
-        burst = await measure("burst", n, http, pid, engine_key, [
-            burst_session(ws_url, wire, args.burst, args.window, i * 6, barrier, compression) for i in range(n)
-        ])
+        burst = Part(
+            "burst",
+            n,
+            await measure(
+                http,
+                pid,
+                engine_key,
+                [
+                    burst_session(ws_url, wire, SENTENCES, args.burst, args.window, i * 6, barrier, compression)
+                    for i in range(n)
+                ],
+            ),
+        )
         print(f"# (b) {fmt(burst.rate(), 0)} sentences/s", file=sys.stderr, flush=True)
 
-    stream_parts: list[tuple[int, list[StreamResult], Usage, EngineCounters | None, float]] = []
+    stream_parts: list[tuple[int, Measured[StreamResult]]] = []
     if "c" in parts and args.stream_sessions:
-        clips = load_playlist()
+        playlist = load_playlist()
         for n in (int(s) for s in args.stream_sessions.split(",")):
-            if not server_alive(http):
-                raise SystemExit(f"the server went away (or is draining) before part (c) with {n} session(s)")
+            alive_or_exit(http, f"part (c) with {n} session(s)")
             barrier = asyncio.Barrier(n)
-            before = engine_counters(http, engine_key)
-            t0 = time.perf_counter()
-            async with sampling(pid) as usage:
-                results = await asyncio.gather(*(
-                    stream_session(ws_url, wire, clips, (i * 3) % len(clips), barrier, compression)
+            measured = await measure(
+                http,
+                pid,
+                engine_key,
+                [
+                    stream_session(ws_url, wire, playlist, (i * 3) % len(playlist), barrier, compression)
                     for i in range(n)
-                ))
-            wall = time.perf_counter() - t0
-            after = engine_counters(http, engine_key)
-            stream_parts.append((n, list(results), usage,
-                                 after - before if before is not None and after is not None else None, wall))
-            lat = [v for r in results for v in r.latencies()]
+                ],
+            )
+            stream_parts.append((n, measured))
+            lat = [v for r in measured.results for v in r.latencies()]
             print(f"# (c) {n} session(s): p95 {fmt(pct(lat, 95), 1)} ms", file=sys.stderr, flush=True)
 
-    if latency_parts:
-        rate = f"at most {args.rate:g} requests/s per session" if args.rate > 0 else "unpaced"
-        print(f"\n## (a) Latency per utterance: `translate` → `translation`, {SOURCE}→{TARGET}, one request at a "
-              f"time per session ({args.requests} per session, {rate}, {args.format})\n")
-        header = ["sessions", "answered", "refused", "p50", "p95", "mean", "max", "ping RTT p50", "ping RTT p95",
-                  "engine calls", "sentences/call", "engine ms/call", "engine queue ms/call", "server CPU %",
-                  "host CPU %", "others CPU %"]
-        rows = []
-        for p in latency_parts:
-            lat = p.latencies
-            rows.append([str(p.sessions), str(len(lat)), str(p.refused), fmt(pct(lat, 50), 1),
-                         fmt(pct(lat, 95), 1), fmt(mean(lat), 1), fmt(max(lat) if lat else None, 1),
-                         fmt(pct(p.pings, 50), 1), fmt(pct(p.pings, 95), 1), *engine_cells(p.engine, len(lat)),
-                         fmt(mean(p.usage.server_cpu)), fmt(mean(p.usage.host_cpu)), fmt(p.usage.others_cpu())])
-        print(table(header, rows))
-
-    if burst is not None:
-        print(f"\n## (b) Throughput: {args.burst_sessions} sessions × {args.burst} requests, "
-              f"up to {args.window} in flight per session, unpaced\n")
-        lat = burst.latencies
-        header = ["sessions", "sent", "translated", "refused", "translated/s", "latency p50", "latency p95",
-                  "engine calls", "sentences/call", "engine ms/call", "engine queue ms/call", "server CPU %",
-                  "peak RSS MB (with children)", "others CPU %"]
-        print(table(header, [[str(burst.sessions), str(burst.sessions * args.burst), str(len(lat)),
-                              str(burst.refused), fmt(burst.rate(), 0), fmt(pct(lat, 50)), fmt(pct(lat, 95)),
-                              *engine_cells(burst.engine, len(lat)), fmt(mean(burst.usage.server_cpu)),
-                              burst.usage.peak_rss(), fmt(burst.usage.others_cpu())]]))
-
-    if stream_parts:
-        print(f"\n## (c) End to end: `final` → its `translation`, streaming speech at max pace with "
-              f"translate.targets [\"{TARGET}\"]\n")
-        header = ["sessions", "audio s/session", "wall s", "finals (non-empty)", "translations", "p50", "p95",
-                  "mean", "max", "engine calls", "sentences/call", "engine ms/call", "engine queue ms/call",
-                  "server CPU %", "peak RSS MB (with children)", "others CPU %", "STT lag warnings", "errors"]
-        rows = []
-        for n, results, usage, engine, wall in stream_parts:
-            lat = [v for r in results for v in r.latencies()]
-            translations = sum(len(r.translation_at) for r in results)
-            rows.append([str(n), fmt(results[0].audio_s, 1), fmt(wall, 1),
-                         str(sum(len(r.final_at) for r in results)), str(translations),
-                         fmt(pct(lat, 50), 1), fmt(pct(lat, 95), 1), fmt(mean(lat), 1),
-                         fmt(max(lat) if lat else None, 1), *engine_cells(engine, translations),
-                         fmt(mean(usage.server_cpu)), usage.peak_rss(), fmt(usage.others_cpu()),
-                         str(sum(r.lag_warnings for r in results)), str(sum(len(r.errors) for r in results))])
-        print(table(header, rows))
-
-    if not args.no_direct:
-        print("\n## The translator alone, in the bench process (no socket; server idle)\n")
-        header = ["engine", "texts", "words/text (mean)", "texts/call", "calls", "p50 ms/call", "p95 ms/call",
-                  "mean ms/call", "max ms/call", "texts/s in calls"]
-        finals = sorted({t for _, results, *_ in stream_parts for r in results for t in r.final_text.values()})
-        print(table(header, direct_rows(args.direct_repeats, finals, 1 / args.rate if args.rate > 0 else 0.0)))
-
-    print(f"\n## Target: translation p95 ≤ {TARGET_P95_MS:.0f} ms per utterance\n")
-    for p in latency_parts:
-        p95 = pct(p.latencies, 95)
-        if p95 is not None:
-            print(f"- (a) {p.sessions} session(s), request → translation: p95 {p95:.1f} ms: {_verdict(p95)}")
-    for n, results, *_ in stream_parts:
-        p95 = pct([v for r in results for v in r.latencies()], 95)
-        if p95 is not None:
-            print(f"- (c) {n} session(s), final → translation while streaming: p95 {p95:.1f} ms: {_verdict(p95)}")
-
-    problems = [(f"(a) {p.sessions}", p.errors) for p in latency_parts]
-    if burst is not None:
-        problems.append(("(b)", burst.errors))
-    problems += [(f"(c) {n}", [e for r in results for e in r.errors]) for n, results, *_ in stream_parts]
-    problems = [(label, errors) for label, errors in problems if errors]
-    if problems:
-        print("\nErrors received:")
-        for label, errors in problems:
-            print(f"- {label}: {_problems(errors)}")
+    report(args, latency_parts, burst, stream_parts)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="ws://HOST:PORT/v1/stream of a running server")
-    target.add_argument("--spawn", action="store_true",
-                        help="start `hushgate serve` on a free loopback port for the bench")
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_server_options(parser, required=True, spawn_help="start `hushgate serve` on a free loopback port for the bench")
     parser.add_argument("--sessions", default="1,4", help="(a) concurrent session counts")
     parser.add_argument("--requests", type=int, default=100, help="(a) sequential requests per session")
     parser.add_argument("--pings", type=int, default=20, help="(a) ping round trips per session first")
-    parser.add_argument("--rate", type=float, default=40.0,
-                        help="(a) most requests per second per session (the server's default limit is 50); 0: unpaced")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=40.0,
+        help="(a) most requests per second per session (the server's default limit is 50); 0: unpaced",
+    )
     parser.add_argument("--parts", default="a,b,c", help="which parts to run: a, b, c, comma-separated")
     parser.add_argument("--burst-sessions", type=int, default=4, help="(b) sessions")
     parser.add_argument("--burst", type=int, default=300, help="(b) requests per session")
     parser.add_argument("--window", type=int, default=48, help="(b) requests in flight per session (≤ 64)")
-    parser.add_argument("--stream-sessions", default="1,4",
-                        help="(c) concurrent streaming session counts; empty: skip (c)")
+    parser.add_argument(
+        "--stream-sessions", default="1,4", help="(c) concurrent streaming session counts; empty: skip (c)"
+    )
     parser.add_argument("--format", choices=("json", "msgpack"), default="json")
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process engine measurement")
     parser.add_argument("--direct-repeats", type=int, default=200)
-    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
-    parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.spawn:
-        asyncio.run(bench(args, args.url, None))
-        return 0
-    server = SpawnedServer(shlex.split(args.serve_args), {
-        "HUSHGATE_SPEAKER_ENCODER": "",
-        "HUSHGATE_TRANSLATORS": "apertium",
-        "HUSHGATE_SYNTHESIZERS": "",
-    }, args.server_log)
-    print(f"# spawning: {server.describe()} (log {server.log_path})", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    try:
-        server.start()
-        print(f"# server ready after {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        assert server.process is not None
-        asyncio.run(bench(args, server.url, server.process.pid))
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
+    run_bench(
+        args,
+        lambda url, pid: bench(args, url, pid),
+        env={
+            "HUSHGATE_SPEAKER_ENCODER": "",
+            "HUSHGATE_TRANSLATORS": "apertium",
+            "HUSHGATE_SYNTHESIZERS": "",
+        },
+    )
     return 0
 
 

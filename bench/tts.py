@@ -70,274 +70,19 @@ A measuring tool, not a test: it asserts nothing about timings.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import websockets
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (  # noqa: E402
-    EngineCounters,
-    SpawnedServer,
-    Usage,
-    Wire,
-    close_session,
-    engine_counters,
-    fmt,
-    get_json,
-    http_base,
-    mean,
-    open_session,
-    pct,
-    sampling,
-    server_alive,
-    stream_url,
-    table,
-)
+from core import wire as w
+from core.cli import add_server_options, run_bench
+from core.server import get_json, http_base, server_alive
+from core.stats import mean, pct
+from core.table import fmt, table
+from core.texts import TTS_TEXTS as TEXTS
+from core.tts_sessions import DirectEngines, Row, run_row, warm_up
 
 FIRST_AUDIO_TARGET_MS = 150.0
-
-TEXTS: dict[str, list[str]] = {
-    "short": [
-        "Hello there.",
-        "Yes, I can hear you.",
-        "Thank you, goodbye.",
-        "Your table is ready.",
-    ],
-    "long, 1-word 1st clause": [
-        "Sure, the quarterly maintenance window for the northern data center has been moved from Saturday night to "
-        "Sunday morning because the cooling contractor could not get access to the building before then, and all "
-        "services will stay online during the work although the reporting tools may respond more slowly for about "
-        "an hour.",
-        "Okay, your order of two blue ceramic mugs and the matching teapot left our warehouse this morning and is "
-        "expected to arrive at your address on Thursday afternoon between two and five o'clock, so if nobody is "
-        "home the driver will leave a note with instructions for picking it up at the nearest post office.",
-        "Right, the committee reviewed every proposal that was submitted before the end of last month and decided "
-        "to fund the three projects that promised the largest reduction in energy use for the smallest cost, and "
-        "the teams will hear from us by email within the next two weeks.",
-    ],
-    "long, short 1st sentence": [
-        "Sure, I can help with that. Your flight to Denver leaves at seven forty in the morning from gate "
-        "twelve, and boarding starts thirty minutes earlier, so please plan to arrive at the airport at least "
-        "two hours before departure, because the security lines are usually long on Monday mornings.",
-        "Okay, here is the plan for tomorrow. We meet at the north entrance at nine, walk through the old town "
-        "until lunch, and then take the afternoon train to the coast, where the hotel has already confirmed our "
-        "rooms for two nights and arranged a late checkout on Sunday so that nobody has to hurry.",
-        "Sure, let me check that for you. The package was shipped on Tuesday from the regional warehouse, it "
-        "cleared the sorting center yesterday evening, and the tracking system now says it is out for delivery, "
-        "so it should reach your front door before six o'clock today unless the weather causes delays.",
-    ],
-    "long, long 1st clause": [
-        "The quarterly maintenance window for the northern data center has been moved from Saturday night to "
-        "Sunday morning because the cooling contractor could not get access to the building before then. All "
-        "services will stay online during the work, but you may notice slower responses from the reporting "
-        "tools for about an hour.",
-        "Your order of two blue ceramic mugs and the matching teapot left our warehouse this morning and is "
-        "expected to arrive at your address on Thursday afternoon between two and five o'clock. If nobody is "
-        "home, the driver will leave a note with instructions for picking it up at the nearest post office.",
-        "The committee reviewed every proposal that was submitted before the end of last month and decided to "
-        "fund the three projects that promised the largest reduction in energy use for the smallest cost. The "
-        "teams will hear from us by email within the next two weeks.",
-    ],
-}
-
-
-# Measuring ---------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    text: str
-    sent: float
-    started: float | None = None
-    first_audio: float | None = None
-    ended: float | None = None
-    duration_ms: int | None = None
-    audio_bytes: int = 0
-    sample_rate: int = 0
-    frames: list[tuple[float, int]] = field(default_factory=list)  # (received, samples)
-    error: str | None = None
-    direct_first_ms: float | None = None
-    direct_total_ms: float | None = None
-
-    def stall_ms(self) -> float:
-        """Playback wait of a real-time player started at the first frame."""
-        if not self.frames or not self.sample_rate:
-            return 0.0
-        clock = self.frames[0][0]  # wall time at which the next frame's audio is due
-        stalled = 0.0
-        for received, samples in self.frames:
-            if received > clock:
-                stalled += received - clock
-                clock = received
-            clock += samples / self.sample_rate
-        return 1000 * stalled
-
-
-@dataclass
-class SessionRun:
-    requests: list[Request] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-async def run_session(url: str, wire: Wire, voice: str, texts: Sequence[str], count: int, offset: int,
-                      barrier: asyncio.Barrier, compression: str | None,
-                      direct: Callable[[str], tuple[float, float]] | None = None) -> SessionRun:
-    run = SessionRun()
-    try:
-        async with websockets.connect(url, max_size=None, compression=compression, open_timeout=30) as ws:
-            await open_session(ws, wire, {"type": "start", "audio": {"sample_rate": 16000}, "partials": False})
-            await barrier.wait()
-            for k in range(count):
-                text = texts[(offset + k) % len(texts)]
-                req_id = f"s{k}"
-                request = Request(text=text, sent=time.perf_counter())
-                await ws.send(wire.encode({"type": "speak", "id": req_id, "text": text, "voice": voice}))
-                while True:
-                    frame = await asyncio.wait_for(ws.recv(), 120)
-                    now = time.perf_counter()
-                    event = wire.decode(frame)
-                    kind = event.get("type")
-                    if kind == "tts.start" and event.get("id") == req_id:
-                        request.started = now
-                        request.sample_rate = int(event["sample_rate"])
-                    elif kind == "tts.audio" and request.started is not None:
-                        if request.first_audio is None and len(event["pcm"]):
-                            request.first_audio = now
-                        request.audio_bytes += len(event["pcm"])
-                        request.frames.append((now, len(event["pcm"]) // 2))
-                    elif kind == "tts.end" and event.get("id") == req_id:
-                        request.ended = now
-                        request.duration_ms = int(event["duration_ms"])
-                        break
-                    elif kind == "error":
-                        request.error = f"{event.get('code')}: {event.get('message')}"
-                        run.problems.append(f"request {req_id}: {request.error}")
-                        if event.get("fatal") or request.started is None:
-                            break
-                run.requests.append(request)
-                if direct is not None:
-                    request.direct_first_ms, request.direct_total_ms = direct(text)
-                if request.duration_ms is not None and request.audio_bytes == 0:
-                    run.problems.append(f"request {req_id}: no audio")
-            await close_session(ws, wire)
-    except Exception as exc:  # noqa: BLE001 - reported in the table
-        run.problems.append(f"session failed: {exc!r}")
-    return run
-
-
-@dataclass
-class Row:
-    voice: str
-    text_class: str
-    sessions: int
-    requests: int = 0
-    first_audio_ms: list[float] = field(default_factory=list)
-    total_ms: list[float] = field(default_factory=list)
-    rtf: list[float] = field(default_factory=list)
-    start_ms: list[float] = field(default_factory=list)
-    audio_s: list[float] = field(default_factory=list)
-    stall_ms: list[float] = field(default_factory=list)
-    direct_first_ms: list[float] = field(default_factory=list)
-    direct_total_ms: list[float] = field(default_factory=list)
-    paired_gap_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    problems: list[str] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    engine: EngineCounters | None = None
-    wall_s: float = 0.0
-
-
-async def run_row(url: str, http: str, pid: int | None, wire: Wire, voice: str, engine_key: str | None,
-                  text_class: str, n: int, m: int, compression: str | None,
-                  direct: Callable[[str], tuple[float, float]] | None) -> Row:
-    row = Row(voice=voice, text_class=text_class, sessions=n)
-    before = engine_counters(http, engine_key) if engine_key else None
-    barrier = asyncio.Barrier(n)
-    t0 = time.perf_counter()
-    async with sampling(pid) as usage:
-        runs = await asyncio.gather(*(
-            run_session(url, wire, voice, TEXTS[text_class], m, i, barrier, compression,
-                        direct if n == 1 else None)
-            for i in range(n)
-        ))
-    row.wall_s = time.perf_counter() - t0
-    after = engine_counters(http, engine_key) if engine_key else None
-    row.engine = after - before if before is not None and after is not None else None
-    row.usage = usage
-    for run in runs:
-        row.problems += run.problems
-        row.errors += len(run.problems)
-        for r in run.requests:
-            row.requests += 1
-            if r.ended is None or r.first_audio is None or not r.duration_ms:
-                continue
-            row.first_audio_ms.append(1000 * (r.first_audio - r.sent))
-            row.total_ms.append(1000 * (r.ended - r.sent))
-            row.rtf.append((r.ended - r.sent) / (r.duration_ms / 1000))
-            row.audio_s.append(r.duration_ms / 1000)
-            row.stall_ms.append(r.stall_ms())
-            if r.started is not None:
-                row.start_ms.append(1000 * (r.started - r.sent))
-            if r.direct_first_ms is not None and r.direct_total_ms is not None:
-                row.direct_first_ms.append(r.direct_first_ms)
-                row.direct_total_ms.append(r.direct_total_ms)
-                row.paired_gap_ms.append(1000 * (r.first_audio - r.sent) - r.direct_first_ms)
-    return row
-
-
-async def warm_up(url: str, wire: Wire, voice: str, compression: str | None) -> None:
-    barrier = asyncio.Barrier(1)
-    texts = [TEXTS[c][0] for c in TEXTS]
-    await run_session(url, wire, voice, texts, len(texts), 0, barrier, compression)
-
-
-# The engine alone ----------------------------------------------------------------------
-
-
-class DirectEngines:
-    """The server's synthesisers loaded in this process, timed without the gateway."""
-
-    def __init__(self, voices: list[dict[str, Any]]) -> None:
-        from hushgate.engines.base import EngineOptions
-
-        self._synths: dict[str, Any] = {}
-        for info in voices:
-            engine = info["engine"]
-            if engine == "piper":
-                from hushgate.engines import piper as module
-            elif engine == "espeak":
-                from hushgate.engines import espeak as module  # type: ignore[no-redef]
-            else:
-                continue
-            synth = next((s for s in self._synths.values() if s.name == engine), None) or module.create(
-                EngineOptions())
-            self._synths[info["id"]] = synth
-            for _ in synth.synthesize("Hi.", info["id"]):  # warm up, as the server does at load
-                pass
-
-    def timer(self, voice: str) -> Callable[[str], tuple[float, float]] | None:
-        synth = self._synths.get(voice)
-        if synth is None:
-            return None
-
-        def run(text: str) -> tuple[float, float]:
-            t0 = time.perf_counter()
-            first = None
-            for _ in synth.synthesize(text, voice):
-                if first is None:
-                    first = time.perf_counter()
-            t1 = time.perf_counter()
-            return 1000 * ((first or t1) - t0), 1000 * (t1 - t0)
-
-        return run
 
 
 def first_chunk_chars(voice_engine: str, text_class: str) -> str:
@@ -352,54 +97,120 @@ def first_chunk_chars(voice_engine: str, text_class: str) -> str:
 
 
 def main_table(rows: list[Row]) -> str:
-    header = ["voice", "text", "sessions", "requests", "first audio p50", "first audio p95", "total p50",
-              "total p95", "RTF p50", "RTF p95", "stall p95", "audio s (mean)", "server CPU %",
-              "peak RSS MB (with children)", "errors"]
+    header = [
+        "voice",
+        "text",
+        "sessions",
+        "requests",
+        "first audio p50",
+        "first audio p95",
+        "total p50",
+        "total p95",
+        "RTF p50",
+        "RTF p95",
+        "stall p95",
+        "audio s (mean)",
+        "server CPU %",
+        "peak RSS MB (with children)",
+        "errors",
+    ]
     body = []
     for r in rows:
-        body.append([
-            r.voice, r.text_class, str(r.sessions), str(r.requests),
-            fmt(pct(r.first_audio_ms, 50)), fmt(pct(r.first_audio_ms, 95)),
-            fmt(pct(r.total_ms, 50)), fmt(pct(r.total_ms, 95)),
-            fmt(pct(r.rtf, 50), 3), fmt(pct(r.rtf, 95), 3), fmt(pct(r.stall_ms, 95)), fmt(mean(r.audio_s), 1),
-            fmt(mean(r.usage.server_cpu)), r.usage.peak_rss(), str(r.errors),
-        ])
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                str(r.sessions),
+                str(r.requests),
+                fmt(pct(r.first_audio_ms, 50)),
+                fmt(pct(r.first_audio_ms, 95)),
+                fmt(pct(r.total_ms, 50)),
+                fmt(pct(r.total_ms, 95)),
+                fmt(pct(r.rtf, 50), 3),
+                fmt(pct(r.rtf, 95), 3),
+                fmt(pct(r.stall_ms, 95)),
+                fmt(mean(r.audio_s), 1),
+                fmt(mean(r.usage.server_cpu)),
+                r.usage.peak_rss(),
+                str(r.errors),
+            ]
+        )
     return table(header, body)
 
 
 def diagnostics_table(rows: list[Row]) -> str:
-    header = ["voice", "text", "sessions", "speak→tts.start p50", "first audio max", "engine calls",
-              "engine ms/call", "engine queue ms/call", "host CPU %", "others CPU %", "wall s"]
+    header = [
+        "voice",
+        "text",
+        "sessions",
+        "speak→tts.start p50",
+        "first audio max",
+        "engine calls",
+        "engine ms/call",
+        "engine queue ms/call",
+        "host CPU %",
+        "others CPU %",
+        "wall s",
+    ]
     body = []
     for r in rows:
         e = r.engine
-        per_call = (lambda v: 1000 * v / e.calls) if e and e.calls else (lambda v: None)  # noqa: E731
-        body.append([
-            r.voice, r.text_class, str(r.sessions), fmt(pct(r.start_ms, 50), 1),
-            fmt(max(r.first_audio_ms) if r.first_audio_ms else None),
-            fmt(e.calls if e else None), fmt(per_call(e.busy_s) if e else None, 1),
-            fmt(per_call(e.queue_delay_s) if e else None, 1),
-            fmt(mean(r.usage.host_cpu)), fmt(r.usage.others_cpu()), fmt(r.wall_s, 1),
-        ])
+        busy_ms = 1000 * e.busy_s / e.calls if e and e.calls else None
+        queue_ms = 1000 * e.queue_delay_s / e.calls if e and e.calls else None
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                str(r.sessions),
+                fmt(pct(r.start_ms, 50), 1),
+                fmt(max(r.first_audio_ms) if r.first_audio_ms else None),
+                fmt(e.calls if e else None),
+                fmt(busy_ms, 1),
+                fmt(queue_ms, 1),
+                fmt(mean(r.usage.host_cpu)),
+                fmt(r.usage.others_cpu()),
+                fmt(r.wall_s, 1),
+            ]
+        )
     return table(header, body)
 
 
 def direct_table(rows: list[Row], engines_by_voice: dict[str, str]) -> str:
-    header = ["voice", "text", "1st chunk chars", "pairs", "engine first chunk p50", "engine first chunk p95",
-              "socket first audio p50", "socket first audio p95", "socket − engine p50 (paired)",
-              "socket − engine max (paired)", "engine total p50", "engine RTF p50"]
+    header = [
+        "voice",
+        "text",
+        "1st chunk chars",
+        "pairs",
+        "engine first chunk p50",
+        "engine first chunk p95",
+        "socket first audio p50",
+        "socket first audio p95",
+        "socket − engine p50 (paired)",
+        "socket − engine max (paired)",
+        "engine total p50",
+        "engine RTF p50",
+    ]
     body = []
     for r in rows:
         if r.sessions != 1 or not r.direct_first_ms:
             continue
         rtf = [t / 1000 / a for t, a in zip(r.direct_total_ms, r.audio_s, strict=False)]
-        body.append([
-            r.voice, r.text_class, first_chunk_chars(engines_by_voice.get(r.voice, ""), r.text_class),
-            str(len(r.direct_first_ms)), fmt(pct(r.direct_first_ms, 50)), fmt(pct(r.direct_first_ms, 95)),
-            fmt(pct(r.first_audio_ms, 50)), fmt(pct(r.first_audio_ms, 95)),
-            fmt(pct(r.paired_gap_ms, 50), 1), fmt(max(r.paired_gap_ms), 1),
-            fmt(pct(r.direct_total_ms, 50)), fmt(pct(rtf, 50), 3),
-        ])
+        body.append(
+            [
+                r.voice,
+                r.text_class,
+                first_chunk_chars(engines_by_voice.get(r.voice, ""), r.text_class),
+                str(len(r.direct_first_ms)),
+                fmt(pct(r.direct_first_ms, 50)),
+                fmt(pct(r.direct_first_ms, 95)),
+                fmt(pct(r.first_audio_ms, 50)),
+                fmt(pct(r.first_audio_ms, 95)),
+                fmt(pct(r.paired_gap_ms, 50), 1),
+                fmt(max(r.paired_gap_ms), 1),
+                fmt(pct(r.direct_total_ms, 50)),
+                fmt(pct(rtf, 50), 3),
+            ]
+        )
     return table(header, body)
 
 
@@ -411,10 +222,11 @@ def target_lines(rows: list[Row]) -> str:
         p95 = pct(r.first_audio_ms, 95)
         if p95 is None:
             continue
-        verdict = ("met" if p95 <= FIRST_AUDIO_TARGET_MS
-                   else f"MISSED by {p95 - FIRST_AUDIO_TARGET_MS:.0f} ms")
-        lines.append(f"- {r.voice}, {r.text_class}, {r.sessions} session(s): first audio p95 {p95:.0f} ms "
-                     f"(target ≤ {FIRST_AUDIO_TARGET_MS:.0f}): {verdict}")
+        verdict = "met" if p95 <= FIRST_AUDIO_TARGET_MS else f"MISSED by {p95 - FIRST_AUDIO_TARGET_MS:.0f} ms"
+        lines.append(
+            f"- {r.voice}, {r.text_class}, {r.sessions} session(s): first audio p95 {p95:.0f} ms "
+            f"(target ≤ {FIRST_AUDIO_TARGET_MS:.0f}): {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -460,32 +272,53 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
         if c not in TEXTS:
             raise SystemExit(f"unknown text class {c!r}; have: {', '.join(TEXTS)}")
     sessions = [int(s) for s in args.sessions.split(",")]
-    wire = Wire(args.format)
-    ws_url = stream_url(url, args.format)
+    wire = w.Wire(args.format)
+    ws_url = w.stream_url(url, args.format)
     compression = None if args.compression == "none" else "deflate"
-    print(f"# voices: {', '.join(v['id'] + ' (' + v['engine'] + ')' for v in voices)}; "
-          f"format={args.format}, compression={args.compression}, {args.requests} requests per session",
-          file=sys.stderr, flush=True)
+    print(
+        f"# voices: {', '.join(v['id'] + ' (' + v['engine'] + ')' for v in voices)}; "
+        f"format={args.format}, compression={args.compression}, {args.requests} requests per session",
+        file=sys.stderr,
+        flush=True,
+    )
     direct = None if args.no_direct else DirectEngines(voices)
     rows: list[Row] = []
     gone = False
     for voice in voices:
         if gone:
             break
-        await warm_up(ws_url, wire, voice["id"], compression)
+        await warm_up(ws_url, wire, voice["id"], [TEXTS[c][0] for c in TEXTS], compression)
         timer = direct.timer(voice["id"]) if direct is not None else None
         for text_class in classes:
             for n in sessions:
                 if not server_alive(http):
-                    print(f"\n**The server went away (or is draining) before {voice['id']} / {text_class} / {n}; "
-                          "the rows below stop there.**")
+                    print(
+                        f"\n**The server went away (or is draining) before {voice['id']} / {text_class} / {n}; "
+                        "the rows below stop there.**"
+                    )
                     gone = True
                     break
-                row = await run_row(ws_url, http, pid, wire, voice["id"], f"tts:{voice['engine']}",
-                                    text_class, n, args.requests, compression, timer)
+                row = await run_row(
+                    ws_url,
+                    http,
+                    pid,
+                    wire,
+                    voice["id"],
+                    f"tts:{voice['engine']}",
+                    text_class,
+                    TEXTS[text_class],
+                    n,
+                    args.requests,
+                    compression,
+                    timer,
+                )
                 rows.append(row)
-                print(f"# {voice['id']} / {text_class} / {n}: first audio p95 "
-                      f"{fmt(pct(row.first_audio_ms, 95))} ms, errors {row.errors}", file=sys.stderr, flush=True)
+                print(
+                    f"# {voice['id']} / {text_class} / {n}: first audio p95 "
+                    f"{fmt(pct(row.first_audio_ms, 95))} ms, errors {row.errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if gone:
                 break
     print(f"\n## TTS through the WebSocket ({args.format}, {args.requests} sequential speak requests per session)\n")
@@ -493,8 +326,10 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
     print("\n## Where the time goes (socket side and engine runner, from GET /metrics)\n")
     print(diagnostics_table(rows))
     if direct is not None:
-        print("\n## The synthesiser alone vs through the socket (1 session; the engine timed in the bench process "
-              "right after each `speak`, same text, server idle)\n")
+        print(
+            "\n## The synthesiser alone vs through the socket (1 session; the engine timed in the bench process "
+            "right after each `speak`, same text, server idle)\n"
+        )
         print(direct_table(rows, {v["id"]: v["engine"] for v in voices}))
     print("\n## Target: first audio p95 ≤ 150 ms (texts whose first clause is short)\n")
     print(target_lines(rows))
@@ -506,45 +341,30 @@ async def bench(args: argparse.Namespace, url: str, pid: int | None) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="ws://HOST:PORT/v1/stream of a running server")
-    target.add_argument("--spawn", action="store_true",
-                        help="start `hushgate serve` on a free loopback port for the bench")
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_server_options(parser, required=True, spawn_help="start `hushgate serve` on a free loopback port for the bench")
     parser.add_argument("--sessions", default="1,4", help="concurrent session counts, comma-separated")
     parser.add_argument("--requests", type=int, default=16, help="sequential speak requests per session (M)")
     parser.add_argument("--voices", help="voice ids, comma-separated (default: Piper joe and espeak en-us)")
     parser.add_argument("--classes", help=f"text classes, separated by ';': {'; '.join(TEXTS)}")
     parser.add_argument("--format", choices=("json", "msgpack"), default="json")
-    parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
-                        help="permessage-deflate as browsers negotiate it (default), or none")
+    parser.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="permessage-deflate as browsers negotiate it (default), or none",
+    )
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process engine measurement")
-    parser.add_argument("--serve-args", default="", help="extra `hushgate serve` flags with --spawn")
-    parser.add_argument("--server-log", type=Path, help="with --spawn: server output (default: a temp file)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import shlex
-
     args = parse_args(argv)
-    if not args.spawn:
-        asyncio.run(bench(args, args.url, None))
-        return 0
-    server = SpawnedServer(shlex.split(args.serve_args),
-                           {"HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_TRANSLATORS": ""},
-                           args.server_log)
-    print(f"# spawning: {server.describe()} (log {server.log_path})", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    try:
-        server.start()
-        print(f"# server ready after {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        assert server.process is not None
-        asyncio.run(bench(args, server.url, server.process.pid))
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop()
+    run_bench(
+        args, lambda url, pid: bench(args, url, pid), env={"HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_TRANSLATORS": ""}
+    )
     return 0
 
 

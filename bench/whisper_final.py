@@ -12,64 +12,53 @@ the decode time p50 / p95 / max. This is the comparison docs/engines.md quotes.
 from __future__ import annotations
 
 import argparse
-import csv
-import re
-import statistics
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import jiwer
 import numpy as np
+import numpy.typing as npt
+from core.audio import AUDIO_DIR, SAMPLE_RATE_HZ, Pcm, load_wav, transcripts
+from core.stats import pct, wer_percent
+from core.table import fmt, table
 
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.webrtcvad import WebRtcActivity
 from hushgate.engines.whisper import create
 from hushgate.server.segmenter import Segmenter, UtteranceAudio, UtteranceEnd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stream import load_wav  # noqa: E402  (bench/stream.py)
-
-DEFAULT_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 MODES = ("short", "full")
+# vosk_test.wav's reference is only approximate (see the audio README).
+APPROXIMATE = {"misc/vosk_test.wav"}
 
 
-def normalise(text: str) -> str:
-    text = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " "))
-    return " ".join(text.split())
-
-
-def utterances(pcm: np.ndarray) -> list[np.ndarray]:
+def utterances(pcm: Pcm) -> list[npt.NDArray[np.float32]]:
     segmenter = Segmenter(WebRtcActivity(3), silence_ms=500, max_utterance_ms=15_000, preroll_ms=300, hangover_ms=200)
-    out, current = [], []
-    for segment in segmenter.push(np.concatenate([pcm, np.zeros(16_000, np.int16)])) + segmenter.flush():
+    out: list[npt.NDArray[np.float32]] = []
+    current: list[Pcm] = []
+    for segment in segmenter.push(np.concatenate([pcm, np.zeros(SAMPLE_RATE_HZ, np.int16)])) + segmenter.flush():
         if isinstance(segment, UtteranceAudio):
             current.append(segment.pcm)
         elif isinstance(segment, UtteranceEnd) and current:
-            out.append(np.concatenate(current).astype(np.float32) / 32768)
+            out.append((np.concatenate(current) / 32768).astype(np.float32))
             current = []
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--audio-dir", type=Path, default=DEFAULT_AUDIO)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--audio-dir", type=Path, default=AUDIO_DIR)
     parser.add_argument("--repeats", type=int, default=1, help="decodes per utterance and mode (times only)")
-    args = parser.parse_args()
-    with open(args.audio_dir / "transcripts.tsv") as f:
-        # vosk_test.wav's reference is only approximate (see the audio README).
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["transcript"] and r["file"] != "misc/vosk_test.wav"]
+    args = parser.parse_args(argv)
+    rows = [r for r in transcripts(args.audio_dir) if r.transcript and r.file not in APPROXIMATE]
     engine = create(EngineOptions(threads=1, extra={"workers": 1}))
-    engine.decode_partial(np.zeros(16_000, np.float32), "en", "")  # warm-up
-    references: list[str] = []
+    engine.decode_partial(np.zeros(SAMPLE_RATE_HZ, np.float32), "en", "")  # warm-up
     hypotheses: dict[str, list[str]] = {mode: [] for mode in MODES}
     times_ms: dict[str, list[float]] = {mode: [] for mode in MODES}
     cut = 0
     for row in rows:
-        clips = utterances(load_wav(args.audio_dir / row["file"]))
+        clips = utterances(load_wav(args.audio_dir / row.file))
         cut += len(clips)
-        references.append(normalise(row["transcript"]))
         for mode in MODES:
             decode = engine.decode_short if mode == "short" else engine.decode_full
             texts = []
@@ -79,17 +68,28 @@ def main() -> None:
                     text = decode(clip, "en", "", True).text
                     times_ms[mode].append((time.perf_counter() - started) * 1000)
                 texts.append(text)
-            hypotheses[mode].append(normalise(" ".join(texts)))
+            hypotheses[mode].append(" ".join(texts))
     engine.close()
+    references = [row.transcript for row in rows]
     print(f"{len(rows)} recordings, {cut} utterances, {args.repeats} decode(s) each, 1 thread\n")
-    print("| final window | WER % | decode p50 ms | p95 ms | max ms |")
-    print("|---|---:|---:|---:|---:|")
-    for mode in MODES:
-        ms = times_ms[mode]
-        p95 = statistics.quantiles(ms, n=20, method="inclusive")[-1] if len(ms) > 1 else ms[0]
-        print(f"| {mode} | {100 * jiwer.wer(references, hypotheses[mode]):.1f} | "
-              f"{statistics.median(ms):.0f} | {p95:.0f} | {max(ms):.0f} |")
+    print(
+        table(
+            ["final window", "WER %", "decode p50 ms", "p95 ms", "max ms"],
+            [
+                [
+                    mode,
+                    f"{wer_percent(references, hypotheses[mode]):.1f}",
+                    fmt(pct(times_ms[mode], 50)),
+                    fmt(pct(times_ms[mode], 95)),
+                    fmt(max(times_ms[mode])),
+                ]
+                for mode in MODES
+            ],
+            "lrrrr",
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -5,9 +5,10 @@ cd "$(dirname "$0")/.."
 EXTRAS=all bash scripts/install.sh
 # The browser tests drive Debian's Chromium (a real browser, with a WAV file as
 # its microphone); only the tests need it, so the gateway's install does not.
+# nginx fronts two replicas in the rolling-restart test (tests/test_rolling_restart.py).
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
-  for pkg in chromium chromium-driver; do
+  for pkg in chromium chromium-driver nginx; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from hushgate.engines.base import EngineSpec
 from hushgate.engines.registry import EngineRegistry
 from hushgate.server.app import create_app
+from hushgate.server.server import uvicorn_config
 from hushgate.server.settings import Settings
 from tests.audio_helpers import shared_audio_dir
 
@@ -54,10 +55,8 @@ def serve(
     port = free_port()
     settings = Settings(**{**_fields(settings), "port": port})
     app = create_app(settings, registry=EngineRegistry(specs or [], discover=discover))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=2 * settings.max_frame_bytes,
-        lifespan="on", ws_ping_interval=ping_interval_s,
-    )
+    config = uvicorn_config(app, settings, host="127.0.0.1", log_level="warning", lifespan="on",
+                            ws_ping_interval=ping_interval_s)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -90,6 +89,16 @@ async def wait_until(predicate, timeout_s: float = 5.0) -> None:  # noqa: ANN001
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+async def _close_leftover_clients():  # noqa: ANN202
+    """A test that failed half-way may leave connections open: close them so no session outlives its test."""
+    yield
+    from tests.wsclient import Client
+
+    for client in list(Client.unclosed):
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -402,3 +402,13 @@ def test_without_apertium_wblank_mode_the_flags_are_added_here(
         assert engine.translate(sentences, "en", "es") == translator.translate(sentences, "en", "es")
     finally:
         engine.close()
+
+
+def test_a_text_that_is_not_unicode_is_an_engine_error_and_the_pipeline_lives(translator: ApertiumTranslator) -> None:
+    """A lone surrogate cannot be written to the pipeline: an EngineError for that call, and the
+    pipeline that the other sessions share is neither killed nor out of step."""
+    before = translator.pipeline_pids("en", "es")
+    with pytest.raises(EngineError, match="surrogate"):
+        translator.translate(["bad \ud800 text"], "en", "es")
+    assert translator.translate(["The house is big."], "en", "es") == ["La casa es grande."]
+    assert not before or translator.pipeline_pids("en", "es") == before

@@ -1,4 +1,4 @@
-"""The Resemblyzer speaker encoder (engines/resemblyzer.py): a numpy port, run on the real weights.
+"""The Resemblyzer speaker encoder (src/hushgate/engines/resemblyzer.py): a numpy port, run on the real weights.
 
 How the port is verified: against the original. Resemblyzer 0.1.4 itself (torch
 2.13 CPU, librosa 0.11) was run once, outside this repository, on two

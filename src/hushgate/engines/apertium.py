@@ -283,7 +283,11 @@ class _Pipeline:
         return tuple(p.pid for p in self._processes)
 
     def translate(self, texts: list[str]) -> list[str]:
-        payload = b"".join(deformat_txt(text).encode("utf-8") + b"\0" for text in texts)
+        try:
+            payload = b"".join(deformat_txt(text).encode("utf-8") + b"\0" for text in texts)
+        except UnicodeEncodeError as exc:
+            # Checked before anything is written, so the shared pipeline stays in step.
+            raise EngineError(f"a text is not valid Unicode (lone surrogate: {exc.reason})") from None
         try:
             frames = self._attempt(payload, len(texts))
         except _PipelineDied:

@@ -16,6 +16,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+# Re-exported: engines raise the store's error for a model that is not installed.
+from hushgate.models.errors import ModelNotFound as ModelNotFound
+
 Pcm16 = npt.NDArray[np.int16]
 """Mono signed 16-bit samples at the engine's own ``sample_rate_hz``."""
 
@@ -23,11 +26,15 @@ Capability = Literal["stt", "vad", "translate", "tts", "speaker"]
 
 
 class EngineError(Exception):
-    """An engine could not do what was asked; the message is safe to show a client."""
+    """An engine could not do what was asked; the message is safe to show a client.
+
+    A missing model is :class:`ModelNotFound` instead (defined by the model store,
+    re-exported here): catch ``ENGINE_FAILURES`` for either.
+    """
 
 
-class ModelNotFound(EngineError):
-    """The configured model is not installed where the engine looked."""
+ENGINE_FAILURES: tuple[type[Exception], ...] = (EngineError, ModelNotFound)
+"""What an engine raises on purpose; any other exception is a bug."""
 
 
 @dataclass(frozen=True, slots=True)

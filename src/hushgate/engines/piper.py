@@ -62,7 +62,7 @@ import numpy as np
 import onnxruntime
 from piper import PhonemeType, PiperConfig, PiperVoice, SynthesisConfig
 
-from hushgate.engines.base import EngineError, EngineOptions, EngineSpec, ModelNotFound, Pcm16, Voice
+from hushgate.engines.base import ENGINE_FAILURES, EngineError, EngineOptions, EngineSpec, ModelNotFound, Pcm16, Voice
 
 log = logging.getLogger("hushgate.engines.piper")
 
@@ -420,7 +420,7 @@ def create(options: EngineOptions) -> PiperSynthesizer:
         seen_paths.add(resolved)
         try:
             voice = load_voice(path, threads=options.threads)
-        except EngineError as exc:
+        except ENGINE_FAILURES as exc:
             if must_load:
                 raise
             # One broken download in the models directory should not take

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from hushgate.engines.base import ModelNotFound
+from hushgate.models.errors import ModelNotFound
 from hushgate.models.store import (
     ManualInstallRequired,
     PullError,

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, ClassVar, Final, Literal, TypeAlias, assert_never
 
-from hushgate.engines.base import ModelNotFound
+from hushgate.models.errors import ModelNotFound
 
 ENGINES: Final[tuple[str, ...]] = (
     "whisper",

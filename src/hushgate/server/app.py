@@ -5,105 +5,41 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import secrets
+import math
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from hushgate.engines.registry import EngineRegistry
-from hushgate.server.codec import Frame, JsonCodec, codec_for
-from hushgate.server.hub import EngineHub
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
+from hushgate.server import admission
 from hushgate.server.auth import Authenticator, Decision
+from hushgate.server.codec import Codec, JsonCodec, codec_for
+from hushgate.server.gateway import Gateway
+from hushgate.server.hub import EngineHub
 from hushgate.server.metrics import Metrics
+from hushgate.server.openai.routes import make_routes as openai_routes
+from hushgate.server.openapi import openapi
+from hushgate.server.protocol import CloseCode, ProtocolError
 from hushgate.server.runtime import Runtime
-from hushgate.server.session import ClientGone, Session
-from hushgate.server.vosk_compat import make_vosk_endpoint
+from hushgate.server.session import Session
 from hushgate.server.settings import Settings
+from hushgate.server.transport import Transport, WebSocketTransport, close_quietly
+from hushgate.server.vosk_compat import make_vosk_endpoint
+from hushgate.server.wyoming import WyomingServer
 
 log = logging.getLogger("hushgate")
 WEB_DIR = Path(str(resources.files("hushgate.web")))
-
-
-class Drainable(Protocol):
-    """A live connection the server can ask to finish (see DrainingServer)."""
-
-    def drain(self) -> None: ...
-
-
-@dataclass(slots=True)
-class Gateway:
-    settings: Settings
-    hub: EngineHub
-    runtime: Runtime
-    metrics: Metrics
-    auth: Authenticator
-    sessions: set[Drainable] = field(default_factory=set)
-    per_key: dict[str, int] = field(default_factory=dict)
-    ready: bool = False
-    draining: bool = False
-    load_error: str | None = None
-
-    def drain(self) -> None:
-        """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""
-        self.draining = True
-
-    def finish_sessions(self) -> None:
-        for session in list(self.sessions):
-            session.drain()
-
-    @asynccontextmanager
-    async def admitted(self, session: Drainable, key_id: str) -> AsyncIterator[None]:
-        """Count a live session everywhere it is counted, for as long as it runs."""
-        self.metrics.session_opened()
-        self.sessions.add(session)
-        self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
-        try:
-            yield
-        finally:
-            self.metrics.session_closed()
-            self.sessions.discard(session)
-            self.per_key[key_id] -= 1
-            if not self.per_key[key_id]:
-                del self.per_key[key_id]
-
-
-class WebSocketTransport:
-    def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
-
-    async def receive(self) -> Frame | None:
-        message = await self._ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        return bytes(message.get("bytes") or b"")
-
-    async def send(self, frame: Frame) -> None:
-        try:
-            if isinstance(frame, str):
-                await self._ws.send_text(frame)
-            else:
-                await self._ws.send_bytes(frame)
-        except WebSocketDisconnect:
-            raise ClientGone() from None
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._ws.application_state is not WebSocketState.DISCONNECTED:
-            await self._ws.close(code, reason)
+# At shutdown, how long engine calls still running may take before they are abandoned.
+ENGINE_STOP_WAIT_S = 5.0
 
 
 def create_app(settings: Settings | None = None, *, registry: EngineRegistry | None = None) -> Starlette:
@@ -111,9 +47,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     runtime = Runtime(max_waiting=settings.engine_queue)
     auth = Authenticator(
         key_hashes=settings.api_keys,
-        token_secret=(settings.token_secret or secrets.token_hex(32)).encode(),
+        token_secret=settings.token_secret,
+        previous_token_secrets=settings.token_secrets_previous,
         allowed_origins=settings.allowed_origins,
         no_auth=settings.no_auth,
+        loopback_addresses=settings.loopback_addresses,
     )
     gateway = Gateway(
         settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime, Metrics(runtime), auth
@@ -132,13 +70,22 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(load_engines())
+        wyoming = WyomingServer(gateway, settings.wyoming_uri) if settings.wyoming_uri else None
+        if wyoming is not None:
+            await wyoming.start()
+            app.state.wyoming = wyoming
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await gateway.hub.aclose()
-            await asyncio.to_thread(runtime.shutdown)
+            gateway.stuck_engines = await asyncio.to_thread(runtime.shutdown, ENGINE_STOP_WAIT_S)
+            if gateway.stuck_engines:
+                log.warning("engine calls still running %.0f s after shutdown, abandoned: %s",
+                            ENGINE_STOP_WAIT_S, ", ".join(gateway.stuck_engines))
             gateway.hub.close()
 
     async def healthz(request: Request) -> Response:
@@ -150,22 +97,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         reason = "draining" if gateway.draining else gateway.load_error or "loading"
         return JSONResponse({"ready": False, "error": reason}, status_code=503)
 
-    def http_auth(request: Request) -> Decision:
-        client = request.client.host if request.client else None
-        return auth.decide(
-            client_host=client, authorization=request.headers.get("authorization"),
-            token=request.query_params.get("token"), origin=request.headers.get("origin"),
-            host=request.headers.get("host"),
-        )
-
     def denied(decision: Decision) -> Response:
-        gateway.metrics.on_event("rejected", "unauthorized")
-        status = 401 if decision.outcome == "unauthorized" else 403
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-        return JSONResponse({"error": decision.reason, "code": "unauthorized"}, status_code=status, headers=headers)
+        return admission.denied(gateway, decision)
 
     async def metrics(request: Request) -> Response:
-        decision = http_auth(request)
+        decision = admission.decide(gateway, request, "metrics")
         if decision.outcome != "ok":
             return denied(decision)
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -183,7 +119,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
         cap_s = body.get("max_session_s") if isinstance(body, dict) else None
         if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
-                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or cap_s <= 0))):
+                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool)
+                                           or not 0 < cap_s < math.inf))):
             return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
         ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
         token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
@@ -218,7 +155,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
 
     async def tts(request: Request) -> Response:
         """Synthesize a whole text into one WAV (for clients that do not stream)."""
-        decision = http_auth(request)
+        decision = admission.decide(gateway, request, "tts")
         if decision.outcome != "ok":
             return denied(decision)
         if not gateway.ready:
@@ -265,46 +202,22 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         return FileResponse(WEB_DIR / "overlay.html")
 
     async def stream(websocket: WebSocket) -> None:
-        decision = auth.decide(
-            client_host=websocket.client.host if websocket.client else None,
-            authorization=websocket.headers.get("authorization"),
-            token=websocket.query_params.get("token"),
-            origin=websocket.headers.get("origin"),
-            host=websocket.headers.get("host"),
-        )
-        if decision.outcome != "ok" or decision.principal is None:
-            # Refused before the upgrade: the client sees HTTP 401/403, never a socket.
-            await websocket.send_denial_response(denied(decision))
+        principal = await admission.accept(gateway, websocket)
+        if principal is None:
             return
-        principal = decision.principal
-        await websocket.accept()
         transport = WebSocketTransport(websocket)
-        metrics = gateway.metrics
         try:
             codec = codec_for(websocket.query_params.get("format", "json"), max_frame_bytes=settings.max_frame_bytes)
         except ProtocolError as exc:
-            await _refuse(transport, exc)
+            await _refuse(transport, exc, JsonCodec())
             return
-        refusal = None
-        if not gateway.ready or gateway.draining:
-            refusal = ProtocolError(
-                ErrorCode.ENGINE_UNAVAILABLE,
-                "server is shutting down" if gateway.draining else "engines are still loading; try again shortly",
-                close=CloseCode.TRY_AGAIN_LATER)
-        elif metrics.active >= settings.max_sessions:
-            refusal = ProtocolError(
-                ErrorCode.OVERLOADED, f"server is at its limit of {settings.max_sessions} sessions",
-                close=CloseCode.TRY_AGAIN_LATER)
-        elif settings.max_sessions_per_key and gateway.per_key.get(principal.key_id, 0) >= settings.max_sessions_per_key:
-            refusal = ProtocolError(
-                ErrorCode.OVERLOADED, f"this key is at its limit of {settings.max_sessions_per_key} sessions",
-                close=CloseCode.TRY_AGAIN_LATER)
+        refusal = admission.refusal(gateway, principal)
         if refusal is not None:
-            metrics.on_event("rejected", refusal.code.value)
+            gateway.metrics.on_event("rejected", refusal.code.value)
             await _refuse(transport, refusal, codec)
             return
         session = Session(
-            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=metrics.on_event,
+            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=gateway.metrics.on_event,
             max_session_s=principal.max_session_s,
         )
         async with gateway.admitted(session, principal.key_id):
@@ -319,6 +232,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         Route("/metrics", metrics),
         WebSocketRoute("/v1/stream", stream),
         WebSocketRoute("/vosk", make_vosk_endpoint(gateway)),
+        Route("/openapi.json", openapi),
+        *openai_routes(gateway),
         Route("/", index),
         Route("/overlay", overlay),
         Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),
@@ -332,11 +247,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     return app
 
 
-async def _refuse(transport: WebSocketTransport, error: ProtocolError, codec: Any = None) -> None:
-    codec = codec or JsonCodec()
+async def _refuse(transport: Transport, error: ProtocolError, codec: Codec) -> None:
+    """Tell a client why it gets no session, then close."""
     try:
         for frame in codec.encode(error.event()):
             await transport.send(frame)
-        await transport.close(int(error.close or CloseCode.POLICY), error.message[:120])
     except Exception:  # noqa: BLE001 - the client may be gone already
-        pass
+        return
+    await close_quietly(transport, int(error.close or CloseCode.POLICY), error.message)

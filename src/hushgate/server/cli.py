@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -61,10 +62,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
     from hushgate.server.app import create_app
-    from hushgate.server.server import DrainingServer, install_log_filters
+    from hushgate.server.server import DrainingServer, install_log_filters, uvicorn_config
 
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -72,19 +71,15 @@ def serve(settings: Settings) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    install_log_filters()
+    install_log_filters(handler, log_content=settings.log_content)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Frames past twice the limit are refused by the WebSocket layer itself
-        # (close 1009) before they are buffered; the session reports the rest.
-        ws_max_size=2 * settings.max_frame_bytes,
-        access_log=False,
-    )
-    DrainingServer(config, app.state.gateway).run()
+    gateway = app.state.gateway
+    DrainingServer(uvicorn_config(app, settings), gateway).run()
+    if gateway.stuck_engines:
+        # Their threads cannot be interrupted, and the interpreter would join them
+        # forever on exit: leave without them (sessions are already closed).
+        logging.shutdown()
+        os._exit(0)
 
 
 def keys(argv: list[str]) -> int:
@@ -106,15 +101,23 @@ def keys(argv: list[str]) -> int:
     return 0
 
 
+def _version() -> str:
+    from hushgate.client.commands import package_version
+
+    return package_version("hushgate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="hushgate", description="Self-hosted real-time speech gateway")
+    parser.add_argument("--version", action="version", version=f"hushgate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_parser = sub.add_parser("serve", help="run the server")
     _add_settings_flags(serve_parser)
     sub.add_parser("models", help="list, locate and install models (hushgate models --help)", add_help=False)
     sub.add_parser("keys", help="make API keys and their hashes (hushgate keys --help)", add_help=False)
-    sub.add_parser("transcribe", help="transcribe a WAV file through a running gateway", add_help=False)
+    sub.add_parser("transcribe", help="transcribe an audio file (or - for stdin) through a running gateway",
+                   add_help=False)
     sub.add_parser("speak", help="synthesize text to a WAV file through a running gateway", add_help=False)
     sub.add_parser("translate", help="translate text through a running gateway", add_help=False)
     if argv[:1] == ["keys"]:

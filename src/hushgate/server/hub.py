@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hushgate.engines.base import (
-    EngineError,
+    ENGINE_FAILURES,
     EngineOptions,
     SpeakerEncoder,
     Synthesizer,
@@ -57,7 +57,8 @@ class EngineHub:
         self.load_seconds: dict[str, float] = {}
         self.encoder: SpeakerEncoder | None = None
         self.encoder_runner: EngineRunner | None = None
-        self.sealer = Sealer(settings.voiceprint_key)
+        self.sealer = Sealer(settings.voiceprint_key, previous_keys=settings.voiceprint_keys_previous,
+                             deployment_id=settings.deployment_id, ttl_s=settings.voiceprint_ttl_s)
 
     def load(self) -> None:
         """Load every configured engine; slow, so the app calls it in a thread."""
@@ -108,7 +109,7 @@ class EngineHub:
         try:
             spec = self._registry.get(name, capability)  # type: ignore[arg-type]
             engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
-        except (EngineError, ImportError, OSError) as exc:
+        except (*ENGINE_FAILURES, ImportError, OSError) as exc:
             self.unavailable[name] = f"{type(exc).__name__}: {exc}"
             log.warning("%s engine %s not loaded: %s", capability, name, exc)
             return None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from hushgate.server.protocol import CloseCode, ErrorCode, Partial, ProtocolError, ServerEvent
+from hushgate.server.errors import Busy
+from hushgate.server.protocol import CloseCode, Partial, ServerEvent
 
 
 class Outbox:
@@ -37,11 +38,7 @@ class Outbox:
                     self.coalesced += 1
                     return
         if len(self._events) >= self.limit:
-            raise ProtocolError(
-                ErrorCode.OVERLOADED,
-                f"client is not reading: {len(self._events)} events waiting",
-                close=CloseCode.TRY_AGAIN_LATER,
-            )
+            raise Busy(f"client is not reading: {len(self._events)} events waiting", close=CloseCode.TRY_AGAIN_LATER)
         self._events.append(event)
         self._ready.set()
 

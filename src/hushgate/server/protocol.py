@@ -431,6 +431,15 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
+def is_utf8(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON can spell one as ``\\ud800``; UTF-8 cannot carry it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Fields:
     """Typed access to one mapping; every mistake becomes a ProtocolError."""
 
@@ -462,6 +471,8 @@ class _Fields:
             return value
         if not isinstance(value, str):
             raise self.fail(f"`{key}` must be a string")
+        if not is_utf8(value):
+            raise self.fail(f"`{key}` holds a lone surrogate, which is not text")
         if len(value) > max_chars:
             raise self.fail(f"`{key}` is longer than {max_chars} characters")
         return value
@@ -489,7 +500,7 @@ class _Fields:
         value = self._get(key, [])
         if not isinstance(value, list) or len(value) > max_items:
             raise self.fail(f"`{key}` must be a list of at most {max_items} strings")
-        if not all(isinstance(v, str) and len(v) <= max_chars for v in value):
+        if not all(isinstance(v, str) and len(v) <= max_chars and is_utf8(v) for v in value):
             raise self.fail(f"`{key}` must hold strings of at most {max_chars} characters")
         return tuple(value)
 
@@ -508,12 +519,15 @@ def _audio_format(f: _Fields) -> AudioFormat:
     # Any whole number parses here, so every out-of-range rate is "unsupported", not "malformed".
     rate = f.integer("sample_rate", low=-(1 << 63), high=1 << 63)
     close = CloseCode.UNSUPPORTED_DATA if f.fatal else None
-    if encoding != "pcm_s16le" or channels != 1:
+    if encoding not in ("pcm_s16le", "mulaw", "alaw") or channels != 1:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
-            f"only pcm_s16le mono is accepted, not {encoding} with {channels} channels",
+            f"only mono pcm_s16le, mulaw or alaw is accepted, not {encoding} with {channels} channels",
             close=close,
         )
+    if encoding != "pcm_s16le" and rate != 8_000:
+        # G.711 is telephony audio: 8 kHz by definition.
+        raise ProtocolError(ErrorCode.UNSUPPORTED_AUDIO, f"{encoding} is 8000 Hz audio, not {rate} Hz", close=close)
     if not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_AUDIO,
@@ -622,7 +636,8 @@ def parse_client_message(obj: Any, *, started: bool) -> ClientMessage:
             ErrorCode.NOT_STARTED, f"the first message must be `start`, not `{kind[:40]}`", close=CloseCode.POLICY
         )
     raw_id = obj.get("id")
-    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS else None
+    # Every id is echoed, and an id no UTF-8 frame can carry would fail the whole session.
+    request_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS and is_utf8(raw_id) else None
     if kind == "audio":
         pcm = obj.get("pcm")
         if not isinstance(pcm, (bytes, bytearray)):

@@ -9,6 +9,8 @@ environment variable ``HUSHGATE_<FIELD>``, and the ``serve`` flag
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import types
 import typing
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "HUSHGATE_"
+# Shortest token secret or voiceprint key accepted (`hushgate keys new` makes 47 characters).
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -48,11 +52,22 @@ class Settings:
         metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
                       "Unset: random per process (tokens die with it)."),
     )
+    token_secrets_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Token secrets being rotated out: tokens they signed still verify until they expire; new "
+                      "tokens are signed with `token_secret`.", repeat=True),
+    )
     token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
                       "pages always may. `*` allows any.", repeat=True),
+    )
+    loopback_addresses: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_doc("Client addresses taken for this machine's own user when no API keys are configured "
+                      "(the `Host` must name one of them or `localhost` too). Not all of 127/8: a sidecar in "
+                      "the same pod connects from 127.0.0.6.", repeat=True),
     )
     no_auth: bool = field(
         default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
@@ -95,6 +110,20 @@ class Settings:
         default=None,
         metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
                       "Unset: random per process, so exports do not survive a restart."),
+    )
+    voiceprint_keys_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Voiceprint keys being rotated out: blobs they sealed still open; new exports are sealed "
+                      "with `voiceprint_key`.", repeat=True),
+    )
+    voiceprint_ttl_s: float = field(
+        default=90 * 86_400.0,
+        metadata=_doc("How long an exported voiceprint may be imported again (it carries its expiry)."),
+    )
+    deployment_id: str = field(
+        default="hushgate",
+        metadata=_doc("Names this deployment; sealed voiceprints carry it and open only where it matches. "
+                      "Give staging and production different ones."),
     )
     enroll_needed_ms: int = field(
         default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
@@ -152,6 +181,14 @@ class Settings:
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
     )
     start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    header_timeout_s: float = field(
+        default=10.0,
+        metadata=_doc("Time a connection has to finish its request headers; slower ones are closed (slowloris)."),
+    )
+    max_connections: int = field(
+        default=256,
+        metadata=_doc("Open connections and requests the HTTP server serves at once; past it, HTTP 503."),
+    )
     idle_timeout_s: float = field(default=120.0, metadata=_doc("A session that sends nothing this long is ended."))
     max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
     control_rate_per_s: float = field(
@@ -171,6 +208,21 @@ class Settings:
     backlog_ms: int = field(
         default=30_000,
         metadata=_doc("Audio waiting for the engine per session before the server stops reading from that client."),
+    )
+    max_upload_bytes: int = field(
+        default=25 * 1024 * 1024,
+        metadata=_doc("Largest request body of the OpenAI-compatible HTTP API (an audio file upload); larger is "
+                      "refused (413) before it is read."),
+    )
+    max_file_s: float = field(
+        default=3 * 3600.0,
+        metadata=_doc("Longest audio file the HTTP API transcribes, after decoding (a small compressed file can "
+                      "hold hours)."),
+    )
+    wyoming_uri: str = field(
+        default="",
+        metadata=_doc("Also serve the Wyoming protocol (Home Assistant) here, e.g. `tcp://0.0.0.0:10300`; "
+                      "empty: off."),
     )
 
     # Mapping from the outside world.
@@ -204,9 +256,29 @@ class Settings:
             raise SettingsError("silence_ms must be 100–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        for name in ("token_secret", "voiceprint_key", "token_secrets_previous", "voiceprint_keys_previous"):
+            value = getattr(self, name)
+            if any(0 < len(secret) < MIN_SECRET_CHARS for secret in ((value,) if isinstance(value, str) else value or ())):
+                raise SettingsError(f"{name} must be at least {MIN_SECRET_CHARS} characters (`hushgate keys new` "
+                                    "makes one)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{f.name} must be a finite number, not {value}")
+        for address in self.loopback_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(f"loopback_addresses holds IP addresses, not {address!r}") from None
+        if not self.deployment_id.strip():
+            raise SettingsError("deployment_id must not be empty")
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
+        if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
+            raise SettingsError("max_upload_bytes must be at least 1024 and max_file_s positive")
+        if self.wyoming_uri and not self.wyoming_uri.startswith(("tcp://", "unix://")):
+            raise SettingsError(f"wyoming_uri must be tcp://HOST:PORT or unix://PATH, not {self.wyoming_uri!r}")
         self.stt_table()
         return self
 

@@ -30,6 +30,11 @@ THRESHOLDS: tuple[tuple[int, float], ...] = ((2_000, 0.67), (4_000, 0.70), (10**
 SCORE_SLOPE = 20.0
 # A new guest needs to be this far from every known one.
 GUEST_THRESHOLD = 0.70
+# Bounds on what a client can make a session hold. Overflow policy: once MAX_GUESTS voices
+# are labelled, a further new voice is reported undecided (`no_match`) instead of
+# becoming a guest; a verification beyond MAX_VERIFICATIONS waiting is refused (`overloaded`).
+MAX_GUESTS = 32
+MAX_VERIFICATIONS = 16
 
 
 def threshold_for(speech_ms: int) -> float:
@@ -178,6 +183,11 @@ class SpeakerBook:
 
     # Decisions -------------------------------------------------------------------
 
+    def queue_verification(self, request_id: str | None, voiceprint_id: str, *, first_utterance: int) -> None:
+        if len(self.verifications) >= MAX_VERIFICATIONS:
+            raise OverflowError(f"{MAX_VERIFICATIONS} verifications are already waiting for speech")
+        self.verifications.append((request_id, voiceprint_id, first_utterance))
+
     def score(self, voiceprint: Voiceprint, vector: Embedding, speech_ms: int) -> float:
         return calibrated(float(np.dot(voiceprint.vector, vector)), speech_ms)
 
@@ -193,7 +203,7 @@ class SpeakerBook:
             return None
         return self._guest(vector, best[0] if best else 0.0)
 
-    def _guest(self, vector: Embedding, best_score: float) -> Identity:
+    def _guest(self, vector: Embedding, best_score: float) -> Identity | None:
         nearest: tuple[float, _Guest] | None = None
         for guest in self._guests:
             cosine = float(np.dot(_unit(guest.centroid), vector))
@@ -204,6 +214,8 @@ class SpeakerBook:
             guest.centroid = guest.centroid + vector
             guest.count += 1
             return Identity(None, guest.label, best_score)
+        if len(self._guests) >= MAX_GUESTS:
+            return None
         guest = _Guest(f"Guest-{len(self._guests) + 1}", vector.astype(np.float32).copy(), 1)
         self._guests.append(guest)
         return Identity(None, guest.label, best_score)

@@ -48,7 +48,10 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from hushgate.client.resume import RESUMABLE_CLOSE_CODES, RESUME_ATTEMPTS, RESUME_FIRST_WAIT_S, AudioTail, Timeline
+
 __all__ = [
+    "Resumed",
     "AudioFormat", "Client", "EngineInfo", "Enrolled", "EnrollProgress", "Ended", "Event", "EventParseError",
     "Final", "GatewayError", "Partial", "PcmChunk", "Pong", "Ready", "ServerError", "Session", "Speaker",
     "SpeakerUpdate", "SpeechStarted", "Translation", "TtsAudio", "TtsEnd", "TtsStart", "UnknownEvent",
@@ -971,50 +974,68 @@ class Client:
         self,
         pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk],
         rate: int = 16_000,
+        *,
+        resume: bool = True,
         **start: Any,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[Event | Resumed]:
         """Send every chunk of ``pcm`` while yielding the events, then stop; ``Ready`` comes first, ``Ended`` last.
 
         Sending and receiving run concurrently, so events arrive while a long file
         is still being sent; the sending slows to what the server can take. Pace an
         async iterable yourself for real-time streaming. ``start`` takes the options
         of :meth:`session`.
-        """
-        async with self.session(rate, **start) as s:
-            yield s.ready
-            sender = asyncio.create_task(self._send_all(s, pcm), name="hushgate-sender")
-            receiving: asyncio.Task[Event | None] = asyncio.ensure_future(s.receive())
-            try:
-                while True:
-                    watch: set[asyncio.Future[Any]] = {receiving}
-                    if not sender.done():
-                        watch.add(sender)
-                    await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-                    if sender.done() and not sender.cancelled():
-                        failure = sender.exception()
-                        # A closed connection is reported by the receiving side, with its reason.
-                        if failure is not None and not isinstance(failure, GatewayError):
-                            raise failure
-                    if receiving.done():
-                        event = receiving.result()
-                        if event is None:
-                            break
-                        yield event
-                        receiving = asyncio.ensure_future(s.receive())
-            finally:
-                for task in (sender, receiving):
-                    task.cancel()
-                await asyncio.gather(sender, receiving, return_exceptions=True)
 
-    @staticmethod
-    async def _send_all(session: Session, pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk]) -> None:
-        if isinstance(pcm, AsyncIterable):
-            async for chunk in pcm:
-                await session.send_audio(chunk)
-        else:
-            for chunk in pcm:
-                await session.send_audio(chunk)
-        await session.stop()
+        With ``resume`` (the default), a server that drains (``ended`` with reason
+        ``shutdown``) or vanishes mid-stream does not end the stream: a new session
+        is opened (behind a load balancer, on another replica), the audio no final
+        has covered yet is sent again, and a :class:`Resumed` event marks the seam.
+        Times and utterance numbers continue as one stream (see ``resume.py``).
+        """
+        source = _Chunks(pcm)
+        tail = AudioTail(rate)
+        timeline = Timeline()
+        replay = b""
+        first = True
+        try:
+            while True:
+                async with self._resumable_session(rate, retry=not first, **start) as s:
+                    if first:
+                        yield s.ready
+                        first = False
+                    else:
+                        yield Resumed(offset_ms=timeline.offset_ms, resent_ms=len(replay) * 500 // rate)
+                    pump = _Pump(s, source, tail, replay, resume=resume)
+                    async for event in pump.events():
+                        timeline.seen(event)
+                        yield timeline.shift(event)
+                    if pump.settled_ms is None:
+                        return
+                timeline.advance(pump.settled_ms, pump.utterances)
+                replay = pump.replay
+        finally:
+            await source.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _resumable_session(self, rate: int, *, retry: bool, **start: Any) -> AsyncIterator[Session]:
+        """:meth:`session`; when resuming, retried with growing waits while replicas refuse or are unreachable."""
+        wait_s = RESUME_FIRST_WAIT_S
+        for attempt in range(RESUME_ATTEMPTS if retry else 1):
+            try:
+                context = self.session(rate, **start)
+                session = await context.__aenter__()
+            except GatewayError as exc:
+                retryable = exc.code in ("unreachable", "overloaded", "engine_unavailable") or (
+                    exc.close_code in RESUMABLE_CLOSE_CODES) or exc.http_status in (502, 503, 504)
+                if not retry or not retryable or attempt == RESUME_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(wait_s)
+                wait_s *= 2
+                continue
+            try:
+                yield session
+            finally:
+                await context.__aexit__(None, None, None)
+            return
 
     async def speak(self, text: str, voice: str | None = None, sample_rate: int | None = None, *,
                     language: str | None = None) -> tuple[npt.NDArray[np.int16], int]:
@@ -1053,3 +1074,135 @@ class Client:
                     await s.finish(timeout_s=30.0)
                     return event.text
         raise GatewayError("closed", "the session ended before the translation came")
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """SDK event: the stream went on in a new session after its server went away.
+
+    ``offset_ms`` is where the new session's audio starts in the stream;
+    ``resent_ms`` how much audio no final had covered and was sent again.
+    """
+
+    type: ClassVar[str] = "resumed"
+    offset_ms: int
+    resent_ms: int
+
+
+async def _aiter_chunks(pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk]) -> AsyncIterator[bytes]:
+    if isinstance(pcm, AsyncIterable):
+        async for chunk in pcm:
+            yield _pcm_bytes(chunk)
+    else:
+        for chunk in pcm:
+            yield _pcm_bytes(chunk)
+
+
+class _Chunks:
+    """The caller's audio source, read across sessions.
+
+    A sender cancelled at a resume may be waiting for the next chunk; cancelling
+    that wait inside the caller's generator would end the generator, so the wait
+    runs as its own future that the next session's sender picks up.
+    """
+
+    def __init__(self, pcm: Iterable[PcmChunk] | AsyncIterable[PcmChunk]) -> None:
+        self._chunks = _aiter_chunks(pcm)
+        self._pending: asyncio.Future[bytes | None] | None = None
+
+    async def next(self) -> bytes | None:
+        """The next chunk; None at the end of the source."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(anext(self._chunks, None))
+        try:
+            chunk = await asyncio.shield(self._pending)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._pending = None
+            raise
+        self._pending = None
+        return chunk
+
+    async def aclose(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
+        await self._chunks.aclose()
+
+
+class _Pump:
+    """One session of :meth:`Client.stream`: send the replay and the source, yield the events.
+
+    Afterwards ``settled_ms`` is None when the stream is over, or the point of this
+    session up to which finals settled the audio when it should go on elsewhere;
+    ``replay`` is then the audio to send again.
+    """
+
+    def __init__(self, session: Session, source: _Chunks, tail: AudioTail, replay: bytes, *,
+                 resume: bool) -> None:
+        self._s = session
+        self._source = source
+        self._tail = tail
+        self._replay = replay
+        self._resume = resume
+        self._source_done = False
+        self.settled_ms: int | None = None
+        self.utterances = 0
+        self.replay = b""
+
+    async def _send(self) -> None:
+        if self._replay:
+            self._tail.sent(self._replay)
+            await self._s.send_audio(self._replay)
+        while (chunk := await self._source.next()) is not None:
+            # Kept before it is sent: a chunk lost with the connection is sent again.
+            self._tail.sent(chunk)
+            await self._s.send_audio(chunk)
+        self._source_done = True
+        await self._s.stop()
+
+    async def events(self) -> AsyncIterator[Event]:
+        sender = asyncio.create_task(self._send(), name="hushgate-sender")
+        receiving: asyncio.Task[Event | None] = asyncio.ensure_future(self._s.receive())
+        try:
+            while True:
+                watch: set[asyncio.Future[Any]] = {receiving}
+                if not sender.done():
+                    watch.add(sender)
+                await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                if sender.done() and not sender.cancelled():
+                    failure = sender.exception()
+                    # A closed connection is reported by the receiving side, with its reason.
+                    if failure is not None and not isinstance(failure, GatewayError):
+                        raise failure
+                if not receiving.done():
+                    continue
+                try:
+                    event = receiving.result()
+                except GatewayError as exc:
+                    if self._resume and exc.close_code in RESUMABLE_CLOSE_CODES:
+                        self._go_on_elsewhere(None)
+                        return
+                    raise
+                if event is None:
+                    return
+                if isinstance(event, Final):
+                    self._tail.settle(event.t1_ms)
+                if isinstance(event, Ended) and event.reason == "shutdown" and self._resume and (
+                        not self._source_done or event.audio_ms < self._tail.sent_ms):
+                    self._go_on_elsewhere(event)
+                    return
+                yield event
+                receiving = asyncio.ensure_future(self._s.receive())
+        finally:
+            for task in (sender, receiving):
+                task.cancel()
+            await asyncio.gather(sender, receiving, return_exceptions=True)
+
+    def _go_on_elsewhere(self, ended: Ended | None) -> None:
+        if ended is not None:
+            # Everything the server took went into finals before `ended`.
+            self._tail.settle(ended.audio_ms)
+            self.utterances = ended.utterances
+        self.settled_ms, self.replay = self._tail.restart()

@@ -14,13 +14,11 @@ import asyncio
 import io
 import json
 import os
-import struct
 import sys
 import time
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,186 +26,18 @@ import numpy as np
 import numpy.typing as npt
 
 from hushgate.client import Client, Ended, Final, GatewayError, Ready, ServerError, Translation
+from hushgate.client.captions import cue, timestamp
+from hushgate.client.media import MediaError, MediaSource, pyav_available
+from hushgate.client.wavfile import InputError, WavSource
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 KEY_ENV = "HUSHGATE_CLIENT_KEY"
-MIN_RATE_HZ, MAX_RATE_HZ = 8_000, 48_000
-FALLBACK_RATE_HZ = 16_000
 PROGRESS_MIN_S = 5.0
 FAST_CHUNK_MS = 500  # as fast as the server takes it: fewer, larger frames
 REALTIME_CHUNK_MS = 100  # paced: small frames, like a live microphone
 
 OutputFormat = Literal["text", "json", "srt", "vtt"]
-
-
-class InputError(Exception):
-    """The input file cannot be read as audio (exit status 2)."""
-
-
-# Reading WAV files ----------------------------------------------------------------
-
-_WAVE_FORMAT_PCM = 0x0001
-_WAVE_FORMAT_FLOAT = 0x0003
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-
-
-@dataclass(frozen=True)
-class _WavLayout:
-    rate_hz: int
-    channels: int
-    width: int  # bytes per sample
-    floating: bool
-    frames: int
-    data_offset: int | None  # set when read by the RIFF fallback rather than `wave`
-
-
-def _riff_layout(path: Path) -> _WavLayout:
-    """Header of a WAV the `wave` module refuses: WAVE_FORMAT_EXTENSIBLE (usual for 24/32-bit) and float."""
-    with path.open("rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise InputError(f"{path}: not a WAV file")
-        fmt: tuple[int, int, int, int] | None = None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                raise InputError(f"{path}: no audio data in the WAV file")
-            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if kind == b"fmt ":
-                body = f.read(size + (size & 1))[:size]
-                if len(body) < 16:
-                    raise InputError(f"{path}: truncated WAV header")
-                tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-                if tag == _WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
-                    tag = struct.unpack("<H", body[24:26])[0]  # first bytes of the sub-format GUID
-                fmt = (tag, channels, rate, bits)
-            elif kind == b"data":
-                if fmt is None:
-                    raise InputError(f"{path}: WAV data before its format")
-                tag, channels, rate, bits = fmt
-                width = bits // 8
-                floating = tag == _WAVE_FORMAT_FLOAT
-                if tag not in (_WAVE_FORMAT_PCM, _WAVE_FORMAT_FLOAT) or bits % 8 or not channels \
-                        or (floating and width not in (4, 8)) or (not floating and width not in (1, 2, 3, 4)):
-                    raise InputError(f"{path}: unsupported WAV encoding (format {tag:#x}, {bits}-bit); "
-                                     "use PCM 8/16/24/32-bit or float")
-                return _WavLayout(rate, channels, width, floating, size // (width * channels), f.tell())
-            else:
-                f.seek(size + (size & 1), io.SEEK_CUR)  # chunks are padded to even sizes
-
-
-def _to_float(data: bytes, layout: _WavLayout) -> npt.NDArray[np.float32]:
-    """Interleaved samples of any supported width as float32 in -1..1, mixed down to mono."""
-    if layout.floating:
-        samples = np.frombuffer(data, dtype="<f4" if layout.width == 4 else "<f8").astype(np.float32)
-    elif layout.width == 1:  # 8-bit WAV is unsigned
-        samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif layout.width == 2:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    elif layout.width == 3:
-        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        value = np.where(value >= 1 << 23, value - (1 << 24), value)
-        samples = value.astype(np.float32) / float(1 << 23)
-    else:
-        samples = (np.frombuffer(data, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
-    if layout.channels > 1:
-        samples = samples[: len(samples) - len(samples) % layout.channels]
-        samples = samples.reshape(-1, layout.channels).mean(axis=1, dtype=np.float32)
-    return samples
-
-
-def _to_int16(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-    out: npt.NDArray[np.int16] = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
-    return out
-
-
-class WavSource:
-    """A WAV file read block by block as mono int16 at a rate the gateway accepts.
-
-    The file is never loaded whole, so an hour of 48 kHz stereo costs a block of
-    memory. Rates within 8–48 kHz are sent as they are (the server resamples);
-    others are resampled here to 16 kHz, the rate speech engines use.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            with wave.open(str(path), "rb") as w:
-                self._layout = _WavLayout(w.getframerate(), w.getnchannels(), w.getsampwidth(), False,
-                                          w.getnframes(), None)
-        except wave.Error:
-            # `wave` (Python 3.11) reads only plain PCM; 24/32-bit files are often EXTENSIBLE, some are float.
-            self._layout = _riff_layout(path)
-        except EOFError:
-            raise InputError(f"{path}: truncated WAV file") from None
-        if self._layout.rate_hz <= 0 or self._layout.channels <= 0:
-            raise InputError(f"{path}: the WAV header is not valid")
-        inside = MIN_RATE_HZ <= self._layout.rate_hz <= MAX_RATE_HZ
-        self.rate_hz = self._layout.rate_hz if inside else FALLBACK_RATE_HZ
-
-    @property
-    def duration_s(self) -> float:
-        return self._layout.frames / self._layout.rate_hz
-
-    def _raw_blocks(self, frames_per_block: int) -> Iterator[bytes]:
-        layout = self._layout
-        if layout.data_offset is None:
-            with wave.open(str(self.path), "rb") as w:
-                while data := w.readframes(frames_per_block):
-                    yield data
-            return
-        frame_bytes = layout.width * layout.channels
-        remaining = layout.frames * frame_bytes
-        with self.path.open("rb") as f:
-            f.seek(layout.data_offset)
-            while remaining > 0 and (data := f.read(min(remaining, frames_per_block * frame_bytes))):
-                remaining -= len(data)
-                yield data[: len(data) - len(data) % frame_bytes]
-
-    def chunks(self, chunk_ms: int) -> Iterator[npt.NDArray[np.int16]]:
-        """Consecutive mono int16 chunks of about ``chunk_ms`` at ``rate_hz``."""
-        layout = self._layout
-        frames = max(1, layout.rate_hz * chunk_ms // 1000)
-        if layout.rate_hz == self.rate_hz and layout.width == 2 and layout.channels == 1 and not layout.floating:
-            for data in self._raw_blocks(frames):  # the common case, sample for sample
-                yield np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2").astype(np.int16)
-            return
-        resampler = None
-        if layout.rate_hz != self.rate_hz:
-            import soxr
-
-            resampler = soxr.ResampleStream(layout.rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ")
-        for data in self._raw_blocks(frames):
-            samples = _to_float(data, layout)
-            if resampler is not None:
-                samples = resampler.resample_chunk(samples)
-            if len(samples):
-                yield _to_int16(samples)
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            if len(tail):
-                yield _to_int16(tail)
-
-
-# Captions -------------------------------------------------------------------------
-
-
-def timestamp(ms: int, separator: str = ",") -> str:
-    """``HH:MM:SS,mmm`` (SRT) or, with ``separator="."``, ``HH:MM:SS.mmm`` (WebVTT)."""
-    ms = max(0, int(ms))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    seconds, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{ms:03d}"
-
-
-def cue(number: int, t0_ms: int, t1_ms: int, text: str, fmt: Literal["srt", "vtt"]) -> str:
-    """One subtitle cue with its trailing blank line."""
-    separator = "," if fmt == "srt" else "."
-    # A blank line would end the cue early, and `-->` is reserved in WebVTT cue text.
-    body = " ".join(text.split()).replace("-->", "->")
-    return f"{number}\n{timestamp(t0_ms, separator)} --> {timestamp(max(t0_ms, t1_ms), separator)}\n{body}\n\n"
+__all__ = ["COMMANDS", "InputError", "TranscriptWriter", "WavSource", "cue", "main", "timestamp"]
 
 
 class TranscriptWriter:
@@ -294,7 +124,7 @@ def _run(prog: str, work: Callable[[], Any]) -> int:
     except GatewayError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except InputError as exc:
+    except (InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -310,10 +140,11 @@ def _warn(prog: str, event: ServerError) -> None:
 
 
 def transcribe_main(argv: list[str]) -> int:
-    """``hushgate transcribe FILE``: captions for a WAV file, on stdout."""
+    """``hushgate transcribe FILE``: captions for an audio file (or ``-``, stdin), on stdout."""
     prog = "hushgate transcribe"
-    parser = argparse.ArgumentParser(prog=prog, description="Transcribe a WAV file through the gateway.")
-    parser.add_argument("file", type=Path, help="a WAV file (PCM 8/16/24/32-bit or float, any rate and channels)")
+    parser = argparse.ArgumentParser(prog=prog, description="Transcribe an audio file through the gateway.")
+    parser.add_argument("file", help="an audio file: WAV, or with PyAV installed MP3, Ogg/Opus, FLAC, M4A, WebM …; "
+                                     "'-' reads it from stdin")
     parser.add_argument("--format", dest="fmt", choices=("text", "json", "srt", "vtt"), default="text",
                         help="text: one line per utterance; json: one final/translation event per line; "
                              "srt / vtt: subtitles (default text)")
@@ -327,11 +158,23 @@ def transcribe_main(argv: list[str]) -> int:
     _add_connection_flags(parser)
     args = parser.parse_args(argv)
     try:
-        source = WavSource(args.file)
-    except (OSError, InputError) as exc:
+        source = open_source(args.file)
+    except (OSError, InputError, MediaError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return _run(prog, lambda: _transcribe(prog, args, source))
+
+
+def open_source(name: str) -> WavSource | MediaSource:
+    """WAV files are read here without extra packages; stdin and every other format go through PyAV."""
+    if name == "-":
+        return MediaSource(sys.stdin.buffer.read(), "stdin")
+    try:
+        return WavSource(Path(name))
+    except InputError:
+        if not pyav_available():
+            raise
+    return MediaSource(name, name)
 
 
 async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
@@ -348,7 +191,7 @@ async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
                 await asyncio.sleep(delay)
 
 
-async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource) -> int:
+async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | MediaSource) -> int:
     progress = None
     if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
         from tqdm import tqdm
@@ -459,6 +302,15 @@ def translate_main(argv: list[str]) -> int:
 
 
 
+def package_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "transcribe": transcribe_main, "speak": speak_main, "translate": translate_main,
 }
@@ -467,6 +319,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """``hushgate-client transcribe|speak|translate ...``: the client's own console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--version"]:
+        print(f"hushgate-client {package_version('hushgate-client')}")
+        return 0
     if not args or args[0] not in COMMANDS:
         print(f"usage: hushgate-client {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2

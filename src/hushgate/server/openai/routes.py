@@ -1,0 +1,257 @@
+"""``/v1/audio/transcriptions``, ``/v1/audio/translations``, ``/v1/audio/speech`` and ``/v1/models``.
+
+Same engines, auth, limits and privacy rules as the WebSocket: each request
+counts as a session while it runs (``max_sessions``, ``max_sessions_per_key``,
+drained on SIGTERM), bodies are capped before they are read, engines run only
+through the runtime, and nothing is logged but sizes and timings.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from hushgate.engines.base import EngineError, Pcm16
+from hushgate.server.auth import Authenticator, Principal
+from hushgate.server.hub import EngineHub
+from hushgate.server.metrics import Metrics
+from hushgate.server.openai.body import parse_json_object, parse_multipart, read_capped
+from hushgate.server.openai.errors import ApiError
+from hushgate.server.openai.formats import (
+    FileTranscript,
+    Segment,
+    delta_event,
+    done_event,
+    render,
+    sse,
+)
+from hushgate.server.openai.params import (
+    STT_ALIASES,
+    TTS_ALIASES,
+    AudioRequest,
+    SpeechRequest,
+    Task,
+    audio_request,
+    speech_request,
+)
+from hushgate.server.openai.speech import MEDIA_TYPES, Encoder
+from hushgate.server.openai.transcribe import CutFile, cut_file, segments
+from hushgate.server.runtime import Overloaded, Runtime
+from hushgate.server.settings import Settings
+
+log = logging.getLogger("hushgate.openai")
+SPEECH_BODY_BYTES = 256 * 1024  # a 4096-character input and its few fields, with room to spare
+CREATED = 1_700_000_000  # OpenAI lists a creation time per model; these have none worth telling
+
+
+class Drainable(Protocol):
+    def drain(self) -> None: ...
+
+
+class GatewayLike(Protocol):
+    """What these routes use of the app's gateway (``hushgate.server.app.Gateway``)."""
+
+    settings: Settings
+    hub: EngineHub
+    runtime: Runtime
+    metrics: Metrics
+    auth: Authenticator
+    per_key: dict[str, int]
+    ready: bool
+    draining: bool
+
+    def admitted(self, session: Drainable, key_id: str) -> AbstractAsyncContextManager[None]: ...
+
+
+class _HttpRequest:
+    """A request as the gateway's session count sees it; it ends on its own when drained."""
+
+    def drain(self) -> None:
+        return None
+
+
+def make_routes(gateway: GatewayLike) -> list[Route]:
+    settings, hub = gateway.settings, gateway.hub
+    decoder = gateway.runtime.add("decode", settings.stt_concurrency)
+
+    def admit(request: Request) -> Principal:
+        auth = gateway.auth
+        # OpenAI clients always send a bearer value; with no keys to check it
+        # against (loopback mode, or --no-auth) it carries no meaning.
+        bearer = request.headers.get("authorization") if auth.keys_configured and not auth.no_auth else None
+        decision = auth.decide(
+            client_host=request.client.host if request.client else None, authorization=bearer, token=None,
+            origin=request.headers.get("origin"), host=request.headers.get("host"),
+        )
+        if decision.outcome != "ok" or decision.principal is None:
+            gateway.metrics.on_event("rejected", "unauthorized")
+            status = 401 if decision.outcome == "unauthorized" else 403
+            raise ApiError(status, f"{decision.reason} (send the API key as Authorization: Bearer KEY)",
+                           code="invalid_api_key" if status == 401 else "forbidden")
+        return decision.principal
+
+    def check_capacity(principal: Principal) -> None:
+        if not gateway.ready or gateway.draining:
+            raise ApiError(503, "the server is shutting down" if gateway.draining else
+                           "engines are still loading; try again shortly", code="unavailable")
+        if gateway.metrics.active >= settings.max_sessions:
+            gateway.metrics.on_event("rejected", "overloaded")
+            raise ApiError(503, f"the server is at its limit of {settings.max_sessions} sessions",
+                           code="overloaded")
+        per_key = settings.max_sessions_per_key
+        if per_key and gateway.per_key.get(principal.key_id, 0) >= per_key:
+            gateway.metrics.on_event("rejected", "overloaded")
+            raise ApiError(429, f"this key is at its limit of {per_key} concurrent requests",
+                           code="rate_limit_exceeded")
+
+    async def audio(request: Request, task: Task) -> Response:
+        try:
+            principal = admit(request)
+            check_capacity(principal)
+            body = await read_capped(request, settings.max_upload_bytes)
+            req = audio_request(parse_multipart(body, request.headers.get("content-type", "")), task, hub, settings)
+            del body
+            if req.stream:
+                cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
+                return StreamingResponse(stream_text(req, cut, principal), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-store"})
+            async with gateway.admitted(_HttpRequest(), principal.key_id):
+                cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
+                result = FileTranscript(req.task, req.language, cut.duration_ms,
+                                        tuple([s async for s in transcribed(req, cut)]))
+            return render(result, req.response_format, words=req.words)
+        except ApiError as exc:
+            return exc.response()
+
+    async def transcribed(req: AudioRequest, cut: CutFile) -> AsyncIterator[Segment]:
+        started = time.perf_counter()
+        gateway.metrics.on_event("audio_ms", cut.duration_ms)
+        batcher = hub.translator(req.language, "en") if req.task == "translate" else None
+        async for segment in segments(req.route, cut, req.language, words=req.words and batcher is None):
+            gateway.metrics.on_event("stt_audio_ms", (req.route.runner.name, segment.t1_ms - segment.t0_ms))
+            if batcher is not None and segment.text:
+                try:
+                    text = await batcher.translate(segment.text, req.language, "en")
+                except Overloaded:
+                    raise ApiError(503, "translation is overloaded; try again shortly", code="overloaded") from None
+                segment = Segment(segment.index, segment.t0_ms, segment.t1_ms, text)
+            yield segment
+        log.info("%s: %d ms of audio in %.2f s", req.task, cut.duration_ms, time.perf_counter() - started)
+
+    async def stream_text(req: AudioRequest, cut: CutFile, principal: Principal) -> AsyncIterator[bytes]:
+        async with gateway.admitted(_HttpRequest(), principal.key_id):
+            texts: list[str] = []
+            try:
+                async for segment in transcribed(req, cut):
+                    if segment.text:
+                        yield delta_event(segment.text if not texts else " " + segment.text)
+                        texts.append(segment.text)
+            except ApiError as exc:
+                # Headers are gone already: the error travels as an event, as OpenAI's streams do.
+                yield sse({"type": "error", "error": {"message": exc.message, "code": exc.code}})
+                return
+            yield done_event(" ".join(texts))
+
+    async def transcriptions(request: Request) -> Response:
+        return await audio(request, "transcribe")
+
+    async def translations(request: Request) -> Response:
+        return await audio(request, "translate")
+
+    async def speech(request: Request) -> Response:
+        try:
+            principal = admit(request)
+            check_capacity(principal)
+            req = speech_request(parse_json_object(await read_capped(request, SPEECH_BODY_BYTES)), hub, settings)
+            route = req.voice
+            try:
+                # The engine checks the text and voice here, before the first chunk: a refusal is still a 400.
+                chunks = await route.runner.run(route.synthesizer.synthesize, req.text, route.voice.id)
+            except EngineError as exc:
+                raise ApiError(400, f"synthesis refused: {exc}", param="input") from None
+            except Overloaded:
+                raise ApiError(503, "speech synthesis is overloaded; try again shortly", code="overloaded") from None
+        except ApiError as exc:
+            return exc.response()
+        return StreamingResponse(spoken(req, chunks, principal), media_type=MEDIA_TYPES[req.response_format],
+                                 headers={"X-Voice": req.voice.voice.id, "Cache-Control": "no-store"})
+
+    async def spoken(req: SpeechRequest, chunks: Any, principal: Principal) -> AsyncIterator[bytes]:
+        route = req.voice
+        async with gateway.admitted(_HttpRequest(), principal.key_id):
+            encoder = await route.runner.run(Encoder, req.response_format, route.voice.sample_rate_hz, req.speed)
+            if head := encoder.start():
+                yield head
+            step = functools.partial(_next_piece, chunks, encoder)
+            try:
+                while (piece := await route.runner.run(step)) is not None:
+                    if piece:
+                        yield piece
+                yield await route.runner.run(encoder.finish)
+            except (EngineError, Overloaded) as exc:
+                # The status line has gone out; a short body is all that can tell the client.
+                log.warning("speech stream cut short: %s", type(exc).__name__)
+
+    async def models(request: Request) -> Response:
+        try:
+            admit(request)
+        except ApiError as exc:
+            return exc.response()
+        return JSONResponse({"object": "list", "data": model_list()})
+
+    async def model(request: Request) -> Response:
+        try:
+            admit(request)
+        except ApiError as exc:
+            return exc.response()
+        wanted = request.path_params["model"]
+        for entry in model_list():
+            if entry["id"] == wanted:
+                return JSONResponse(entry)
+        return ApiError(404, f"The model {wanted!r} does not exist", param="model", code="model_not_found").response()
+
+    def model_list() -> list[dict[str, Any]]:
+        if not gateway.ready:
+            return []
+        entries: list[dict[str, Any]] = []
+        for language in hub.languages:
+            route = hub.stt(language)
+            if route is not None:
+                entries.append({"id": route.transcriber.model, "object": "model", "created": CREATED,
+                                "owned_by": route.transcriber.name, "capability": "transcription",
+                                "languages": [language]})
+        merged: dict[str, dict[str, Any]] = {}
+        for entry in entries:  # one model may serve several languages
+            merged.setdefault(entry["id"], {**entry, "languages": []})["languages"] += entry["languages"]
+        alias = {"object": "model", "created": CREATED, "owned_by": "hushgate"}
+        data = list(merged.values()) + [
+            {"id": a, **alias, "capability": "transcription", "languages": hub.languages} for a in STT_ALIASES
+        ]
+        voices = hub.voices()
+        data += [{"id": engine, "object": "model", "created": CREATED, "owned_by": engine, "capability": "speech",
+                  "voices": [v.id for v in voices if v.engine == engine]} for engine in sorted({v.engine for v in voices})]
+        data += [{"id": a, **alias, "capability": "speech", "voices": [v.id for v in voices]} for a in TTS_ALIASES]
+        data += [{"id": v.id, "object": "voice", "created": CREATED, "owned_by": v.engine, "capability": "voice",
+                  "language": v.language, "sample_rate": v.sample_rate_hz} for v in voices]
+        return data
+
+    return [
+        Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/v1/audio/translations", translations, methods=["POST"]),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+    ]
+
+
+def _next_piece(chunks: Any, encoder: Encoder) -> bytes | None:
+    chunk: Pcm16 | None = next(chunks, None)
+    return None if chunk is None else encoder.push(chunk)
