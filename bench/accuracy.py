@@ -36,7 +36,6 @@ import asyncio
 import csv
 import json
 import re
-import sys
 import time
 import wave
 from collections import Counter
@@ -48,10 +47,10 @@ from typing import Any
 import jiwer
 import numpy as np
 import websockets
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import AUDIO_DIR, SpawnedServer, fmt, pct, table  # noqa: E402  (bench/common.py)
+from core.audio import AUDIO_DIR
+from core.server import SpawnedServer
+from core.stats import pct
+from core.table import fmt, table
 
 SAMPLE_RATE_HZ = 16_000
 CHUNK_MS = 100
@@ -67,6 +66,7 @@ class Recording:
 
 
 def normalise(text: str) -> str:
+    """Like core.stats.normalise, but keeps every language's letters (ä, ñ, ç …)."""
     text = re.sub(r"[^\w\s']", " ", text.lower().replace("-", " "))
     return " ".join(text.split())
 
