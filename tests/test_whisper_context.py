@@ -23,7 +23,7 @@ def test_a_word_said_three_times_in_a_row_is_a_loop() -> None:
 
 def test_a_phrase_repeated_is_a_loop_whatever_its_punctuation() -> None:
     assert looks_looped("I went to the shop. I went to the shop, I went to the shop and")
-    assert repeated_run("x i went to the shop i went to the shop i went to the shop".split()) == (1, 5, 3)
+    assert repeated_run(["x", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop"]) == (1, 5, 3)
 
 
 def test_ordinary_sentences_are_not_loops() -> None:

@@ -42,13 +42,17 @@ import math
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, collapse_repeats, left_context, looks_looped
+from hushgate.engines.whisper_generate import FinalDecode, speech_tokens
+
+if TYPE_CHECKING:
+    from faster_whisper.tokenizer import Tokenizer
 
 SAMPLE_RATE_HZ = 16_000
 PAD_S = 5.0
@@ -217,10 +221,10 @@ class WhisperTranscriber:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
         prompt += list(tok.sot_sequence)
         # Without its final full stop: a forced "." invites the model to end there.
-        forced = [tok.timestamp_begin] + tok.encode(" " + left.text.rstrip(SENTENCE_END)) if left is not None else []
+        forced = [tok.timestamp_begin, *tok.encode(" " + left.text.rstrip(SENTENCE_END))] if left is not None else []
         budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
-        decode = _Decode(self._model.model, encoded, prompt + forced, min(len(prompt) + len(forced) + budget, 448))
-        kept = _speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
+        decode = FinalDecode(self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448))
+        kept = speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
                               self._model.time_precision)
         if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
             return Transcript("")
@@ -237,7 +241,7 @@ class WhisperTranscriber:
             return Transcript(text)
         prefix = forced[1:]
         num_frames = len(window) // self._model.feature_extractor.hop_length
-        alignment = self._model.find_alignment(tok, [prefix + kept], encoded, num_frames)[0]
+        alignment = self._model.find_alignment(tok, [[*prefix, *kept]], encoded, num_frames)[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
         duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
         out: list[Word] = []
@@ -249,11 +253,11 @@ class WhisperTranscriber:
                 out.append(_word(w["word"], w["start"] - offset_s, w["end"] - offset_s, w["probability"], duration_ms))
         return Transcript(text, tuple(out))
 
-    def _unlooped(self, decode: _Decode, tok: "Tokenizer", forced: int, window_s: float) -> list[int] | None:  # noqa: F821
+    def _unlooped(self, decode: FinalDecode, tok: Tokenizer, forced: int, window_s: float) -> list[int] | None:
         """Decode again with sampling (faster-whisper's temperature fallback); the best unlooped text."""
         for temperature in LOOP_TEMPERATURES:
             candidates = [
-                _speech_tokens(ids, tok, forced, window_s - SHORT_FINAL_EDGE_S, self._model.time_precision)
+                speech_tokens(ids, tok, forced, window_s - SHORT_FINAL_EDGE_S, self._model.time_precision)
                 for ids in decode.sampled(temperature, LOOP_BEST_OF)
             ]
             for kept in candidates:
@@ -286,51 +290,6 @@ class WhisperTranscriber:
 
 
 
-class _Decode:
-    """One final's decoder call, repeatable at other temperatures on the same encoder output."""
-
-    def __init__(self, model: Any, encoded: Any, prompt: list[int], max_length: int) -> None:
-        self._model = model
-        self._encoded = encoded
-        self._prompt = prompt
-        self._max_length = max_length
-        self.no_speech_prob = 0.0
-        self.avg_logprob = 0.0
-
-    def greedy(self, beam_size: int) -> list[int]:
-        result = self._model.generate(
-            self._encoded, [self._prompt], beam_size=beam_size, max_length=self._max_length,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
-        )[0]
-        self.no_speech_prob = float(result.no_speech_prob)
-        self.avg_logprob = float(result.scores[0]) if result.scores else 0.0
-        return list(result.sequences_ids[0])
-
-    def sampled(self, temperature: float, best_of: int) -> list[list[int]]:
-        """``best_of`` sampled decodes, the most probable first."""
-        result = self._model.generate(
-            self._encoded, [self._prompt], beam_size=1, num_hypotheses=best_of, max_length=self._max_length,
-            return_scores=True, sampling_topk=0, sampling_temperature=temperature,
-            suppress_blank=True, suppress_tokens=[-1],
-        )[0]
-        ranked = sorted(zip(result.scores, result.sequences_ids, strict=True), key=lambda pair: -pair[0])
-        return [list(ids) for _, ids in ranked]
-
-
-def _speech_tokens(ids: list[int], tok: Any, forced: int, limit_s: float, time_step_s: float) -> list[int]:
-    """The text tokens generated after the ``forced`` prefix whose segment starts before ``limit_s``.
-
-    The result of a decode repeats the forced prefix; a forced prefix opens a
-    segment at 0 s, so text continuing it belongs to that segment.
-    """
-    kept: list[int] = []
-    start_s = 0.0
-    for token in ids[forced:]:
-        if token >= tok.timestamp_begin:
-            start_s = (token - tok.timestamp_begin) * time_step_s
-        elif token < tok.eot and start_s < limit_s:
-            kept.append(token)
-    return kept
 
 def _word(text: str, start_s: float, end_s: float, probability: float, duration_ms: int) -> Word:
     """A word with its times kept inside the utterance (alignment may overshoot the audio)."""
