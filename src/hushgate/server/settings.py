@@ -84,10 +84,12 @@ class Settings:
         metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/hushgate/models)."),
     )
     stt: tuple[str, ...] = field(
-        default=("en=whisper",),
+        default=("en=whisper", "*=whisper:whisper-base"),
         metadata=_doc(
             "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
-            "environment, repeated as a flag. MODEL is a catalogue name or a path.",
+            "environment, repeated as a flag. MODEL is a catalogue name or a path. `*=ENGINE[:MODEL]` serves "
+            "every other language that model knows, and `language: \"auto\"` (skipped with a warning when "
+            "not installed, if other entries exist).",
             repeat=True,
         ),
     )
@@ -149,6 +151,22 @@ class Settings:
         metadata=_doc("Calls that may wait for one engine; beyond that a request is refused as `overloaded`."),
     )
     whisper_beam_size: int = field(default=1, metadata=_doc("Beam size of Whisper's final decode."))
+    whisper_device: str = field(
+        default="cpu", metadata=_doc("Where Whisper runs: `cpu`, `cuda` or `auto` (CTranslate2 device).")
+    )
+    whisper_compute_type: str = field(
+        default="int8",
+        metadata=_doc("Whisper's CTranslate2 compute type: `int8`, `int8_float16`, `float16`, `float32`, `default`…"),
+    )
+    language_switching: bool = field(
+        default=False,
+        metadata=_doc("Sessions with `language: \"auto\"` may change language between utterances (off: the first "
+                      "confident detection holds for the session)."),
+    )
+    language_switch_margin: float = field(
+        default=0.4,
+        metadata=_doc("With switching on: how much more probable (0–1) another language must be to take over."),
+    )
     whisper_final_window: str = field(
         default="short",
         metadata=_doc(
@@ -250,6 +268,8 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1")
         if not 0 <= self.whisper_left_context_s <= 10:
             raise SettingsError("whisper_left_context_s must be 0–10")
+        if not 0.0 <= self.language_switch_margin <= 1.0:
+            raise SettingsError("language_switch_margin must be 0–1")
         if self.whisper_final_window not in ("short", "full"):
             raise SettingsError(f"whisper_final_window must be short or full, not {self.whisper_final_window!r}")
         if not 100 <= self.silence_ms <= 5000:
@@ -291,7 +311,7 @@ class Settings:
             if not sep or not lang.strip() or not engine.strip():
                 raise SettingsError(f"stt entry {item!r} is not LANG=ENGINE[:MODEL]")
             table[lang.strip()] = (engine.strip(), model.strip() or None)
-        if self.default_language not in table:
+        if self.default_language not in table and "*" not in table:
             raise SettingsError(f"default_language {self.default_language!r} has no stt entry")
         return table
 
