@@ -182,7 +182,7 @@ def test_a_final_with_left_context_gives_only_the_new_words(server, corpus) -> N
 
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     first, second, said = _jfk_halves(corpus)
-    result = transcriber.decode_short(second, "en", "", True, LeftContext(first, said))
+    result = transcriber.decode_short(second, "en", "", True, left=LeftContext(first, said))
     text = normalise(result.text)
     assert text.startswith("ask not what your country") and "americans" not in text, result.text
     assert normalise(" ".join(w.w for w in result.words)) == text
