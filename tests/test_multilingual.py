@@ -16,7 +16,7 @@ import jiwer
 import numpy as np
 import pytest
 
-from hushgate.models.store import locate_model
+from hushgate.models.locate import locate_model
 from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import serve

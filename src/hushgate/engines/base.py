@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 # Re-exported: engines raise the store's error for a model that is not installed.
 from hushgate.models.errors import ModelNotFound as ModelNotFound
+from hushgate.wire import WordTiming
 
 Pcm16 = npt.NDArray[np.int16]
 """Mono signed 16-bit samples at the engine's own ``sample_rate_hz``."""
@@ -37,12 +38,8 @@ ENGINE_FAILURES: tuple[type[Exception], ...] = (EngineError, ModelNotFound)
 """What an engine raises on purpose; any other exception is a bug."""
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    w: str
-    t0_ms: int
-    t1_ms: int
-    conf: float
+Word = WordTiming
+"""A timed word: the protocol's own type; an engine times it from the start of the utterance."""
 
 
 @dataclass(frozen=True, slots=True)

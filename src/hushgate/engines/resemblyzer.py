@@ -644,7 +644,7 @@ def _periodic_hann(length: int) -> npt.NDArray[np.float32]:
 
 
 def create(options: EngineOptions) -> ResemblyzerEncoder:
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     try:
         path = locate_model(options.model, engine="resemblyzer", models_dir=options.models_dir)

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from hushgate.server.auth import Decision, Principal, Scope
 from hushgate.server.errors import Busy, EngineUnavailable, GatewayError
 from hushgate.server.gateway import Gateway
-from hushgate.server.protocol import CloseCode
+from hushgate.wire import CloseCode
 
 
 def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope) -> Decision:

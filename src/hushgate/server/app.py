@@ -22,19 +22,19 @@ from starlette.websockets import WebSocket
 from hushgate.engines.registry import EngineRegistry
 from hushgate.server import admission
 from hushgate.server.auth import Authenticator, Decision
-from hushgate.server.codec import Codec, JsonCodec, codec_for
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub
 from hushgate.server.metrics import Metrics
 from hushgate.server.openai.routes import make_routes as openai_routes
 from hushgate.server.openapi import openapi
-from hushgate.server.protocol import CloseCode, ProtocolError
 from hushgate.server.runtime import Runtime
 from hushgate.server.session import Session
 from hushgate.server.settings import Settings
 from hushgate.server.transport import Transport, WebSocketTransport, close_quietly
 from hushgate.server.vosk_compat import make_vosk_endpoint
 from hushgate.server.wyoming import WyomingServer
+from hushgate.wire import CloseCode, ProtocolError
+from hushgate.wire.codec import Codec, JsonCodec, codec_for
 
 log = logging.getLogger("hushgate")
 WEB_DIR = Path(str(resources.files("hushgate.web")))

@@ -7,7 +7,7 @@ import soxr
 
 from hushgate.engines.base import Pcm16
 from hushgate.server.errors import BadRequest
-from hushgate.server.protocol import CloseCode
+from hushgate.wire import CloseCode
 
 G711_ENCODINGS = ("mulaw", "alaw")
 G711_RATE_HZ = 8_000

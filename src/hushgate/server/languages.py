@@ -13,8 +13,8 @@ from typing import Any
 
 from hushgate.engines.base import SpeechOptions, SpeechTranscriber, TranscriberStream
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError, Start
 from hushgate.server.settings import Settings
+from hushgate.wire import CloseCode, ErrorCode, ProtocolError, Start
 
 AUTO = "auto"
 

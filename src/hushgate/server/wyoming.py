@@ -65,9 +65,9 @@ from hushgate.server.openai.transcribe import (
     UtteranceCutter,
     decode_utterance,
 )
-from hushgate.server.protocol import ProtocolError
 from hushgate.server.runtime import Overloaded
 from hushgate.server.settings import Settings
+from hushgate.wire import ProtocolError
 
 log = logging.getLogger("hushgate.wyoming")
 HEADER_LIMIT_BYTES = 64 * 1024

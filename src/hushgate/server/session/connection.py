@@ -20,12 +20,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from hushgate.server.codec import Codec
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.hub import EngineHub
 from hushgate.server.languages import plan_speech
 from hushgate.server.outbox import Outbox
-from hushgate.server.protocol import (
+from hushgate.server.session.calls import EngineCalls
+from hushgate.server.session.context import SessionContext
+from hushgate.server.session.listening import Listening
+from hushgate.server.session.ready import ready_event
+from hushgate.server.session.speaking import Speaking
+from hushgate.server.session.voiceprints import Voiceprints
+from hushgate.server.settings import Settings
+from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly
+from hushgate.wire import (
     Audio,
     ClientMessage,
     CloseCode,
@@ -45,14 +52,7 @@ from hushgate.server.protocol import (
     VoiceprintExport,
     VoiceprintImport,
 )
-from hushgate.server.session.calls import EngineCalls
-from hushgate.server.session.context import SessionContext
-from hushgate.server.session.listening import Listening
-from hushgate.server.session.ready import ready_event
-from hushgate.server.session.speaking import Speaking
-from hushgate.server.session.voiceprints import Voiceprints
-from hushgate.server.settings import Settings
-from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly
+from hushgate.wire.codec import Codec
 
 log = logging.getLogger("hushgate.session")
 

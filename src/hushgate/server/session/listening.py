@@ -20,7 +20,6 @@ from hushgate.server.backlog import Backlog, EndOfStream
 from hushgate.server.errors import Busy, to_wire
 from hushgate.server.hub import SttRoute
 from hushgate.server.languages import SpeechPlan
-from hushgate.server.protocol import Final, Partial, SpeechStarted, Start
 from hushgate.server.segmenter import Segment, UtteranceAudio, UtteranceEnd, UtteranceStart
 from hushgate.server.session.context import SessionContext
 from hushgate.server.session.recognition import (
@@ -33,6 +32,7 @@ from hushgate.server.session.recognition import (
 )
 from hushgate.server.session.speaking import Speaking
 from hushgate.server.session.voiceprints import Voiceprints
+from hushgate.wire import Final, Partial, SpeechStarted, Start
 
 log = logging.getLogger("hushgate.session")
 # Behind by more than this much audio, a session stops asking for partials.

@@ -6,8 +6,8 @@ from typing import Any
 
 from hushgate.server.hub import EngineHub
 from hushgate.server.languages import SpeechPlan
-from hushgate.server.protocol import Ready, Start
 from hushgate.server.settings import Settings
+from hushgate.wire import Ready, Start
 
 
 def ready_event(

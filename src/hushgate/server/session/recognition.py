@@ -19,11 +19,11 @@ from hushgate.engines.base import EngineError, Pcm16, TranscriberStream, Transcr
 from hushgate.server.audio import AudioInput
 from hushgate.server.errors import EngineUnavailable
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.protocol import CloseCode, VadOptions, WordTiming
 from hushgate.server.runtime import Overloaded
 from hushgate.server.segmenter import Segmenter, UtteranceStart
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.settings import Settings
+from hushgate.wire import CloseCode, VadOptions, WordTiming
 
 EventSink = Callable[[str, Any], None]
 Step = tuple[Literal["accept", "partial", "finish"], Pcm16 | None]

@@ -19,8 +19,8 @@ from hushgate.engines.base import Pcm16
 from hushgate.server.errors import BadRequest, Busy, EngineUnavailable, TooLarge, to_wire
 from hushgate.server.lane import Lane, LaneFull
 from hushgate.server.languages import AUTO, SpeechPlan
-from hushgate.server.protocol import ProtocolError, Speak, Start, Translate, Translation, TtsAudio, TtsEnd, TtsStart
 from hushgate.server.session.context import SessionContext
+from hushgate.wire import ProtocolError, Speak, Start, Translate, Translation, TtsAudio, TtsEnd, TtsStart
 
 TRANSLATION_LANE = 64
 TTS_FRAME_MS = 500

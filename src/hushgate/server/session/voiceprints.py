@@ -16,7 +16,10 @@ import numpy as np
 
 from hushgate.engines.base import Embedding, Pcm16
 from hushgate.server.errors import BadRequest, Busy, ConsentRequired, EngineUnavailable, UnknownVoiceprint
-from hushgate.server.protocol import (
+from hushgate.server.sealing import SealedContent, SealError
+from hushgate.server.session.context import SessionContext
+from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
+from hushgate.wire import (
     Enroll,
     Enrolled,
     EnrollProgress,
@@ -33,9 +36,6 @@ from hushgate.server.protocol import (
     VoiceprintImport,
     VoiceprintImported,
 )
-from hushgate.server.sealing import SealedContent, SealError
-from hushgate.server.session.context import SessionContext
-from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
 
 log = logging.getLogger("hushgate.session")
 VoiceprintRequest: TypeAlias = Enroll | Verify | VoiceprintExport | VoiceprintImport | VoiceprintDelete
