@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -231,9 +232,11 @@ class _CountingTranscriber(FakeTranscriber):
         super().__init__(final_delay_s=0.3)
         self.running = 0
         self.most_at_once = 0
+        self.streams_opened = 0
 
     def open_stream(self, *, language: str, words: bool):  # noqa: ANN201
         stream = super().open_stream(language=language, words=words)
+        self.streams_opened += 1
         finish = stream.finish
 
         def counted():  # noqa: ANN202
@@ -250,8 +253,9 @@ class _CountingTranscriber(FakeTranscriber):
         return stream
 
 
-def test_a_long_file_is_cut_into_utterances_decoded_two_at_a_time(audio_dir: Path) -> None:
-    """Plumbing, with a fake engine: the segmenter cuts the file, two utterances decode at once, in order back."""
+def test_a_long_file_is_cut_into_utterances_decoded_in_order_on_one_stream(audio_dir: Path) -> None:
+    """Plumbing, with a fake engine: the segmenter cuts the file; one request decodes its utterances one after
+    another on one stream (each final's left context is the one before), two requests side by side."""
     engine = _CountingTranscriber()
     settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", stt_concurrency=2)
     mp3 = encode(audio_dir / "long" / "long_2spk_concat.wav", "mp3", "libmp3lame")
@@ -259,9 +263,14 @@ def test_a_long_file_is_cut_into_utterances_decoded_two_at_a_time(audio_dir: Pat
             openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0, timeout=120) as client:
         result = client.audio.transcriptions.create(model="whisper-1", file=("long.mp3", mp3),
                                                     response_format="verbose_json")
+        assert engine.most_at_once == 1 and engine.streams_opened == 1
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(lambda _: client.audio.transcriptions.create(
+                model="whisper-1", file=("long.mp3", mp3)).text, range(2)))
     assert len(result.segments) >= 4
     assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
-    assert engine.most_at_once == 2
+    assert both == [result.text] * 2
+    assert engine.most_at_once == 2  # the two requests ran side by side
     assert engine.open_streams == 0  # every utterance's stream was closed
 
 

@@ -47,7 +47,9 @@ class AudioRequest:
     task: Task
     upload: Upload
     route: SttRoute
-    language: str
+    """The named language's route, or the identifying one when ``language`` is None."""
+    language: str | None
+    """None: identify it from the audio."""
     response_format: ResponseFormat
     words: bool
     stream: bool
@@ -98,12 +100,16 @@ def audio_request(form: Form, task: Task, hub: EngineHub, settings: Settings) ->
         raise bad_param("model", "`model` is required (e.g. whisper-1)", code="missing_model")
     if model not in STT_ALIASES and model not in stt_model_ids(hub):
         raise bad_param("model", f"unknown model {model!r}; GET /v1/models lists them", code="model_not_found")
-    language = (form.get("language") or settings.default_language).strip().lower()
-    route = hub.stt(language)
+    named = (form.get("language") or "").strip().lower()
+    # No language named: a multilingual model identifies it (openai/plan.py); else the default.
+    identifier = None if named else hub.identifier()
+    language = None if identifier is not None else named or settings.default_language
+    route = identifier if language is None else hub.stt(language)
     if route is None:
         raise bad_param("language", f"no speech-to-text engine for language {language!r}; available: "
                         f"{', '.join(hub.languages)}", code="unsupported_language")
-    if task == "translate" and language.split("-")[0] != "en" and hub.translator(language, "en") is None:
+    if task == "translate" and language is not None and language.split("-")[0] != "en" \
+            and not hub.speech_translation(route, language.split("-")[0], "en") and hub.translator(language, "en") is None:
         raise bad_param("language", f"no translation from {language!r} into English is installed",
                         code="unsupported_language")
     temperature = form.get("temperature")

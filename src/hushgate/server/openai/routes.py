@@ -42,6 +42,7 @@ from hushgate.server.openai.params import (
     audio_request,
     speech_request,
 )
+from hushgate.server.openai.plan import FilePlan, plan_file
 from hushgate.server.openai.speech import MEDIA_TYPES, Encoder
 from hushgate.server.openai.transcribe import CutFile, cut_file, segments
 from hushgate.server.runtime import Overloaded, Runtime
@@ -121,36 +122,38 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
             del body
             if req.stream:
                 cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
-                return StreamingResponse(stream_text(req, cut, principal), media_type="text/event-stream",
+                plan = await plan_file(req, hub, [u.pcm for u in cut.utterances], settings.default_language)
+                return StreamingResponse(stream_text(req, plan, cut, principal), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-store"})
             async with gateway.admitted(_HttpRequest(), principal.key_id):
                 cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
-                result = FileTranscript(req.task, req.language, cut.duration_ms,
-                                        tuple([s async for s in transcribed(req, cut)]))
+                plan = await plan_file(req, hub, [u.pcm for u in cut.utterances], settings.default_language)
+                result = FileTranscript(req.task, plan.language, cut.duration_ms,
+                                        tuple([s async for s in transcribed(req, plan, cut)]))
             return render(result, req.response_format, words=req.words)
         except ApiError as exc:
             return exc.response()
 
-    async def transcribed(req: AudioRequest, cut: CutFile) -> AsyncIterator[Segment]:
+    async def transcribed(req: AudioRequest, plan: FilePlan, cut: CutFile) -> AsyncIterator[Segment]:
         started = time.perf_counter()
         gateway.metrics.on_event("audio_ms", cut.duration_ms)
-        batcher = hub.translator(req.language, "en") if req.task == "translate" else None
-        async for segment in segments(req.route, cut, req.language, words=req.words and batcher is None):
-            gateway.metrics.on_event("stt_audio_ms", (req.route.runner.name, segment.t1_ms - segment.t0_ms))
+        batcher = plan.translator
+        async for segment in segments(plan, cut, words=req.words and batcher is None):
+            gateway.metrics.on_event("stt_audio_ms", (plan.route.runner.name, segment.t1_ms - segment.t0_ms))
             if batcher is not None and segment.text:
                 try:
-                    text = await batcher.translate(segment.text, req.language, "en")
+                    text = await batcher.translate(segment.text, plan.language, "en")
                 except Overloaded:
                     raise ApiError(503, "translation is overloaded; try again shortly", code="overloaded") from None
                 segment = Segment(segment.index, segment.t0_ms, segment.t1_ms, text)
             yield segment
         log.info("%s: %d ms of audio in %.2f s", req.task, cut.duration_ms, time.perf_counter() - started)
 
-    async def stream_text(req: AudioRequest, cut: CutFile, principal: Principal) -> AsyncIterator[bytes]:
+    async def stream_text(req: AudioRequest, plan: FilePlan, cut: CutFile, principal: Principal) -> AsyncIterator[bytes]:
         async with gateway.admitted(_HttpRequest(), principal.key_id):
             texts: list[str] = []
             try:
-                async for segment in transcribed(req, cut):
+                async for segment in transcribed(req, plan, cut):
                     if segment.text:
                         yield delta_event(segment.text if not texts else " " + segment.text)
                         texts.append(segment.text)

@@ -2,16 +2,15 @@
 
 Decoding and segmenting run in one worker thread (webrtcvad costs microseconds
 per frame, but an hour is 180 000 frames: too long for the event loop). The
-utterances then go to the speech-to-text engine through its runner, as many at
-once as the engine has slots (``stt_concurrency``, two by default: both cores),
-and come back in order. Each utterance gets a fresh engine stream, so no
-utterance's text leaks into the next one's decode.
+utterances then go, in order, through ONE engine stream per request, as a live
+session's finals do: each final is decoded with the end of the previous
+utterance as left context (engines/whisper_context.py), which needs the
+previous final's text, so a request decodes one utterance at a time. Several
+requests (and live sessions) still share the engine's slots in parallel.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from hushgate.client.media import MediaError
-from hushgate.engines.base import Pcm16, Transcript, Word
+from hushgate.engines.base import Pcm16, TranscriberStream, Transcript, Word
 from hushgate.server.decode import AudioTooLong, decode_file
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.formats import Segment
+from hushgate.server.openai.plan import FilePlan
 from hushgate.server.runtime import EngineRunner, Overloaded
 from hushgate.server.segmenter import (
     Segmenter,
@@ -106,12 +106,19 @@ async def cut_file(settings: Settings, hub: EngineHub, runner: EngineRunner, dat
 
 
 def decode_utterance(route: SttRoute, language: str, words: bool, pcm: Pcm16) -> Transcript:
+    """One utterance alone on a fresh stream (no left context); the Wyoming server's decode."""
     stream = route.transcriber.open_stream(language=language, words=words)
     try:
         stream.accept(pcm)
         return stream.finish()
     finally:
         stream.close()
+
+
+def decode_next(stream: TranscriberStream, pcm: Pcm16) -> Transcript:
+    """One utterance's final on the request's stream; blocking."""
+    stream.accept(pcm)
+    return stream.finish()
 
 
 def on_file_clock(utt: Utterance, result: Transcript) -> Segment:
@@ -122,23 +129,17 @@ def on_file_clock(utt: Utterance, result: Transcript) -> Segment:
     ))
 
 
-async def segments(route: SttRoute, cut_file: CutFile, language: str, *, words: bool) -> AsyncIterator[Segment]:
-    """The utterances' text in order, with up to the engine's concurrency decoding at once."""
-    window = max(1, route.runner.concurrency)
-    pending: deque[tuple[Utterance, asyncio.Future[Transcript]]] = deque()
-    queue = iter(cut_file.utterances)
+async def segments(plan: FilePlan, cut_file: CutFile, *, words: bool) -> AsyncIterator[Segment]:
+    """The utterances' text in order, decoded one after another on one stream."""
+    runner = plan.route.runner
+    stream = await runner.run(plan.open_stream, words)
     try:
-        while True:
-            while len(pending) < window and (utt := next(queue, None)) is not None:
-                pending.append((utt, asyncio.ensure_future(route.runner.run(decode_utterance, route, language, words, utt.pcm))))
-            if not pending:
-                return
-            utt, future = pending.popleft()
+        for utt in cut_file.utterances:
             try:
-                result = await future
+                result = await runner.run(decode_next, stream, utt.pcm)
             except Overloaded:
                 raise ApiError(503, "speech-to-text is overloaded; try again shortly", code="overloaded") from None
-            yield on_file_clock(utt, result)
+            segment = on_file_clock(utt, result)
+            yield Segment(segment.index, segment.t0_ms, segment.t1_ms, plan.text_of(result), segment.words)
     finally:
-        for _, future in pending:
-            future.cancel()
+        stream.close()
