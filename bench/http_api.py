@@ -3,8 +3,9 @@
 transcription
     ``POST /v1/audio/transcriptions`` of a 60 s MP3 (the corpus playlist, encoded in
     memory), ``--runs`` times; wall time per run and the real-time factor (wall ÷
-    audio seconds). The server decodes ``--stt-concurrency`` utterances at once
-    (pass it in ``--serve-args``; 2 by default = both cores of the development machine).
+    audio seconds). One request decodes its utterances in order on one stream (each
+    final's left context is the utterance before), so one file uses one core;
+    ``--stt-concurrency`` (2 by default) bounds how many requests decode at once.
 speech
     ``POST /v1/audio/speech`` of a short and a long text in ``wav`` and ``mp3``:
     milliseconds from sending the request to the first audio byte (after a WAV's
