@@ -47,6 +47,7 @@ from typing import Any
 import jiwer
 import numpy as np
 import websockets
+
 from core.audio import AUDIO_DIR
 from core.server import SpawnedServer
 from core.stats import pct

@@ -65,7 +65,7 @@ async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpu
     """WER of the finals within 1 point of the same model decoding each whole file."""
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     refs, streamed, offline = [], [], []
-    for i, (name, pcm, reference) in enumerate(corpus):
+    for i, (_name, pcm, reference) in enumerate(corpus):
         # Alternate encodings and input rates so both codecs and the resampler carry real speech.
         fmt = ("json", "msgpack")[i % 2]
         rate_hz = (16_000, 48_000)[(i // 2) % 2]
@@ -86,7 +86,7 @@ async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpu
 
 @pytest.mark.parametrize("fmt,rate_hz", [("json", 48_000), ("msgpack", 16_000)])
 async def test_realtime_stream_gets_partials_before_each_final(server, corpus, fmt: str, rate_hz: int) -> None:  # noqa: ANN001
-    name, pcm, reference = next(c for c in corpus if c[0] == "misc/jfk.wav")
+    _, pcm, reference = next(c for c in corpus if c[0] == "misc/jfk.wav")
     received = await transcribe(server, pcm, rate_hz=rate_hz, fmt=fmt, realtime=True)
     finals = received.of("final")
     assert finals
