@@ -359,12 +359,13 @@ async def test_control_messages_are_rate_limited_but_stop_always_works() -> None
     with serve(settings, [fake_spec()]) as server:
         client = await Client.connect(server.ws())
         await client.start()
-        for i in range(30):
+        for i in range(15):
             await client.send({"type": "ping"})
         client.read_in_background()
         received = await client.finish()
     refused = [e for e in received.of("error") if e["code"] == "overloaded"]
-    assert len(received.of("pong")) == 10 and len(refused) == 20  # a burst of twice the rate, then refusals
+    # A burst of twice the rate, then refusals (not fatal until another burst's worth: test_hostile_input).
+    assert len(received.of("pong")) in (10, 11) and len(refused) in (4, 5) and not refused[0]["fatal"]
     assert received.close_code == 1000 and received.types[-1] == "ended"
 
 

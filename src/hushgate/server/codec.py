@@ -23,6 +23,7 @@ from hushgate.server.protocol import (
     parse_client_message,
 )
 
+MAX_CONTAINER_ITEMS = 64
 Frame = str | bytes
 """A WebSocket frame: text (str) or binary (bytes)."""
 
@@ -79,16 +80,16 @@ class MsgpackCodec:
                 close=CloseCode.UNSUPPORTED_DATA,
             )
         try:
-            # Bounding container sizes by the frame size stops a tiny frame from
-            # declaring a gigantic array.
+            # Containers sized to the protocol (its longest list has 50 items, its
+            # largest map a few dozen keys): no message needs a million-element array.
             obj: Any = msgpack.unpackb(
                 frame,
                 raw=False,
                 strict_map_key=True,
                 max_bin_len=self._max_frame_bytes,
                 max_str_len=self._max_frame_bytes,
-                max_array_len=len(frame),
-                max_map_len=len(frame),
+                max_array_len=MAX_CONTAINER_ITEMS,
+                max_map_len=MAX_CONTAINER_ITEMS,
                 max_ext_len=0,
             )
         except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,

@@ -57,8 +57,25 @@ class Settings:
     no_auth: bool = field(
         default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
     )
-    max_sessions_per_key: int = field(
-        default=0, metadata=_doc("Sessions one API key may hold at once; 0: only the global limit.")
+    max_sessions_per_key: int | None = field(
+        default=None,
+        metadata=_doc("Sessions (and HTTP API requests) one API key may hold at once, its browser tokens included; "
+                      "unset: half of `max_sessions`; 0: only the global limit."),
+    )
+    max_sessions_per_address: int | None = field(
+        default=None,
+        metadata=_doc("Sessions one client address may hold at once (loopback is exempt: a local proxy makes "
+                      "every client look alike); unset: a quarter of `max_sessions`; 0: no cap."),
+    )
+    max_sessions_per_token: int = field(
+        default=1,
+        metadata=_doc("Sessions one browser token may hold at once (a token is reusable until it expires, "
+                      "but not in parallel); 0: no cap."),
+    )
+    max_pending: int = field(
+        default=32,
+        metadata=_doc("Connections that have not sent `start` yet (on `/vosk`: their first audio), server-wide; "
+                      "one more closes the oldest waiting one (1013), so idle connections cannot lock others out."),
     )
     drain_timeout_s: float = field(
         default=30.0,
@@ -144,7 +161,11 @@ class Settings:
     max_frame_bytes: int = field(
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
     )
-    start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    start_timeout_s: float = field(
+        default=5.0,
+        metadata=_doc("Time a client has to send `start` (on `/vosk`: its first audio); it is closed after that "
+                      "(1008), whatever else it sent."),
+    )
     header_timeout_s: float = field(
         default=10.0,
         metadata=_doc("Time a connection has to finish its request headers; slower ones are closed (slowloris)."),
@@ -158,7 +179,9 @@ class Settings:
     control_rate_per_s: float = field(
         default=50.0,
         metadata=_doc("Control messages (everything but audio) one session may send per second, with bursts "
-                      "of twice that; the excess is refused as `overloaded`."),
+                      "of twice that; a message costs 1 plus 1 per KiB and is charged before it is decoded. "
+                      "The excess is refused as `overloaded`; a client that keeps going after another burst's "
+                      "worth of refusals is closed (1008)."),
     )
     lag_warning_ms: int = field(
         default=10_000,
@@ -221,12 +244,27 @@ class Settings:
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
+        for name in ("max_sessions_per_key", "max_sessions_per_address", "max_sessions_per_token"):
+            if (getattr(self, name) or 0) < 0:
+                raise SettingsError(f"{name} must not be negative")
+        if self.max_pending < 1 or self.start_timeout_s <= 0:
+            raise SettingsError("max_pending must be at least 1 and start_timeout_s positive")
         if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
             raise SettingsError("max_upload_bytes must be at least 1024 and max_file_s positive")
         if self.wyoming_uri and not self.wyoming_uri.startswith(("tcp://", "unix://")):
             raise SettingsError(f"wyoming_uri must be tcp://HOST:PORT or unix://PATH, not {self.wyoming_uri!r}")
         self.stt_table()
         return self
+
+    def session_caps(self) -> tuple[int, int, int]:
+        """(per key, per address, per token); 0 means no cap of that kind."""
+        per_key = self.max_sessions_per_key
+        per_address = self.max_sessions_per_address
+        return (
+            max(1, self.max_sessions // 2) if per_key is None else per_key,
+            max(1, self.max_sessions // 4) if per_address is None else per_address,
+            self.max_sessions_per_token,
+        )
 
     def stt_table(self) -> dict[str, tuple[str, str | None]]:
         """``{language: (engine, model or None)}``."""

@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from hushgate.server.codec import Codec
+from hushgate.server.codec import Codec, Frame
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.hub import EngineHub
+from hushgate.server.intake import SMALL_FRAME_BYTES, ControlBudget, is_audio
 from hushgate.server.outbox import Outbox
 from hushgate.server.protocol import (
     Audio,
@@ -52,7 +52,7 @@ from hushgate.server.session.recognition import stt_route
 from hushgate.server.session.speaking import Speaking
 from hushgate.server.session.voiceprints import Voiceprints
 from hushgate.server.settings import Settings
-from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly
+from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly, frame_bytes
 
 log = logging.getLogger("hushgate.session")
 
@@ -106,9 +106,7 @@ class Session:
         self._serving = False  # the tasks run: a fatal error may find the client not reading
         self._end_reason = "stop"
         self._close_code = CloseCode.NORMAL
-        # Token bucket for control messages: refill rate and a burst of twice that.
-        self._control_tokens = 2 * settings.control_rate_per_s
-        self._control_refilled = time.monotonic()
+        self._budget = ControlBudget(settings.control_rate_per_s)
 
     @property
     def voiceprints(self) -> Voiceprints | None:
@@ -183,6 +181,7 @@ class Session:
             frame = await asyncio.wait_for(self._inbox.receive(), self._settings.start_timeout_s)
         except TimeoutError:
             raise NotStarted("no `start` received in time", close=CloseCode.POLICY) from None
+        self._budget.check_size(frame_bytes(frame))  # `start` itself is not charged
         message = self._codec.decode(frame, started=False)
         if not isinstance(message, Start):  # the codec guarantees this; keep the type checker honest
             raise NotStarted("the first message must be `start`", close=CloseCode.POLICY)
@@ -218,27 +217,28 @@ class Session:
                 await self._stop(parts)
                 return
             try:
-                message = self._codec.decode(frame, started=True)
-                if not isinstance(message, Audio):
-                    self._spend_control_token(message)
-                if await self._handle(message, parts):
+                message = self._decode(frame)
+                if message is not None and await self._handle(message, parts):
                     return
             except ProtocolError as exc:
                 if exc.fatal:
                     raise
                 self._outbox.put(exc.event())
 
-    def _spend_control_token(self, message: ClientMessage) -> None:
-        if isinstance(message, Stop):
-            return  # always honoured: refusing it would keep the session open
-        rate = self._settings.control_rate_per_s
-        now = time.monotonic()
-        self._control_tokens = min(2 * rate, self._control_tokens + (now - self._control_refilled) * rate)
-        self._control_refilled = now
-        if self._control_tokens < 1:
-            self._on_event("rejected", "control_rate")
-            raise Busy(f"more than {rate:g} control messages per second", request_id=getattr(message, "id", None))
-        self._control_tokens -= 1
+    def _decode(self, frame: Frame) -> ClientMessage | None:
+        """The frame's message, or None when it was refused undecoded for the control rate (see intake)."""
+        if is_audio(frame, self._codec.name):
+            return self._codec.decode(frame, started=True)
+        size = frame_bytes(frame)
+        if self._budget.charge(size):
+            return self._codec.decode(frame, started=True)
+        if size <= SMALL_FRAME_BYTES:
+            # `stop` is always honoured (refusing it would keep the session open); small frames are cheap.
+            message = self._codec.decode(frame, started=True)
+            if isinstance(message, Stop):
+                return message
+        self._on_event("rejected", "control_rate")
+        raise Busy(f"more than {self._settings.control_rate_per_s:g} control messages per second")
 
     async def _handle(self, message: ClientMessage, parts: _Parts) -> bool:
         """Act on one message; True when the client asked to stop."""
