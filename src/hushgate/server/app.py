@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import secrets
 import wave
@@ -25,7 +26,10 @@ from hushgate.server.auth import Authenticator, Decision
 from hushgate.server.codec import Codec, JsonCodec, codec_for
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub
+from hushgate.server.intake import ControlBudget
 from hushgate.server.metrics import Metrics
+from hushgate.server.openai.body import read_capped
+from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.routes import make_routes as openai_routes
 from hushgate.server.openapi import openapi
 from hushgate.server.protocol import CloseCode, ProtocolError
@@ -37,6 +41,7 @@ from hushgate.server.vosk_compat import make_vosk_endpoint
 from hushgate.server.wyoming import WyomingServer
 
 log = logging.getLogger("hushgate")
+TOKENS_BODY_BYTES = 4096  # a few numbers: ttl_s, max_session_s
 WEB_DIR = Path(str(resources.files("hushgate.web")))
 
 
@@ -106,7 +111,10 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         if principal is None:
             return denied(Decision("unauthorized", "an API key is required (Authorization: Bearer KEY)"))
         try:
-            body = await request.json() if await request.body() else {}
+            raw = await read_capped(request, TOKENS_BODY_BYTES)
+            body = json.loads(raw) if raw else {}
+        except ApiError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         except (ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
@@ -131,7 +139,12 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                 "engines": gateway.hub.describe() if gateway.ready else {},
                 "limits": {
                     "max_sessions": settings.max_sessions,
-                    "max_sessions_per_key": settings.max_sessions_per_key,
+                    "max_sessions_per_key": settings.session_caps()[0],
+                    "max_sessions_per_address": settings.session_caps()[1],
+                    "max_sessions_per_token": settings.session_caps()[2],
+                    "max_pending": settings.max_pending,
+                    "start_timeout_s": settings.start_timeout_s,
+                    "max_control_bytes": ControlBudget(settings.control_rate_per_s).max_frame_bytes,
                     "max_frame_bytes": settings.max_frame_bytes,
                     "max_session_s": settings.max_session_s,
                     "idle_timeout_s": settings.idle_timeout_s,
@@ -153,7 +166,10 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         if not gateway.ready:
             return JSONResponse({"error": "engines are still loading"}, status_code=503)
         try:
-            body = await request.json()
+            # Room for the longest text with every character escaped (\uXXXX\uXXXX), and the other fields.
+            body = json.loads(await read_capped(request, 12 * settings.max_text_chars + TOKENS_BODY_BYTES))
+        except ApiError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         except (ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "body must be JSON: {\"text\": ..., \"voice\": ...}"}, status_code=400)
         text = body.get("text") if isinstance(body, dict) else None
@@ -203,17 +219,18 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         except ProtocolError as exc:
             await _refuse(transport, exc, JsonCodec())
             return
-        refusal = admission.refusal(gateway, principal)
+        address = admission.client_address(websocket)
+        refusal = admission.refusal(gateway, principal, address)  # at once when full; `start` checks again
         if refusal is not None:
             gateway.metrics.on_event("rejected", refusal.code.value)
             await _refuse(transport, refusal, codec)
             return
         session = Session(
-            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=gateway.metrics.on_event,
+            settings=settings, hub=gateway.hub, codec=codec, transport=transport,
+            gate=admission.Gate(gateway, principal, address), on_event=gateway.metrics.on_event,
             max_session_s=principal.max_session_s,
         )
-        async with gateway.admitted(session, principal.key_id):
-            await session.run()
+        await session.run()
 
     routes = [
         Route("/healthz", healthz),

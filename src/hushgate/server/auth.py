@@ -53,6 +53,7 @@ class Principal:
 
     key_id: str  # hash prefix of the API key, or "loopback" / "anonymous"
     max_session_s: float | None = None
+    token_id: str | None = None  # a browser token's nonce: tokens are capped one session at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,9 @@ class Authenticator:
         if payload["exp"] < (now or time.time()):
             return None
         cap = payload.get("max_session_s")
-        return Principal(key_id=str(payload.get("kid")), max_session_s=float(cap) if cap else None)
+        nonce = payload.get("n")
+        return Principal(key_id=str(payload.get("kid")), max_session_s=float(cap) if cap else None,
+                         token_id=nonce if isinstance(nonce, str) else None)
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Browsers always send Origin; other clients usually do not."""

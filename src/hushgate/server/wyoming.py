@@ -23,8 +23,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from wyoming.asr import (
@@ -57,16 +55,18 @@ from wyoming.tts import (
 
 from hushgate.engines.base import EngineError, Pcm16
 from hushgate.engines.base import Transcript as EngineTranscript
+from hushgate.server import admission
 from hushgate.server.audio import AudioInput
+from hushgate.server.auth import Principal
+from hushgate.server.errors import GatewayError, to_wire
+from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.metrics import Metrics
 from hushgate.server.openai.transcribe import (
     Utterance,
     UtteranceCutter,
     decode_utterance,
 )
 from hushgate.server.protocol import ProtocolError
-from hushgate.server.runtime import Overloaded
 from hushgate.server.settings import Settings
 
 log = logging.getLogger("hushgate.wyoming")
@@ -76,15 +76,8 @@ ATTRIBUTION = Attribution(name="hushgate", url="https://github.com/")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class WyomingGateway(Protocol):
-    settings: Settings
-    hub: EngineHub
-    ready: bool
-    draining: bool
-
-    metrics: Metrics
-
-    def admitted(self, session: Any, key_id: str) -> AbstractAsyncContextManager[None]: ...
+WyomingGateway = Gateway
+WYOMING = Principal("wyoming")
 
 
 class ClientError(Exception):
@@ -180,14 +173,14 @@ class WyomingConnection:
         self._reader.feed_eof()
 
     async def run(self) -> None:
-        gateway = self._gateway
+        peer = self._writer.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else None
         try:
-            if not gateway.ready or gateway.draining or gateway.metrics.active >= self._settings.max_sessions:
-                await self._send(Error(text="the server is busy or not ready; try again shortly",
-                                       code="unavailable").event())
-                return
-            async with gateway.admitted(self, "wyoming"):
+            # Wyoming has no credentials: every connection is the `wyoming` principal, capped per address.
+            async with admission.session(self._gateway, self, WYOMING, address):
                 await self._serve()
+        except GatewayError as exc:  # refused: the same refusal as /v1/stream's 1013, as a Wyoming error
+            await self._send_error(exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -214,8 +207,13 @@ class WyomingConnection:
                 if self._transcription is not None:
                     self._transcription.cancel()
                 self._transcription = None
-            except Overloaded:
-                await self._send(Error(text="the engines are overloaded; try again shortly", code="overloaded").event())
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - told to the client the way every endpoint tells it
+                await self._send_error(to_wire(exc, f"{event.type} failed", session="wyoming"))
+
+    async def _send_error(self, error: ProtocolError) -> None:
+        await self._send(Error(text=error.message, code=error.code.value).event())
 
     async def _send(self, event: Event) -> None:
         await async_write_event(event, self._writer)

@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from hushgate.server.admission import Gate, evicted_error
 from hushgate.server.codec import Codec, Frame
+from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.hub import EngineHub
 from hushgate.server.intake import SMALL_FRAME_BYTES, ControlBudget, is_audio
@@ -89,6 +91,7 @@ class Session:
         hub: EngineHub,
         codec: Codec,
         transport: Transport,
+        gate: Gate,
         on_event: Callable[[str, Any], None] | None = None,
         max_session_s: float | None = None,
     ) -> None:
@@ -98,6 +101,7 @@ class Session:
         self._hub = hub
         self._codec = codec
         self._transport = transport
+        self._gate = gate
         self._on_event = on_event or (lambda _name, _value: None)
         self._inbox = Inbox(transport, settings, self._on_event, max_session_s=max_session_s)
         self._outbox = Outbox(settings.outbox_events)
@@ -124,17 +128,19 @@ class Session:
     async def run(self) -> None:
         close_code, close_reason = CloseCode.NORMAL, "stopped"
         try:
-            parts = await self._await_start()
-            self._serving = True
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._read(parts), name=f"{self.id}-read")
-                    tasks.create_task(parts.listening.work(), name=f"{self.id}-listen")
-                    tasks.create_task(parts.speaking.translate(), name=f"{self.id}-translate")
-                    tasks.create_task(self._speak(parts), name=f"{self.id}-speak")
-                    tasks.create_task(self._send(), name=f"{self.id}-send")
-            except BaseExceptionGroup as group:
-                raise _first(group) from None
+            start = await self._await_start()
+            async with self._gate.session(self):  # counted from here on; refused: 1013
+                parts = await self._begin(start)
+                self._serving = True
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._read(parts), name=f"{self.id}-read")
+                        tasks.create_task(parts.listening.work(), name=f"{self.id}-listen")
+                        tasks.create_task(parts.speaking.translate(), name=f"{self.id}-translate")
+                        tasks.create_task(self._speak(parts), name=f"{self.id}-speak")
+                        tasks.create_task(self._send(), name=f"{self.id}-send")
+                except BaseExceptionGroup as group:
+                    raise _first(group) from None
             close_code, close_reason = self._close_code, self._end_reason
         except ClientGone:
             close_code, close_reason = CloseCode.NORMAL, "client gone"
@@ -176,16 +182,19 @@ class Session:
 
     # Start -------------------------------------------------------------------
 
-    async def _await_start(self) -> _Parts:
-        try:
-            frame = await asyncio.wait_for(self._inbox.receive(), self._settings.start_timeout_s)
-        except TimeoutError:
-            raise NotStarted("no `start` received in time", close=CloseCode.POLICY) from None
+    async def _await_start(self) -> Start:
+        with self._gate.waiting() as evicted:
+            try:
+                frame = await next_or_drain(self._inbox.receive, evicted, self._settings.start_timeout_s)
+            except TimeoutError:
+                raise NotStarted("no `start` received in time", close=CloseCode.POLICY) from None
+        if frame is None:
+            raise evicted_error()
         self._budget.check_size(frame_bytes(frame))  # `start` itself is not charged
         message = self._codec.decode(frame, started=False)
         if not isinstance(message, Start):  # the codec guarantees this; keep the type checker honest
             raise NotStarted("the first message must be `start`", close=CloseCode.POLICY)
-        return await self._begin(message)
+        return message
 
     async def _begin(self, start: Start) -> _Parts:
         language = start.language or self._settings.default_language
