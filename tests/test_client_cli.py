@@ -23,14 +23,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from hushgate.engines.base import EngineSpec
-from hushgate.server import protocol as wire
-from hushgate.server.auth import hash_key
+import hushgate.wire as wire
 from hushgate.client import (
-    AudioFormat,
     Client,
-    EngineInfo,
     Ended,
+    EngineInfo,
     Enrolled,
     EnrollProgress,
     EventParseError,
@@ -57,6 +54,9 @@ from hushgate.client import (
     parse_event,
 )
 from hushgate.client.commands import cue, speak_main, timestamp, transcribe_main, translate_main
+from hushgate.client.sync import SyncClient
+from hushgate.engines.base import EngineSpec
+from hushgate.server.auth import hash_key
 from hushgate.server.settings import Settings
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port, serve
@@ -124,56 +124,52 @@ async def until(session: Session, kind: type, timeout_s: float = 30.0) -> tuple[
 
 
 def test_parse_event_reads_every_event_the_server_makes() -> None:
-    # The server's own event classes and serializer, so the SDK cannot drift from them.
+    # The SDK's events are the server's own types; what is checked here is the
+    # reading of a plain map (as a JSON or msgpack frame gives it) back to the same value.
     speaker = wire.Speaker(voiceprint_id=None, label="Guest-1", score=0.25)
-    cases: list[tuple[Any, type]] = [
-        (wire.Ready(session="s1", audio={"encoding": "pcm_s16le", "sample_rate": 48_000, "channels": 1},
-                    engines={"stt": {"name": "whisper", "model": "tiny.en", "language": "en"},
-                             "vad": {"name": "webrtc", "model": "webrtc"},
-                             "translate": {"es": {"name": "argos", "model": "en-es"}},
-                             "tts": {"name": "piper", "model": "en_US-joe-medium"}},
-                    limits={"max_frame_bytes": 4096}), Ready),
-        (wire.SpeechStarted(utterance=2, t_ms=1020), SpeechStarted),
-        (wire.Partial(utterance=2, text="hel", t0_ms=720, t1_ms=1720), Partial),
-        (wire.Final(utterance=2, text="Hello.", t0_ms=720, t1_ms=2660,
-                    words=(wire.WordTiming("Hello.", 1040, 1400, 0.93),), speaker=speaker), Final),
-        (wire.SpeakerEvent(utterance=2, speaker=speaker), SpeakerUpdate),
-        (wire.Translation(source="en", target="es", text="Hola.", utterance=2, provisional=True), Translation),
-        (wire.TtsStart(id=3, sample_rate=22_050, voice="v"), TtsStart),
-        (wire.TtsAudio(id="s1", pcm=b"\x01\x00\xff\xff"), TtsAudio),
-        (wire.TtsEnd(id="s1", duration_ms=1480), TtsEnd),
-        (wire.EnrollProgress(id="e1", speech_ms=2000, needed_ms=8000, passphrase_match=True), EnrollProgress),
-        (wire.Enrolled(id="e1", voiceprint_id="vp", label="Ana", speech_ms=8200), Enrolled),
-        (wire.Verified(id="v1", voiceprint_id="vp", decision="accept", score=0.9, speech_ms=2000), Verified),
-        (wire.VoiceprintExported(voiceprint_id="vp", voiceprint="sealed", id="x1"), VoiceprintExported),
-        (wire.VoiceprintImported(voiceprint_id="vp", label="Ana", id="i1"), VoiceprintImported),
-        (wire.VoiceprintDeleted(voiceprint_id="vp", id="d1"), VoiceprintDeleted),
-        (wire.Pong(), Pong),
-        (wire.Error(code=wire.ErrorCode.TOO_LARGE, message="big", fatal=False, id="t7"), ServerError),
-        (wire.Ended(reason="stop", stats={"audio_ms": 3200, "utterances": 1}), Ended),
+    cases: list[Any] = [
+        wire.Ready(session="s1", audio={"encoding": "pcm_s16le", "sample_rate": 48_000, "channels": 1},
+                   engines={"stt": {"name": "whisper", "model": "tiny.en", "language": "en"},
+                            "vad": {"name": "webrtc", "model": "webrtc"},
+                            "translate": {"es": {"name": "argos", "model": "en-es"}},
+                            "tts": {"name": "piper", "model": "en_US-joe-medium"}},
+                   limits={"max_frame_bytes": 4096}),
+        wire.SpeechStarted(utterance=2, t_ms=1020),
+        wire.Partial(utterance=2, text="hel", t0_ms=720, t1_ms=1720),
+        wire.Final(utterance=2, text="Hello.", t0_ms=720, t1_ms=2660,
+                   words=(wire.WordTiming("Hello.", 1040, 1400, 0.93),), speaker=speaker),
+        wire.SpeakerEvent(utterance=2, speaker=speaker),
+        wire.Translation(source="en", target="es", text="Hola.", utterance=2, provisional=True),
+        wire.TtsStart(id=3, sample_rate=22_050, voice="v"),
+        wire.TtsAudio(id="s1", pcm=b"\x01\x00\xff\xff"),
+        wire.TtsEnd(id="s1", duration_ms=1480),
+        wire.EnrollProgress(id="e1", speech_ms=2000, needed_ms=8000, passphrase_match=True),
+        wire.Enrolled(id="e1", voiceprint_id="vp", label="Ana", speech_ms=8200),
+        wire.Verified(id="v1", voiceprint_id="vp", decision="accept", score=0.9, speech_ms=2000),
+        wire.VoiceprintExported(voiceprint_id="vp", voiceprint="sealed", id="x1"),
+        wire.VoiceprintImported(voiceprint_id="vp", label="Ana", id="i1"),
+        wire.VoiceprintDeleted(voiceprint_id="vp", id="d1"),
+        wire.Pong(),
+        wire.Error(code=wire.ErrorCode.TOO_LARGE, message="big", fatal=False, id="t7"),
+        wire.Ended(reason="stop", stats={"audio_ms": 3200, "utterances": 1}),
     ]
-    for server_event, sdk_class in cases:
-        data = wire.event_to_wire(server_event)
-        # The same through msgpack (bin for pcm, str for text) as through JSON-able dicts.
+    assert {type(c) for c in cases} == set(wire.events.EVENT_TYPES.values())  # every event is here
+    for server_event in cases:
+        data = wire.to_wire(server_event)
         for mapping in (data, msgpack.unpackb(msgpack.packb(data, use_bin_type=True), raw=False)):
-            event = parse_event(mapping)
-            assert type(event) is sdk_class and event.type == data["type"], data
-            assert event.raw == mapping
-    ready = parse_event(wire.event_to_wire(cases[0][0]))
-    assert isinstance(ready, Ready)
-    assert ready.audio == AudioFormat(48_000) and ready.max_frame_bytes == 4096
+            assert parse_event(mapping) == server_event, data
+    ready = cases[0]
+    assert ready.audio["sample_rate"] == ready.sample_rate_hz == 48_000 and ready.max_frame_bytes == 4096
     assert ready.stt == EngineInfo("whisper", "tiny.en", "en") and ready.vad == EngineInfo("webrtc", "webrtc")
     assert ready.translate == {"es": EngineInfo("argos", "en-es")} and ready.tts == EngineInfo("piper", "en_US-joe-medium")
-    final = parse_event(wire.event_to_wire(cases[3][0]))
-    assert isinstance(final, Final)
+    final = cases[3]
     assert final.words == (Word("Hello.", 1040, 1400, 0.93),) and final.speaker == Speaker(None, "Guest-1", 0.25)
     translation = parse_event({"type": "translation", "id": "t1", "source": "en", "target": "es", "text": "x"})
     assert isinstance(translation, Translation)
-    assert (translation.id, translation.utterance, translation.provisional) == ("t1", None, False)
-    audio = parse_event(wire.event_to_wire(cases[7][0]))
+    assert (translation.id, translation.utterance, translation.provisional) == ("t1", None, None)
+    audio = cases[7]
     assert isinstance(audio, TtsAudio) and audio.samples.tolist() == [1, -1]
-    error = parse_event(wire.event_to_wire(cases[16][0]))
-    assert error == ServerError("too_large", "big", False, "t7")
+    assert cases[16] == ServerError("too_large", "big", False, "t7") and isinstance(cases[4], SpeakerUpdate)
 
 
 def test_parse_event_tolerates_the_future_and_rejects_nonsense() -> None:
@@ -198,7 +194,7 @@ async def test_a_session_uses_every_request_and_gets_typed_events(server, jfk: n
     audio = speech(jfk)
     async with Client(server.ws(), format=fmt).session(16_000, translate=["es"]) as s:
         ready = s.ready
-        assert ready.audio == AudioFormat(16_000)
+        assert ready.sample_rate_hz == 16_000 and ready.audio["sample_rate"] == 16_000
         assert ready.stt == EngineInfo("fake", "fake-model", "en")
         assert ready.translate == {"es": EngineInfo("fake-translate", "en-es")}
         assert ready.tts == EngineInfo("fake-tts", "fake-en") and ready.vad is not None
@@ -354,6 +350,24 @@ async def test_speak_and_translate_in_one_call(server, fmt: str) -> None:  # noq
         with pytest.raises(GatewayError) as info:
             await call
         assert info.value.code == code and info.value.close_code is None
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_sync_api_without_an_event_loop(server, jfk: np.ndarray, fmt: str) -> None:  # noqa: ANN001
+    gateway = SyncClient(Client(server.ws(), format=fmt))
+    audio = speech(jfk)
+    as_bytes = [audio[i : i + 1600].astype("<i2").tobytes() for i in range(0, len(audio), 1600)]
+    finals = gateway.transcribe(as_bytes, 16_000)
+    assert len(finals) >= 2 and all(isinstance(f, Final) for f in finals)
+    assert [f.text for f in gateway.transcribe_file(JFK)] == [f.text for f in gateway.transcribe([jfk], 16_000)]
+    pcm, rate = gateway.speak_pcm("hi there")
+    assert isinstance(pcm, bytes) and rate == 16_000 and len(pcm) == 2 * (16_000 * 2 // 10 + 16_000 * 5 // 10)
+    samples, rate = gateway.speak("hi there")
+    assert samples.dtype == np.int16 and samples.tobytes() == pcm
+    assert gateway.translate("good morning", "es") == "[es] good morning"
+    with pytest.raises(GatewayError) as info:
+        gateway.translate("hi", "de")
+    assert info.value.code == "engine_unavailable"
 
 
 # Errors -------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from hushgate.engines.argos import ArgosTranslator, create, newest_packages, split_sentences
+from hushgate.engines.argos import ArgosTranslator, create, split_sentences
+from hushgate.engines.argos_packages import newest_packages
 from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound
 from tests.argos_fixture import build_package
 
@@ -176,7 +177,7 @@ def test_a_target_prefix_is_forced_and_removed(prefixed: Path) -> None:
     try:
         spy = spy_on(translator, "en", "pp")
         out = translator.translate(["The cat sat.", "Rain falls. He drinks."], "en", "pp")
-        tokens, kwargs, results = spy.calls[0]
+        _tokens, kwargs, results = spy.calls[0]
         assert kwargs["target_prefix"] == [["__pp__"]] * 3
         assert all(r.hypotheses[0][0] == "__pp__" for r in results)
         tokenizer = translator.package("en", "pp").tokenizer

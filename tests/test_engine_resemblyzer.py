@@ -32,7 +32,6 @@ import os
 import pickle
 import threading
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,6 @@ from hushgate.engines.resemblyzer import (
     read_torch_state_dict,
     window_starts,
 )
-from hushgate.models.store import ChecksumMismatch, PullError, pull_model
 from tests.audio_helpers import read_wav
 
 REFERENCE = Path(__file__).parent / "data" / "ge2e_reference.json"
@@ -102,10 +100,8 @@ def models_dir(ge2e_models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder(models_dir: Path) -> Iterator[ResemblyzerEncoder]:
-    loaded = create(EngineOptions(models_dir=models_dir))
-    yield loaded
-    loaded.close()
+def encoder(ge2e_encoder: ResemblyzerEncoder) -> ResemblyzerEncoder:
+    return ge2e_encoder
 
 
 @pytest.fixture(scope="session")

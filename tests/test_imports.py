@@ -102,7 +102,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_is_read() -> None:
     # Guards the reader itself: a graph with no arrows would pass every check below.
     assert "hushgate.server.session.connection" in GRAPH["hushgate.server.session"]
-    assert "hushgate.models.store" in GRAPH["hushgate.engines.whisper"]
+    assert "hushgate.models.locate" in GRAPH["hushgate.engines.vosk"]
     assert "hushgate.server.admission" in GRAPH["hushgate.server.vosk_compat"]
 
 

@@ -51,6 +51,20 @@ async def test_metrics_are_scraped(audio_dir: Path) -> None:
     assert 'hushgate_engine_real_time_factor{engine="stt:fake:fake-model"}' in values
 
 
+def start_ready(argv: list[str], env: dict[str, str], port: int, cwd: Path | None = None) -> subprocess.Popen:
+    """The gateway as a process of its own, once `/readyz` says it is ready."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(proc.communicate(timeout=10)[0].decode() if proc.stdout else "server did not start")
+
+
 @pytest.fixture
 def gateway_process():  # noqa: ANN201
     port = free_port()
@@ -61,19 +75,7 @@ def gateway_process():  # noqa: ANN201
         "HUSHGATE_TRANSLATORS": "",
         "HUSHGATE_SYNTHESIZERS": "",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hushgate.server.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(proc.stdout.read().decode() if proc.stdout else "server did not start")
+    proc = start_ready([sys.executable, "-m", "hushgate.server.cli", "serve"], env, port)
     yield proc, port
     if proc.poll() is None:
         proc.kill()
@@ -106,3 +108,58 @@ async def test_sigterm_drains_a_live_session_final_before_1001(gateway_process, 
     assert received.events[-1] == {"type": "ended", "reason": "shutdown", "stats": received.events[-1]["stats"]}
     assert received.events.index(finals[-1]) < len(received.events) - 1
     assert proc.wait(20) == 0
+
+
+STUCK_LAUNCHER = """
+import sys
+import threading
+
+from hushgate.engines import registry
+from tests.fakes import FakeSynthesizer, fake_spec, fake_tts_spec
+
+
+class StuckSynthesizer(FakeSynthesizer):
+    '''A fake engine that never returns, standing for a native library that hangs.'''
+
+    def synthesize(self, text, voice):
+        threading.Event().wait()
+        yield from ()
+
+
+original = registry.EngineRegistry.__init__
+
+
+def only_fakes(self, specs=None, discover=True):
+    original(self, [fake_spec(), fake_tts_spec(StuckSynthesizer())], discover=discover)
+
+
+registry.EngineRegistry.__init__ = only_fakes
+from hushgate.server.cli import main
+sys.exit(main(["serve"]))
+"""
+# Drain (1 s) + the finish grace (10 s) + bounded waits for tasks and engine threads, with room for a busy machine.
+STUCK_SHUTDOWN_BOUND_S = 45
+
+
+async def test_shutdown_is_bounded_even_with_a_stuck_engine() -> None:
+    port = free_port()
+    env = {**os.environ, "HUSHGATE_PORT": str(port), "HUSHGATE_DRAIN_TIMEOUT_S": "1", "HUSHGATE_STT": "en=fake",
+           "HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "fake-tts", "HUSHGATE_SPEAKER_ENCODER": ""}
+    proc = start_ready([sys.executable, "-c", STUCK_LAUNCHER], env, port, cwd=Path(__file__).parent.parent)
+    try:
+        client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")
+        await client.start()
+        client.read_in_background()
+        await client.send({"type": "speak", "id": "stuck", "text": "this never comes out"})
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        while proc.poll() is None and time.monotonic() - started < STUCK_SHUTDOWN_BOUND_S:
+            await asyncio.sleep(0.2)
+        assert proc.poll() is not None, f"still running {STUCK_SHUTDOWN_BOUND_S} s after SIGTERM"
+        await client.closed(timeout_s=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate(timeout=10)[0].decode(errors="replace")
+    assert "still running" in output and "tts:fake-tts" in output, output[-2000:]

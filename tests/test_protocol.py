@@ -8,13 +8,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from hushgate.server.codec import JsonCodec, MsgpackCodec, codec_for
-from hushgate.server.protocol import (
+from hushgate.wire import (
     Audio,
     AudioFormat,
     CloseCode,
     Ended,
     Enroll,
+    Enrolled,
+    EnrollProgress,
     Error,
     ErrorCode,
     Final,
@@ -26,17 +27,27 @@ from hushgate.server.protocol import (
     Ready,
     Speak,
     Speaker,
+    SpeakerEvent,
     SpeechStarted,
     Start,
     Stop,
     Translate,
+    TranslateOptions,
+    Translation,
     TtsAudio,
+    TtsEnd,
+    TtsStart,
+    Verified,
     Verify,
     VoiceprintDelete,
+    VoiceprintDeleted,
     VoiceprintExport,
+    VoiceprintExported,
     VoiceprintImport,
+    VoiceprintImported,
     WordTiming,
 )
+from hushgate.wire.codec import JsonCodec, MsgpackCodec, codec_for
 
 CODECS = [JsonCodec(), MsgpackCodec(max_frame_bytes=1 << 20)]
 
@@ -127,6 +138,29 @@ SERVER_CASES: list[tuple[Any, dict[str, Any]]] = [
      {"type": "error", "code": "not_started", "message": "m", "fatal": True}),
     (Ended(reason="stop", stats={"audio_ms": 10, "utterances": 1}),
      {"type": "ended", "reason": "stop", "stats": {"audio_ms": 10, "utterances": 1}}),
+    (SpeakerEvent(utterance=3, speaker=None, undecided="failed"),
+     {"type": "speaker", "utterance": 3, "undecided": "failed"}),
+    (EnrollProgress(id=None, speech_ms=0, needed_ms=8000),
+     {"type": "enroll.progress", "speech_ms": 0, "needed_ms": 8000}),
+    (Enrolled(id="e1", voiceprint_id="vp", label=None, speech_ms=8000),
+     {"type": "enrolled", "id": "e1", "voiceprint_id": "vp", "label": None, "speech_ms": 8000}),
+    (Verified(id="v1", voiceprint_id="vp", decision="reject", score=0.25, passphrase_match=False, speech_ms=0),
+     {"type": "verified", "id": "v1", "voiceprint_id": "vp", "decision": "reject", "score": 0.25,
+      "passphrase_match": False, "speech_ms": 0}),
+    (VoiceprintExported(voiceprint_id="vp", voiceprint="sealed"),
+     {"type": "voiceprint.exported", "voiceprint_id": "vp", "voiceprint": "sealed"}),
+    (VoiceprintImported(voiceprint_id="vp", label=None, id="i1"),
+     {"type": "voiceprint.imported", "voiceprint_id": "vp", "label": None, "id": "i1"}),
+    (VoiceprintDeleted(voiceprint_id="vp"), {"type": "voiceprint.deleted", "voiceprint_id": "vp"}),
+    (Translation(source="en", target="es", text="¡Hola!", utterance=2),
+     {"type": "translation", "source": "en", "target": "es", "text": "¡Hola!", "utterance": 2}),
+    (Translation(source="en", target="es", text="x", id="t1", provisional=True),
+     {"type": "translation", "source": "en", "target": "es", "text": "x", "id": "t1", "provisional": True}),
+    (TtsStart(id=4, sample_rate=22050, voice="joe"), {"type": "tts.start", "id": 4, "sample_rate": 22050, "voice": "joe"}),
+    (TtsEnd(id="s1", duration_ms=900), {"type": "tts.end", "id": "s1", "duration_ms": 900}),
+    (Final(utterance=0, text="hola", t0_ms=0, t1_ms=9, language="es", language_probability=0.75),
+     {"type": "final", "utterance": 0, "text": "hola", "t0_ms": 0, "t1_ms": 9, "language": "es",
+      "language_probability": 0.75}),
 ]
 
 
@@ -140,6 +174,22 @@ def test_server_events_encode_to_the_documented_shape(codec: Any, event: Any, wi
     else:
         assert isinstance(frames[0], bytes)
     assert decode_server(codec, frames[0]) == wire
+
+
+@pytest.mark.parametrize("event,wire", SERVER_CASES, ids=[c[1]["type"] for c in SERVER_CASES])
+def test_server_events_keep_the_bytes_of_the_v1_encoders(event: Any, wire: dict[str, Any]) -> None:
+    # What the server sent before the wire package (json.dumps, msgpack.packb), byte for byte:
+    # same keys, same order, same omissions, so no client can see a difference.
+    assert JsonCodec().encode(event) == [json.dumps(wire, ensure_ascii=False, separators=(",", ":"))]
+    assert MsgpackCodec(1 << 20).encode(event) == [msgpack.packb(wire, use_bin_type=True)]
+
+
+def test_numpy_scalars_from_engines_encode_as_plain_numbers() -> None:
+    import numpy as np
+
+    event = Final(utterance=np.int64(1), text="a", t0_ms=0, t1_ms=5,  # type: ignore[arg-type]
+                  words=(WordTiming("a", 0, 5, np.float32(0.5)),))  # type: ignore[arg-type]
+    assert json.loads(JsonCodec().encode(event)[0])["words"][0]["conf"] == 0.5
 
 
 def test_tts_audio_is_a_binary_frame_in_json_and_a_map_in_msgpack() -> None:
@@ -187,6 +237,32 @@ BAD_JSON: list[tuple[str, str | bytes, bool, ErrorCode, CloseCode | None]] = [
     ("deep nesting", "[" * 100_000, True, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
     ("speak text wrong type", '{"type": "speak", "id": "s1", "text": 5}', True, ErrorCode.BAD_MESSAGE, None),
     ("verify without voiceprint", '{"type": "verify", "id": "v1"}', True, ErrorCode.BAD_MESSAGE, None),
+    ("unknown type before start", '{"type": "dance"}', False, ErrorCode.NOT_STARTED, CloseCode.POLICY),
+    ("malformed request before start", '{"type": "speak", "text": 5}', False, ErrorCode.NOT_STARTED,
+     CloseCode.POLICY),
+    ("rate beyond 64 bits", '{"type": "start", "audio": {"sample_rate": 99999999999999999999}}', False,
+     ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("rate not whole", '{"type": "start", "audio": {"sample_rate": 16000.5}}', False,
+     ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("channels out of range", '{"type": "start", "audio": {"sample_rate": 16000, "channels": 70000}}', False,
+     ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("too many targets", '{"type": "start", "audio": {"sample_rate": 16000}, "translate": {"targets": '
+     + json.dumps(["es"] * 9) + "}}", False, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("repeated start malformed", '{"type": "start", "audio": {"sample_rate": "x"}}', True,
+     ErrorCode.BAD_MESSAGE, None),
+    ("repeated start unsupported", '{"type": "start", "audio": {"sample_rate": 4000}}', True,
+     ErrorCode.UNSUPPORTED_AUDIO, None),
+    ("audio as a json map", '{"type": "audio", "pcm": "AAAA"}', True, ErrorCode.BAD_MESSAGE,
+     CloseCode.INVALID_PAYLOAD),
+    ("id too long", '{"type": "translate", "text": "a", "target": "es", "id": "' + "x" * 129 + '"}', True,
+     ErrorCode.BAD_MESSAGE, None),
+    ("NaN", '{"type": "start", "audio": {"sample_rate": NaN}}', False, ErrorCode.BAD_MESSAGE,
+     CloseCode.INVALID_PAYLOAD),
+    ("trailing garbage", '{"type": "ping"} x', True, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
+    ("lone surrogate in a request", '{"type": "speak", "id": "s1", "text": "a \\ud800 b"}', True,
+     ErrorCode.BAD_MESSAGE, None),
+    ("lone surrogate in the opening start", '{"type": "start", "audio": {"sample_rate": 16000}, "language": "\\udc00"}',
+     False, ErrorCode.BAD_MESSAGE, CloseCode.INVALID_PAYLOAD),
 ]
 
 
@@ -199,7 +275,21 @@ def test_bad_json_frames_map_to_code_and_close(
     assert error.message
 
 
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
+def test_what_v1_always_accepted_still_parses(codec: Any) -> None:
+    # null means "the default", and whole numbers may be written as floats.
+    lax = {"type": "start", "audio": {"sample_rate": 16000.0, "channels": 1.0, "encoding": None},
+           "language": None, "partials": None, "vad": None, "translate": {"targets": ["es"], "partials": None},
+           "speak": {"translations": None, "voice": None}, "future_option": {"x": 1}}
+    start = codec.decode(encode_client(codec, lax), started=False)
+    assert start == Start(audio=AudioFormat(16000), translate=TranslateOptions(targets=("es",)))
+    enroll = codec.decode(encode_client(codec, {"type": "enroll", "consent": None, "needed_ms": 2000.0}),
+                          started=True)
+    assert enroll == Enroll(consent=False, needed_ms=2000)
+
+
 def test_request_errors_carry_the_request_id() -> None:
+    assert _error(JsonCodec(), '{"type": "speak", "id": "s\\ud800", "text": 5}', started=True).request_id is None
     assert _error(JsonCodec(), '{"type": "speak", "id": "s9", "text": 5}', started=True).request_id == "s9"
     assert _error(JsonCodec(), '{"type": "dance", "id": "d1"}', started=True).event().id == "d1"
 
@@ -213,6 +303,11 @@ BAD_MSGPACK: list[tuple[str, str | bytes, CloseCode]] = [
     ("invalid utf-8", b"\x81\xa4type\xa2\xff\xfe", CloseCode.INVALID_PAYLOAD),
     ("pcm not binary", msgpack.packb({"type": "audio", "pcm": "text"}), CloseCode.INVALID_PAYLOAD),
     ("declares a giant array", b"\xdd\xff\xff\xff\xff", CloseCode.INVALID_PAYLOAD),
+    ("integer map key", msgpack.packb({"type": "ping", 1: 2}), CloseCode.INVALID_PAYLOAD),
+    ("extension type", msgpack.packb({"type": "speak", "text": msgpack.ExtType(5, b"x")}),
+     CloseCode.INVALID_PAYLOAD),
+    ("timestamp", msgpack.packb({"type": "speak", "text": msgpack.Timestamp(1, 0)}), CloseCode.INVALID_PAYLOAD),
+    ("trailing bytes", msgpack.packb({"type": "ping"}) + b"\x00", CloseCode.INVALID_PAYLOAD),
 ]
 
 

@@ -180,8 +180,9 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.nda
         # First let the speech fill the pipe (the synthesis then waits at half the
         # outbox), so every event the stalled stream produces really piles up.
         (stalled_session,) = list(server.app.state.gateway.sessions)
-        await wait_until(lambda: len(stalled_session._outbox) >= settings.outbox_events // 2, timeout_s=30)
-        del stalled_session
+        outbox = stalled_session._outbox
+        del stalled_session  # hold no session reference while it is being torn down
+        await wait_until(lambda: len(outbox) >= settings.outbox_events // 2, timeout_s=30)
         stalling = asyncio.create_task(stall())
 
         async def live() -> list[float]:
@@ -262,7 +263,7 @@ async def test_soak_500_short_sessions_memory_stays_flat(jfk: np.ndarray) -> Non
         assert received.close_code == 1000 and received.types[-1] == "ended"
 
     with serve(settings, [fake_spec()]) as server:
-        for i in range(50):
+        for _ in range(50):
             await one("json")
         rss_before = process.memory_info().rss
         for i in range(500):

@@ -141,7 +141,7 @@ async def test_a_replica_restarts_mid_stream_and_no_final_is_lost_or_repeated(
         resumed += sum(isinstance(e, Resumed) for e in events)
         # One continuous stream: utterances numbered up, their times never overlap.
         assert [f.utterance for f in finals] == sorted({f.utterance for f in finals})
-        for before, after in zip(finals, finals[1:]):
+        for before, after in zip(finals, finals[1:], strict=False):
             assert after.t0_ms >= before.t1_ms, (before, after)
         said = _normalise(" ".join(f.text for f in finals))
         assert jiwer.wer(reference, said) < 0.2, said

@@ -10,7 +10,6 @@ import pytest
 
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.silero import create as silero_create
-
 from hushgate.engines.webrtcvad import WebRtcDetector
 from hushgate.server.segmenter import Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from tests.audio_helpers import read_wav
@@ -77,7 +76,7 @@ def test_max_utterance_splits_and_keeps_every_sample() -> None:
     events = run(pcm, max_utterance_ms=1000)
     ends = [e for e in events if isinstance(e, UtteranceEnd)]
     assert [e.reason for e in ends] == ["max_length", "max_length", "silence"]
-    assert all(a.t1_ms == b.t0_ms for a, b in zip(ends, ends[1:]))  # contiguous, nothing lost
+    assert all(a.t1_ms == b.t0_ms for a, b in zip(ends, ends[1:], strict=False))  # contiguous, nothing lost
     starts = [e for e in events if isinstance(e, UtteranceStart)]
     assert [s.utterance for s in starts] == [0, 1, 2]
 
@@ -114,7 +113,7 @@ def test_real_speech_turns_are_found(audio_dir: Path, detector: str) -> None:
         turns = [(float(r["start_s"]) * 1000, float(r["end_s"]) * 1000) for r in csv.DictReader(f, delimiter="\t")]
     # Every speaker turn starts an utterance close to its start (the files
     # were joined with 1 s of silence), and no utterance crosses a turn change.
-    for start_ms, end_ms in turns:
+    for start_ms, _end_ms in turns:
         assert any(abs(t0 - start_ms) < 400 for t0, _ in utterances), (start_ms, utterances)
     for t0, t1 in utterances:
         assert any(start_ms - 400 <= t0 and t1 <= end_ms + 400 for start_ms, end_ms in turns), (t0, t1)

@@ -51,7 +51,7 @@ def check_utterance_events(received) -> None:  # noqa: ANN001
         if "utterance" in event:
             seen.setdefault(event["utterance"], []).append(event["type"])
     assert seen, received.types
-    for utterance, kinds in seen.items():
+    for kinds in seen.values():
         assert kinds[0] == "speech.started" and kinds[-1] == "final" and kinds.count("final") == 1, kinds
     finals = received.of("final")
     assert [f["utterance"] for f in finals] == sorted(f["utterance"] for f in finals)
@@ -312,9 +312,10 @@ async def test_readyz_is_503_until_engines_load() -> None:
         return FakeTranscriber()
 
     spec = EngineSpec(name="fake", capability="stt", factory=slow_factory)
-    from hushgate.server.app import create_app
-    from hushgate.engines.registry import EngineRegistry
     import uvicorn
+
+    from hushgate.engines.registry import EngineRegistry
+    from hushgate.server.app import create_app
     from tests.conftest import free_port
 
     port = free_port()
@@ -359,7 +360,7 @@ async def test_control_messages_are_rate_limited_but_stop_always_works() -> None
     with serve(settings, [fake_spec()]) as server:
         client = await Client.connect(server.ws())
         await client.start()
-        for i in range(15):
+        for _ in range(15):
             await client.send({"type": "ping"})
         client.read_in_background()
         received = await client.finish()

@@ -10,7 +10,7 @@ from hushgate.server.settings import Settings, SettingsError, settings_table
 
 def test_defaults_are_valid_and_frozen() -> None:
     s = Settings().validated()
-    assert s.stt_table() == {"en": ("whisper", None)}
+    assert s.stt_table() == {"en": ("whisper", None), "*": ("whisper", "whisper-base")}
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
 
@@ -80,3 +80,9 @@ def test_cli_rejects_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--vad-aggressiveness", "9"])
     assert "vad_aggressiveness" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-Infinity"])
+def test_numbers_must_be_finite(raw: str) -> None:
+    with pytest.raises(SettingsError, match="finite"):
+        Settings.from_env({"HUSHGATE_START_TIMEOUT_S": raw})

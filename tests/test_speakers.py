@@ -8,6 +8,7 @@ Piper voice (say so: a synthetic speaker, the same for every take).
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import time
 import weakref
@@ -86,7 +87,8 @@ def session_of(server, client: Client):  # noqa: ANN001, ANN201 - the server's s
 
 async def enroll(client: Client, request_id: str, label: str, pcm: np.ndarray, **extra) -> dict:  # noqa: ANN003
     await client.send({"type": "enroll", "id": request_id, "consent": True, "label": label, **extra})
-    progress = await client.next_event()
+    # Other events may come first (a lag notice on a busy machine): wait for the documented one.
+    progress = await client.reply(request_id)
     assert progress["type"] == "enroll.progress" and progress["speech_ms"] == 0
     events = await say(client, pcm, "enrolled")
     (enrolled,) = [e for e in events if e["type"] == "enrolled"]
@@ -132,7 +134,7 @@ async def test_verification_accepts_the_speaker_and_rejects_another(server, audi
     assert verified[0]["decision"] == "reject" and verified[0]["score"] < 0.5
     assert "passphrase_match" not in verified[0]
     await client.send({"type": "verify", "id": "v3", "voiceprint_id": "no-such-id"})
-    error = await client.next_event()
+    error = await client.reply("v3")
     assert (error["code"], error["id"]) == ("unknown_voiceprint", "v3")
     await client.finish()
 
@@ -159,7 +161,7 @@ async def test_passphrase_enrollment_and_verification(server, piper_phrases) -> 
     await client.start()
     phrase = "my voice is my passport verify me"
     await client.send({"type": "enroll", "id": "p1", "consent": True, "passphrase": phrase, "needed_ms": 4000})
-    assert (await client.next_event())["needed_ms"] == 4000
+    assert (await client.reply("p1"))["needed_ms"] == 4000
     # A take with the wrong words is reported and not counted.
     events = await say(client, piper_phrases["wrong"], "enroll.progress")
     progress = [e for e in events if e["type"] == "enroll.progress"][-1]
@@ -171,15 +173,15 @@ async def test_passphrase_enrollment_and_verification(server, piper_phrases) -> 
         progress = [e for e in events if e["type"] == "enroll.progress"][-1]
         assert progress["passphrase_match"] is True
         if done or progress["speech_ms"] >= 4000:
-            enrolled = done[0] if done else await client.next_event()
+            enrolled = done[0] if done else await client.next_of("enrolled")
             break
     assert enrolled is not None and enrolled["type"] == "enrolled"
     vid = enrolled["voiceprint_id"]
     await client.send({"type": "verify", "id": "ok", "voiceprint_id": vid})
-    result = [e for e in await say(client, piper_phrases["pass"], "verified") if e["type"] == "verified"][0]
+    result = next(e for e in await say(client, piper_phrases["pass"], "verified") if e["type"] == "verified")
     assert (result["decision"], result["passphrase_match"]) == ("accept", True)
     await client.send({"type": "verify", "id": "bad", "voiceprint_id": vid})
-    result = [e for e in await say(client, piper_phrases["wrong"], "verified") if e["type"] == "verified"][0]
+    result = next(e for e in await say(client, piper_phrases["wrong"], "verified") if e["type"] == "verified")
     # Right voice, wrong words: rejected whatever the voice score.
     assert (result["decision"], result["passphrase_match"]) == ("reject", False)
     await client.finish()
@@ -190,15 +192,20 @@ async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: P
     await first.start()
     ana = await enroll(first, "e1", "Ana", wav(audio_dir, "1221-135766-0001"))
     await first.send({"type": "voiceprint.export", "id": "x1", "voiceprint_id": ana["voiceprint_id"]})
-    exported = await first.next_event()
+    exported = await first.reply("x1")
     assert exported["type"] == "voiceprint.exported" and exported["voiceprint_id"] == ana["voiceprint_id"]
     sealed = exported["voiceprint"]
-    assert "Ana" not in sealed  # sealed, not merely encoded
+    # Sealed, not merely encoded: the label is in no readable form in the blob. (The
+    # base64 text itself may spell "Ana" by chance; the decoded bytes would not
+    # hold the quoted JSON string unless it were plaintext.)
+    body = sealed.rsplit(".", 1)[-1]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert b'"Ana"' not in raw and b'"Ana"' not in sealed.encode()
     await first.finish()
 
     second = await Client.connect(server.ws(), "msgpack")
     await second.start(speakers={"identify": True, "voiceprints": [sealed]})
-    imported = await second.next_event()
+    imported = await second.next_of("voiceprint.imported")
     assert imported == {"type": "voiceprint.imported", "voiceprint_id": ana["voiceprint_id"], "label": "Ana"}
     events = await say(second, wav(audio_dir, "1221-135766-0002"), "final")
     speaker = await speaker_of(second, events)
@@ -207,7 +214,7 @@ async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: P
     for position in (len(raw) // 2, len(raw) - 3):
         tampered = bytes(raw[:position]) + bytes([raw[position] ^ 0x01]) + bytes(raw[position + 1:])
         await second.send({"type": "voiceprint.import", "id": "t", "voiceprint": tampered.decode("latin-1")})
-        error = await second.next_event()
+        error = await second.reply("t")
         assert (error["type"], error["code"], error["id"]) == ("error", "unknown_voiceprint", "t")
     await second.finish()
 
@@ -227,10 +234,10 @@ async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(
     session_ref = weakref.ref(session)
     del session
     await client.send({"type": "voiceprint.delete", "id": "d1", "voiceprint_id": ana["voiceprint_id"]})
-    assert await client.next_event() == {"type": "voiceprint.deleted", "voiceprint_id": ana["voiceprint_id"], "id": "d1"}
+    assert await client.reply("d1") == {"type": "voiceprint.deleted", "voiceprint_id": ana["voiceprint_id"], "id": "d1"}
     assert ana["voiceprint_id"] not in book.voiceprints and not ana_vector.any()
     await client.send({"type": "verify", "id": "v", "voiceprint_id": ana["voiceprint_id"]})
-    assert (await client.next_event())["code"] == "unknown_voiceprint"
+    assert (await client.reply("v"))["code"] == "unknown_voiceprint"
     # Identification no longer finds the deleted voice.
     events = await say(client, wav(audio_dir, "1221-135766-0002"), "final")
     speaker = await speaker_of(client, events) or {}
@@ -274,7 +281,7 @@ async def test_enrollment_needs_consent(server) -> None:  # noqa: ANN001
     await client.start()
     for message in ({"type": "enroll", "id": "a"}, {"type": "enroll", "id": "b", "consent": False}):
         await client.send(message)
-        error = await client.next_event()
+        error = await client.reply(str(message["id"]))
         assert (error["code"], error["id"], error["fatal"]) == ("consent_required", message["id"], False)
     await client.finish()
 
@@ -330,3 +337,30 @@ async def released(ref: weakref.ref[object]) -> bool:
         await asyncio.sleep(0.05)
         gc.collect()
     return ref() is None
+
+
+def test_the_guest_list_is_bounded() -> None:
+    """Diarization labels each new voice a guest; a stream of ever-new voices must not grow the list forever."""
+    from hushgate.server import speakers
+
+    max_guests = getattr(speakers, "MAX_GUESTS", 32)
+    book = SpeakerBook()
+    rng = np.random.default_rng(12)
+    labels = set()
+    for _ in range(max_guests * 4):
+        vector = rng.standard_normal(256).astype(np.float32)
+        identity = book.identify(vector / np.linalg.norm(vector), 5000, diarize=True)
+        if identity is not None:
+            labels.add(identity.label)
+    assert len(labels) <= max_guests
+
+
+def test_waiting_verifications_are_bounded() -> None:
+    from hushgate.server.speakers import MAX_VERIFICATIONS
+
+    book = SpeakerBook()
+    for i in range(MAX_VERIFICATIONS):
+        book.queue_verification(f"v{i}", "vp", first_utterance=0)
+    with pytest.raises(OverflowError):
+        book.queue_verification("one-too-many", "vp", first_utterance=0)
+    assert len(book.verifications) == MAX_VERIFICATIONS

@@ -65,7 +65,7 @@ async def test_spoken_translations_are_audible_and_plausibly_long(server, audio_
     assert translations and len(starts) == len(ends) == len(translations)
     pcm = np.frombuffer(b"".join(received.audio), dtype="<i2").astype(np.float64)
     assert np.sqrt(np.mean(pcm**2)) > 300  # not silence
-    for t, start, end in zip(translations, starts, ends):
+    for t, start, end in zip(translations, starts, ends, strict=True):
         assert start["id"] == end["id"] == t["utterance"]
         words = len(t["text"].split())
         seconds = end["duration_ms"] / 1000

@@ -237,3 +237,66 @@ async def test_post_tts_returns_a_wav(server) -> None:  # noqa: ANN001
         engines = (await http.get(server.http + "/v1/engines")).json()
         assert {v["id"] for v in engines["voices"]} == {"fake-en", "fake-es"}
         assert engines["translation_pairs"] == ["en-es", "en-fr"]
+
+
+async def test_lone_surrogates_cost_only_their_own_request(server) -> None:  # noqa: ANN001
+    """JSON can spell a lone surrogate (`\\ud800`) that no UTF-8 frame can carry back: the request
+    naming it is refused as `bad_message`, its id is not echoed, and the session goes on."""
+    client = await Client.connect(server.ws())
+    await client.start()
+    await client.send({"type": "translate", "id": "bad\ud800", "text": "hello", "target": "es"})
+    error = await client.next_event()
+    assert error["type"] == "error" and error["code"] == "bad_message" and not error["fatal"]
+    assert "id" not in error
+    await client.send({"type": "translate", "id": "t2", "text": "bad \ud800 text", "target": "es"})
+    error = await client.next_event()
+    assert error == {**error, "type": "error", "code": "bad_message", "id": "t2", "fatal": False}
+    await client.send({"type": "speak", "id": "s2", "text": "bad \udfff text"})
+    error = await client.next_event()
+    assert error == {**error, "type": "error", "code": "bad_message", "id": "s2", "fatal": False}
+    await client.send({"type": "translate", "id": "t3", "text": "still here", "target": "es"})
+    translation = await client.next_event()
+    assert translation["type"] == "translation" and translation["id"] == "t3"
+    assert translation["text"] == "[es] still here"
+    received = await client.finish()
+    assert received.close_code == 1000
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+@pytest.mark.parametrize("number", [float("nan"), float("inf")])
+async def test_non_finite_numbers_in_start_are_malformed(server, fmt: str, number: float) -> None:  # noqa: ANN001
+    client = await Client.connect(server.ws(), fmt)
+    await client.send({"type": "start", "audio": {"sample_rate": 16_000}, "vad": {"silence_ms": number}})
+    received = await client.closed()
+    assert received.close_code == 1007 and received.of("error")[0]["code"] == "bad_message"
+
+
+async def test_one_bad_text_fails_only_its_own_request_in_a_batch() -> None:
+    """Batching must not make neighbours share a failure: the real Apertium engine
+    refuses a text it cannot encode, and the other texts of the same batch still translate."""
+    apertium = pytest.importorskip("hushgate.engines.apertium")
+    from hushgate.engines.base import EngineOptions
+    from hushgate.server.batcher import TranslationBatcher
+    from hushgate.server.runtime import EngineRunner
+
+    try:
+        engine = apertium.create(EngineOptions())
+    except Exception as exc:  # noqa: BLE001 - not installed on this machine
+        pytest.skip(f"apertium unavailable: {exc}")
+    runner = EngineRunner("apertium", concurrency=1, max_waiting=8)
+    batcher = TranslationBatcher(engine, runner)
+    try:
+        good, bad, other = await asyncio.gather(
+            batcher.translate("Good morning, my friend.", "en", "es"),
+            batcher.translate("bad \ud800 text", "en", "es"),
+            batcher.translate("The house is big.", "en", "es"),
+            return_exceptions=True,
+        )
+        assert batcher.batches >= 1
+        assert isinstance(bad, Exception)
+        assert good == "Buenos días, mi amigo." or (isinstance(good, str) and "amigo" in good), good
+        assert isinstance(other, str) and "casa" in other.lower(), other
+    finally:
+        await batcher.aclose()
+        runner.shutdown()
+        engine.close()

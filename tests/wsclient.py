@@ -1,19 +1,29 @@
-"""A small protocol client for tests, over a real `websockets` connection."""
+"""A small protocol client for tests, over a real `websockets` connection.
+
+It sends maps exactly as a test writes them (so tests can send what no SDK
+would), and reads every event through the wire codec, so a server event that
+does not fit the protocol's types fails the test that received it. Tests get
+the plain maps back, as they appear on the wire.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import msgpack
+import msgspec
 import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+from hushgate.wire import Audio, UnknownEvent, decode_event, encode_message, to_wire
 
 
 @dataclass
@@ -42,6 +52,7 @@ class Client:
         self.fmt = fmt
         self.received = Received()
         self.ready: dict[str, Any] = {}
+        self._stashed: collections.deque[dict[str, Any]] = collections.deque()
         self._reader: asyncio.Task[None] | None = None
         Client.unclosed.add(self)
 
@@ -61,15 +72,13 @@ class Client:
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.fmt == "json":
+            # The standard library's JSON, so that a test can send what msgspec would refuse to write.
             await self.ws.send(json.dumps(message))
         else:
-            await self.ws.send(msgpack.packb(message, use_bin_type=True))
+            await self.ws.send(msgspec.msgpack.encode(message))
 
     async def send_audio(self, pcm: bytes) -> None:
-        if self.fmt == "json":
-            await self.ws.send(pcm)
-        else:
-            await self.ws.send(msgpack.packb({"type": "audio", "pcm": pcm}, use_bin_type=True))
+        await self.ws.send(encode_message(Audio(pcm), "json" if self.fmt == "json" else "msgpack"))
 
     async def start(self, sample_rate: int = 16_000, **options: Any) -> dict[str, Any]:
         await self.send({"type": "start", "audio": {"sample_rate": sample_rate}, **options})
@@ -77,18 +86,50 @@ class Client:
         return self.ready
 
     async def next_event(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        if self._stashed:
+            return self._stashed.popleft()
         while True:
             frame = await asyncio.wait_for(self.ws.recv(), timeout_s)
             event = self._decode(frame)
             if event is not None:
                 return event
 
+    async def next_matching(self, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0) -> dict[str, Any]:
+        """The first event ``wanted`` accepts; events before it stay for :meth:`next_event`, in order.
+
+        For answers whose place among other events is not documented (a lag notice,
+        a follow-up `speaker` event may come first).
+        """
+        skipped: list[dict[str, Any]] = []
+        stashed, self._stashed = self._stashed, collections.deque()
+        try:
+            while stashed:
+                event = stashed.popleft()
+                if wanted(event):
+                    return event
+                skipped.append(event)
+            while True:
+                event = await self.next_event(timeout_s)
+                if wanted(event):
+                    return event
+                skipped.append(event)
+        finally:
+            self._stashed = collections.deque([*skipped, *stashed, *self._stashed])
+
+    async def reply(self, request_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The answer (or error) to request ``request_id``."""
+        return await self.next_matching(lambda e: e.get("id") == request_id, timeout_s)
+
+    async def next_of(self, kind: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        return await self.next_matching(lambda e: e["type"] == kind, timeout_s)
+
     def _decode(self, frame: str | bytes) -> dict[str, Any] | None:
         now = time.monotonic()
         if self.fmt == "json" and isinstance(frame, bytes):
             self.received.audio.append(frame)
             return None
-        event = json.loads(frame) if self.fmt == "json" else msgpack.unpackb(frame, raw=False)
+        decoded = decode_event(frame)
+        event = decoded.raw if isinstance(decoded, UnknownEvent) else to_wire(decoded)
         self.received.events.append(event)
         self.received.times.append(now)
         return event
@@ -103,8 +144,9 @@ class Client:
 
         self._reader = asyncio.create_task(reader())
 
-    async def stream(self, pcm: np.ndarray, *, chunk_ms: int = 100, rate_hz: int = 16_000,
-                     realtime: bool = False) -> None:
+    async def stream(
+        self, pcm: np.ndarray, *, chunk_ms: int = 100, rate_hz: int = 16_000, realtime: bool = False
+    ) -> None:
         step = rate_hz * chunk_ms // 1000
         started = time.monotonic()
         for i, pos in enumerate(range(0, len(pcm), step)):

@@ -146,7 +146,7 @@ def passages(speaker_index: int, count: int) -> list[str]:
 def synth_piper(voices: int, utterances: int, out_dir: Path, models_dir: Path | None) -> list[Recording]:
     from piper import PiperVoice, SynthesisConfig
 
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     model_path = locate_model(PIPER_MODEL, engine="piper", models_dir=models_dir)
     if voices > 1:

@@ -2,8 +2,9 @@
 
 Messages go out as plain mappings built by the functions below, and every
 server frame comes back through `Wire.decode` as the wire mapping (a
-``dict``), because the benches time and count raw events. When the protocol's
-typed structs replace the mappings, this module is what changes.
+``dict``), because the benches time and count raw events. Both directions go
+through the protocol's own codec (``hushgate.wire``), so a server event that
+does not fit the protocol's types fails the bench that received it.
 
 A JSON session's bare binary frame (TTS audio) decodes to
 ``{"type": "tts.audio", "pcm": bytes}`` so that both encodings look alike.
@@ -13,16 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgpack
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from hushgate.client import Format
+from hushgate.wire import Audio, EventParseError, Format, UnknownEvent, decode_event, encode_message, to_wire
 
 from .audio import SAMPLE_RATE_HZ
 
@@ -39,22 +38,20 @@ class Wire:
         self.format: Format = fmt
 
     def encode(self, message: Mapping[str, Any]) -> str | bytes:
-        if self.format == "json":
-            return json.dumps(message, ensure_ascii=False)
-        return bytes(msgpack.packb(message, use_bin_type=True))
+        return encode_message(message, self.format)
 
     def audio(self, pcm: bytes) -> str | bytes:
         """One audio frame: bare binary in JSON, an ``audio`` map in msgpack."""
-        return pcm if self.format == "json" else bytes(msgpack.packb({"type": "audio", "pcm": pcm}, use_bin_type=True))
+        return encode_message(Audio(pcm), self.format)
 
     def decode(self, frame: str | bytes) -> Event:
-        if isinstance(frame, str):
-            obj = json.loads(frame)
-        elif self.format == "json":
+        if isinstance(frame, bytes) and self.format == "json":
             return {"type": "tts.audio", "pcm": bytes(frame)}
-        else:
-            obj = msgpack.unpackb(frame, raw=False)
-        return obj if isinstance(obj, dict) else {"type": "<non-map>", "value": repr(obj)[:80]}
+        try:
+            event = decode_event(frame)
+        except EventParseError as exc:
+            return {"type": "<not-an-event>", "value": str(exc)[:80]}
+        return event.raw if isinstance(event, UnknownEvent) else to_wire(event)
 
 
 def stream_url(base: str, fmt: Format) -> str:

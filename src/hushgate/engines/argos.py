@@ -1,25 +1,16 @@
 """Argos Translate packages run directly on CTranslate2 and SentencePiece.
 
-An Argos package is a directory holding ``metadata.json`` (``from_code``,
-``to_code``, ``package_version``, ...), a CTranslate2 model in ``model/`` and
-its SentencePiece tokenizer ``sentencepiece.model``. The ``argostranslate``
-library is not used: it imports torch (gigabytes, for nothing CTranslate2
-needs) and writes caches and settings below the home directory, and the
-gateway's privacy rule is that serving writes nothing. For the same reason a
-zipped package (``.argosmodel``) is refused rather than unpacked into a
-temporary directory at run time: CTranslate2 loads only from a directory, so
-the package has to be unpacked beforehand, which ``hushgate models pull``
-does.
+The ``argostranslate`` library is not used: it imports torch (gigabytes, for
+nothing CTranslate2 needs) and writes caches and settings below the home
+directory, and the gateway's privacy rule is that serving writes nothing.
+Finding and reading packages is `hushgate.engines.argos_packages`'s job,
+running one on CTranslate2 `hushgate.engines.argos_ctranslate2`'s.
 
 Argos splits sentences with Stanza (another torch model, in ``stanza/`` in
 some packages); here a punctuation regex does it (`split_sentences`), which
-splits after abbreviations such as "Mr." too. Each sentence is encoded into
-SentencePiece pieces, every sentence of every text in a call goes to
-CTranslate2 in one ``translate_batch`` (CTranslate2 cuts it into
-``max_batch_size`` pieces itself), and the translated sentences of each text are
-decoded and joined again. A package whose metadata names a ``target_prefix``
-(multilingual models choose their output language with it) gets that token
-forced at the start of every translation, and it is removed from the result.
+splits after abbreviations such as "Mr." too. Every sentence of every text in a
+call goes to the package in one batch, and the translated sentences of each
+text are joined again.
 
 With no direct package for a pair, translation pivots through English when
 source→en and en→target are both installed: the English sentences of the
@@ -32,20 +23,15 @@ all sessions; CTranslate2 translators are safe to call from several threads
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
+from hushgate.engines.argos_ctranslate2 import ArgosPackage
+from hushgate.engines.argos_packages import find_packages, is_zip, language_key, newest_packages, zip_refusal
 from hushgate.engines.base import EngineError, EngineOptions, EngineSpec, ModelNotFound
-
-if TYPE_CHECKING:
-    import ctranslate2
-    import sentencepiece
 
 PIVOT_LANGUAGE: Final = "en"
 DEFAULT_BEAM_SIZE: Final = 2
@@ -53,11 +39,6 @@ DEFAULT_MAX_BATCH_SIZE: Final = 32
 # CTranslate2's own default; a looping model stops here.
 DEFAULT_MAX_DECODING_LENGTH: Final = 256
 DEFAULT_COMPUTE_TYPE: Final = "int8"
-# Argos Translate's value: a mild preference for longer translations.
-LENGTH_PENALTY: Final = 0.2
-METADATA_FILE: Final = "metadata.json"
-MODEL_DIR: Final = "model"
-TOKENIZER_FILE: Final = "sentencepiece.model"
 PULL_HINT: Final = "hushgate models pull translate-en_es"
 
 # A sentence ends at . ! ? or … (with any closing quotes or brackets) before
@@ -80,177 +61,6 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         sentences.append(tail)
     return sentences
-
-
-def _language(code: str) -> str:
-    return code.strip().replace("_", "-").lower()
-
-
-@dataclass(frozen=True, slots=True)
-class ArgosMetadata:
-    """What the engine reads from an Argos package's ``metadata.json``."""
-
-    from_code: str
-    to_code: str
-    version: tuple[int, ...]
-    target_prefix: str
-
-
-def _version(raw: Any) -> tuple[int, ...]:
-    # "1.0", "1.9.1", 1.1: used only to prefer the newer of two packages.
-    numbers = re.findall(r"\d+", str(raw)) if raw is not None else []
-    return tuple(int(n) for n in numbers)
-
-
-def read_metadata(package_dir: Path) -> ArgosMetadata:
-    """Parse ``metadata.json``; EngineError naming the file when it is not an Argos package's."""
-    path = package_dir / METADATA_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise EngineError(f"cannot read Argos package metadata {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise EngineError(f"Argos package metadata {path} is not a JSON object")
-    from_code, to_code = raw.get("from_code"), raw.get("to_code")
-    if not isinstance(from_code, str) or not isinstance(to_code, str) or not from_code or not to_code:
-        raise EngineError(f"Argos package metadata {path} lacks from_code/to_code")
-    target_prefix = raw.get("target_prefix") or ""
-    if not isinstance(target_prefix, str):
-        raise EngineError(f"Argos package metadata {path}: target_prefix must be a string")
-    return ArgosMetadata(
-        from_code=_language(from_code),
-        to_code=_language(to_code),
-        version=_version(raw.get("package_version")),
-        target_prefix=target_prefix,
-    )
-
-
-def _is_zip(path: Path) -> bool:
-    return path.suffix == ".argosmodel" or (path.is_file() and zipfile.is_zipfile(path))
-
-
-def _zip_refusal(path: Path) -> EngineError:
-    return EngineError(
-        f"{path} is a zipped Argos package; CTranslate2 loads only from a directory and the "
-        f"gateway writes nothing while serving, so unpack it first: `hushgate models pull` "
-        f"installs packages unpacked, or run `unzip {path.name} -d <models dir>` and point the "
-        "engine at the directory that holds metadata.json"
-    )
-
-
-def find_packages(path: Path) -> list[Path]:
-    """Package directories at ``path``: the package itself, or its subdirectories that are packages.
-
-    A zipped package is refused with how to unpack it. Subdirectories that are
-    not Argos packages are skipped (a models directory holds other engines'
-    models too).
-    """
-    if _is_zip(path):
-        raise _zip_refusal(path)
-    if not path.is_dir():
-        raise ModelNotFound(f"no Argos package at {path}")
-    if (path / METADATA_FILE).is_file():
-        return [path]
-    packages: list[Path] = []
-    zipped: list[Path] = []
-    for child in sorted(path.iterdir()):
-        if child.name.startswith("."):
-            continue  # unfinished pulls
-        if child.is_dir() and (child / METADATA_FILE).is_file() and (child / MODEL_DIR).is_dir():
-            packages.append(child)
-        elif child.is_file() and _is_zip(child):
-            zipped.append(child)
-    if not packages and zipped:
-        raise _zip_refusal(zipped[0])
-    return packages
-
-
-class ArgosPackage:
-    """One loaded package: its tokenizer and its CTranslate2 translator."""
-
-    def __init__(
-        self,
-        package_dir: Path,
-        metadata: ArgosMetadata,
-        *,
-        threads: int,
-        compute_type: str,
-    ) -> None:
-        import ctranslate2
-        import sentencepiece
-
-        model_dir = package_dir / MODEL_DIR
-        tokenizer_file = package_dir / TOKENIZER_FILE
-        if not (model_dir / "model.bin").is_file():
-            raise EngineError(f"Argos package {package_dir} has no CTranslate2 model in {model_dir}")
-        if not tokenizer_file.is_file():
-            # Newer Argos packages may carry a BPE tokenizer instead.
-            raise EngineError(
-                f"Argos package {package_dir} has no {TOKENIZER_FILE}; only SentencePiece packages are supported"
-            )
-        self.path = package_dir
-        self.source = metadata.from_code
-        self.target = metadata.to_code
-        self.version = metadata.version
-        self.target_prefix = metadata.target_prefix
-        try:
-            self.tokenizer: sentencepiece.SentencePieceProcessor = sentencepiece.SentencePieceProcessor(
-                model_file=str(tokenizer_file)
-            )
-        except (OSError, RuntimeError) as exc:
-            raise EngineError(f"cannot load the tokenizer {tokenizer_file}: {exc}") from exc
-        try:
-            # Replaced by the tests with a spy, hence a plain attribute.
-            self.translator: ctranslate2.Translator = ctranslate2.Translator(
-                str(model_dir),
-                device="cpu",
-                compute_type=compute_type,
-                intra_threads=threads,
-                inter_threads=1,
-            )
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise EngineError(f"cannot load the CTranslate2 model {model_dir}: {exc}") from exc
-
-    def translate_sentences(
-        self,
-        sentences: list[str],
-        *,
-        beam_size: int,
-        max_batch_size: int,
-        max_decoding_length: int,
-    ) -> list[str]:
-        """One translation per sentence, in order, through a single ``translate_batch``."""
-        if not sentences:
-            return []
-        tokens = [self.tokenizer.encode(sentence, out_type=str) for sentence in sentences]
-        prefix = [[self.target_prefix] for _ in tokens] if self.target_prefix else None
-        try:
-            results = self.translator.translate_batch(
-                tokens,
-                target_prefix=prefix,
-                beam_size=beam_size,
-                max_batch_size=max_batch_size,
-                max_decoding_length=max_decoding_length,
-                length_penalty=LENGTH_PENALTY,
-                replace_unknowns=True,
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise EngineError(f"CTranslate2 failed on {self.source}-{self.target}: {exc}") from exc
-        translations: list[str] = []
-        for result in results:
-            pieces = list(result.hypotheses[0])
-            # CTranslate2 returns the forced prefix as part of the hypothesis.
-            if self.target_prefix and pieces[:1] == [self.target_prefix]:
-                pieces = pieces[1:]
-            text = self.tokenizer.decode(pieces)
-            if self.target_prefix and text.startswith(self.target_prefix):
-                text = text[len(self.target_prefix) :]
-            translations.append(text.strip())
-        return translations
-
-    def close(self) -> None:
-        # Frees the model's memory now rather than when the last reference goes.
-        self.translator.unload_model()
 
 
 class ArgosTranslator:
@@ -345,7 +155,7 @@ class ArgosTranslator:
             if self._closed:
                 raise EngineError("the Argos translator has been closed")
             routes = self._routes
-        source_code, target_code = _language(source), _language(target)
+        source_code, target_code = language_key(source), language_key(target)
         route = routes.get((source_code, target_code)) or routes.get(
             (source_code.split("-")[0], target_code.split("-")[0])
         )
@@ -353,18 +163,6 @@ class ArgosTranslator:
             installed = ", ".join(f"{s}-{t}" for s, t in self._pairs)
             raise EngineError(f"Argos cannot translate {source}-{target}; installed pairs: {installed}")
         return route
-
-
-def newest_packages(package_dirs: Sequence[Path]) -> list[tuple[Path, ArgosMetadata]]:
-    """One package per language pair, the highest ``package_version``, before any is loaded."""
-    chosen: dict[tuple[str, str], tuple[Path, ArgosMetadata]] = {}
-    for package_dir in package_dirs:
-        metadata = read_metadata(package_dir)
-        pair = (metadata.from_code, metadata.to_code)
-        known = chosen.get(pair)
-        if known is None or metadata.version > known[1].version:
-            chosen[pair] = (package_dir, metadata)
-    return list(chosen.values())
 
 
 def _int_option(options: EngineOptions, key: str, default: int) -> int:
@@ -375,7 +173,7 @@ def _int_option(options: EngineOptions, key: str, default: int) -> int:
 
 
 def _package_dirs(options: EngineOptions) -> list[Path]:
-    from hushgate.models.store import default_models_dir, locate_model
+    from hushgate.models.locate import default_models_dir, locate_model
 
     if options.model is None:
         root = options.models_dir if options.models_dir is not None else default_models_dir()
@@ -383,9 +181,9 @@ def _package_dirs(options: EngineOptions) -> list[Path]:
             raise ModelNotFound(f"no Argos package is installed: {root} does not exist (try: {PULL_HINT})")
         return find_packages(root)
     configured = Path(options.model).expanduser()
-    if _is_zip(configured):
+    if is_zip(configured):
         # Refused before locate_model, which would hand back the zip as the model.
-        raise _zip_refusal(configured)
+        raise zip_refusal(configured)
     located = locate_model(options.model, engine="argos", models_dir=options.models_dir)
     return find_packages(located)
 

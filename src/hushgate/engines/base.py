@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 # Re-exported: engines raise the store's error for a model that is not installed.
 from hushgate.models.errors import ModelNotFound as ModelNotFound
+from hushgate.wire import WordTiming
 
 Pcm16 = npt.NDArray[np.int16]
 """Mono signed 16-bit samples at the engine's own ``sample_rate_hz``."""
@@ -37,12 +38,8 @@ ENGINE_FAILURES: tuple[type[Exception], ...] = (EngineError, ModelNotFound)
 """What an engine raises on purpose; any other exception is a bug."""
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    w: str
-    t0_ms: int
-    t1_ms: int
-    conf: float
+Word = WordTiming
+"""A timed word: the protocol's own type; an engine times it from the start of the utterance."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +52,11 @@ class Transcript:
 
     text: str
     words: tuple[Word, ...] = ()
+    language: str | None = None
+    """Set when the engine identified the language (a session asked for "auto")."""
+    language_probability: float | None = None
+    translation: str | None = None
+    """English decoded from the speech itself, when the stream was asked for it."""
 
 
 class TranscriberStream(Protocol):
@@ -89,6 +91,26 @@ class Transcriber(Protocol):
     def open_stream(self, *, language: str, words: bool) -> TranscriberStream: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOptions:
+    """What a multilingual stream is asked to do beyond transcribing one known language."""
+
+    language: str | None
+    """The spoken language, or None to identify it."""
+    candidates: tuple[str, ...] = ()
+    """Languages to choose from when identifying; empty: any the model knows."""
+    switching: bool = False
+    """Whether an identified language may change from one utterance to the next."""
+    translate_to_english: bool = False
+
+
+@runtime_checkable
+class SpeechTranscriber(Transcriber, Protocol):
+    """A transcriber that can identify the language and translate speech into English."""
+
+    def open_speech_stream(self, *, options: SpeechOptions, words: bool) -> TranscriberStream: ...
 
 
 class VoiceActivity(Protocol):

@@ -17,23 +17,32 @@ sentence would, without a process start per sentence.
 
 There is no shared state: each request owns its own process, so any number of
 threads may synthesise at once.
+
+A request's process never outlives it: one that writes nothing for
+``timeout_s`` (10 s unless ``extra["timeout_s"]`` says otherwise; espeak-ng
+normally answers within milliseconds) is killed and the request fails, and
+``close()`` on a request's iterator kills and reaps its process from any
+thread, even while another thread is blocked reading it (the gateway closes a
+synthesis when its session goes; a generator could not be closed then).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import selectors
 import shutil
 import struct
 import subprocess
 import wave
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 import numpy as np
 
 from hushgate.engines.base import EngineError, EngineOptions, EngineSpec, ModelNotFound, Pcm16, Voice
+from hushgate.engines.child_audio import ClosableChunks, Stalled, TimedPipe
 
 SAMPLE_RATE_HZ = 22_050
 """espeak-ng's own output rate for its built-in (non-MBROLA) voices; checked at load."""
@@ -47,6 +56,8 @@ CHUNK_MS = 500
 """Size of every chunk after the first, which is yielded as soon as espeak-ng writes it."""
 LIST_TIMEOUT_S = 10.0
 EXIT_TIMEOUT_S = 1.0
+DEFAULT_TIMEOUT_S = 10.0
+"""Longest espeak-ng may go without taking input or writing output before it is killed."""
 _RIFF_HEADER_BYTES = 12
 _CHUNK_HEADER_BYTES = 8
 # No real header comes near this; a stream without a data chunk by then is not a WAV.
@@ -156,6 +167,7 @@ class EspeakSynthesizer:
         *,
         rate_wpm: int = DEFAULT_RATE_WPM,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         if not voices:
             raise ModelNotFound("espeak-ng lists no voices")
@@ -164,6 +176,7 @@ class EspeakSynthesizer:
         self._voices: dict[str, EspeakVoice] = {v.voice.id: v for v in voices}
         self._rate_wpm = rate_wpm
         self._sample_rate_hz = sample_rate_hz
+        self._timeout_s = timeout_s
         self._closed = False
 
     def voices(self) -> list[Voice]:
@@ -178,36 +191,46 @@ class EspeakSynthesizer:
             raise EngineError(f"unknown espeak voice {voice!r}; available: {', '.join(self._voices) or 'none'}")
         if not text.strip():
             raise EngineError("nothing to say: the text is empty")
-        return self._stream(text, entry.espeak_name)
+        synthesis: ClosableChunks
+        synthesis = ClosableChunks(self._stream(text, entry.espeak_name, lambda p: synthesis.started(p)))
+        return synthesis
 
     def command(self, espeak_name: str) -> list[str]:
         """The argv for one request: text on stdin (read whole, as UTF-8), WAV on stdout."""
         return [self._executable, "-v", espeak_name, "-s", str(self._rate_wpm), "-b", "1", "--stdin", "--stdout"]
 
-    def _stream(self, text: str, espeak_name: str) -> Iterator[Pcm16]:
+    def _stream(self, text: str, espeak_name: str,
+                started: Callable[[subprocess.Popen[bytes]], None]) -> Generator[Pcm16, None, None]:
         # stderr is dropped: an unread stderr pipe that filled up would stall
         # espeak-ng while this waits on stdout. Voices are checked before the
         # call, so a failure here is rare and its exit status is reported.
+        # Unbuffered: the pipes are read and written with deadlines (TimedPipe).
         process = subprocess.Popen(
             self.command(espeak_name),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=_quiet_audio_env(),
+            bufsize=0,
         )
+        started(process)
         # Popen with both pipes always sets these; the check is for the type checker.
         if process.stdin is None or process.stdout is None:
             raise EngineError("could not open pipes to espeak-ng")
+        stdin = TimedPipe(process.stdin, self._timeout_s, selectors.EVENT_WRITE, program="espeak-ng")
+        stdout = TimedPipe(process.stdout, self._timeout_s, selectors.EVENT_READ, program="espeak-ng")
         try:
             # With --stdin espeak-ng reads all of its input before it writes any
             # audio, so writing everything first cannot deadlock on a full pipe.
             try:
-                process.stdin.write(text.encode("utf-8"))
+                stdin.write_all(text.encode("utf-8"))
                 process.stdin.close()
             except BrokenPipeError:
                 pass  # it died at once; the header read below reports its exit status
             try:
-                rate_hz = read_wav_header(process.stdout)
+                rate_hz = read_wav_header(cast(IO[bytes], stdout))
+            except Stalled:
+                raise
             except EngineError as exc:
                 raise EngineError(f"{exc} ({_exit_description(process)})") from exc
             if rate_hz != self._sample_rate_hz:
@@ -217,10 +240,7 @@ class EspeakSynthesizer:
             # bigger chunks (espeak-ng writes 4 KB at a time, ~1000x faster
             # than real time) to save the caller hundreds of tiny hand-offs.
             min_chunk_bytes = 2
-            # Popen's default buffering gives a BufferedReader, whose read1
-            # returns what has arrived instead of waiting for a full block.
-            stdout = cast(io.BufferedReader, process.stdout)
-            while block := stdout.read1(READ_BYTES):
+            while block := stdout.read(READ_BYTES):
                 pending += block
                 if len(pending) >= min_chunk_bytes:
                     # A read can end mid-sample; the odd byte waits for the next one.
@@ -231,14 +251,16 @@ class EspeakSynthesizer:
             if len(pending) >= BYTES_PER_SAMPLE:
                 usable_bytes = len(pending) - len(pending) % 2
                 yield np.frombuffer(pending[:usable_bytes], dtype="<i2").astype(np.int16)
-            if process.wait() != 0:
+            if _wait_exit(process) != 0:
                 raise EngineError(f"espeak-ng failed: {_exit_description(process)}")
         finally:
-            # Also reached when the caller stops early (generator close): the
-            # process must not outlive the request.
+            # Also reached when the caller stops early (close): the process must
+            # not outlive the request, nor stay a zombie.
             if process.poll() is None:
                 process.kill()
             process.wait()
+            stdin.close()
+            stdout.close()
             process.stdin.close()
             process.stdout.close()
 
@@ -256,6 +278,15 @@ def _quiet_audio_env() -> dict[str, str]:
     audio on stdout is unchanged.
     """
     return {**os.environ, "PULSE_SERVER": "unix:/dev/null/no-sound-server"}
+
+
+def _wait_exit(process: subprocess.Popen[bytes]) -> int:
+    """Its exit status; one that closed its output but will not exit is killed (the caller reports it)."""
+    try:
+        return process.wait(timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def _exit_description(process: subprocess.Popen[bytes]) -> str:
@@ -301,11 +332,15 @@ def _rate_wpm(extra: Mapping[str, Any]) -> int:
 def create(options: EngineOptions) -> EspeakSynthesizer:
     """Find ``espeak-ng`` (or ``options.extra["executable"]``) and list its voices.
 
-    ``options.extra["rate_wpm"]`` sets the speaking rate (default 175 words a minute).
+    ``options.extra["rate_wpm"]`` sets the speaking rate (default 175 words a minute);
+    ``options.extra["timeout_s"]`` how long a silent espeak-ng lives (default 10 s).
     ``options.model`` and ``options.threads`` are not used: voices come with
     the program, and each request is one single-threaded process.
     """
     rate_wpm = _rate_wpm(options.extra)
+    timeout_s = options.extra.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+        raise EngineError(f"espeak: 'timeout_s' must be a positive number of seconds, got {timeout_s!r}")
     wanted = options.extra.get("executable", "espeak-ng")
     if not isinstance(wanted, str) or not wanted:
         raise EngineError(f"espeak: 'executable' must be a program name or path, got {wanted!r}")
@@ -314,7 +349,8 @@ def create(options: EngineOptions) -> EspeakSynthesizer:
         raise ModelNotFound(f"{wanted} is not installed; install it with: apt-get install espeak-ng")
     rate_hz = _probe_rate_hz(executable)
     listing = parse_voice_list(_list_voices(executable), sample_rate_hz=rate_hz)
-    return EspeakSynthesizer(executable, listing, rate_wpm=rate_wpm, sample_rate_hz=rate_hz)
+    return EspeakSynthesizer(executable, listing, rate_wpm=rate_wpm, sample_rate_hz=rate_hz,
+                             timeout_s=float(timeout_s))
 
 
 SPEC = EngineSpec(

@@ -285,7 +285,7 @@ def create(options: EngineOptions) -> PocketSphinxTranscriber:
     warm-up off) and ``config`` (extra pocketsphinx parameters, e.g. ``{"beam": 1e-60}``).
     """
     # Imported here so that the engine module loads without the catalogue.
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     model_dir = locate_model(options.model, engine="pocketsphinx", models_dir=options.models_dir)
     warmup_ms = options.extra.get("cmn_warmup_ms", _CMN_WARMUP_MS)

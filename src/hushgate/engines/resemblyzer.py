@@ -116,7 +116,7 @@ class _Sealed:
 class _StorageType(_Sealed):
     """Stands in for ``torch.FloatStorage`` and friends inside a checkpoint pickle."""
 
-    __slots__ = ("name", "dtype")
+    __slots__ = ("dtype", "name")
 
     def __init__(self, name: str, dtype: np.dtype[Any]) -> None:
         self.name = name
@@ -124,7 +124,7 @@ class _StorageType(_Sealed):
 
 
 class _Storage(_Sealed):
-    __slots__ = ("key", "dtype", "numel", "view_offset")
+    __slots__ = ("dtype", "key", "numel", "view_offset")
 
     def __init__(self, key: str, dtype: np.dtype[Any], numel: int, view_offset: int = 0) -> None:
         self.key = key
@@ -137,7 +137,7 @@ class _Storage(_Sealed):
 class _TensorRef(_Sealed):
     """A tensor whose storage bytes may come later in the stream."""
 
-    __slots__ = ("storage", "offset", "size", "stride")
+    __slots__ = ("offset", "size", "storage", "stride")
 
     def __init__(
         self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
@@ -478,7 +478,8 @@ def _single_thread_matmul(
     padded = np.zeros((blocks * rows_per_block, inner), np.float32)
     padded[:rows] = a
     out = np.matmul(padded.reshape(blocks, rows_per_block, inner), b)
-    return out.reshape(-1, b.shape[1])[:rows]
+    result: npt.NDArray[np.float32] = out.reshape(-1, b.shape[1])[:rows]
+    return result
 
 
 class GE2ENetwork:
@@ -560,7 +561,8 @@ class GE2ENetwork:
 def _l2_normalise_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     # a window whose ReLU output is all zero stays zero rather than becoming NaN
-    return (rows / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    normalised: npt.NDArray[np.float32] = (rows / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    return normalised
 
 
 # --- the engine --------------------------------------------------------------------
@@ -644,7 +646,7 @@ def _periodic_hann(length: int) -> npt.NDArray[np.float32]:
 
 
 def create(options: EngineOptions) -> ResemblyzerEncoder:
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     try:
         path = locate_model(options.model, engine="resemblyzer", models_dir=options.models_dir)

@@ -203,7 +203,7 @@ class VoskTranscriber:
 def create(options: EngineOptions) -> VoskTranscriber:
     """Load the Vosk model named by ``options.model`` (a catalogue name or a path)."""
     # Imported here so that the engine module loads without the catalogue.
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     model_dir = locate_model(options.model, engine="vosk", models_dir=options.models_dir)
     # options.threads is not used: a Kaldi recogniser decodes on the calling thread.

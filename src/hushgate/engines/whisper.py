@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, Transcript, Word
+from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript, Word
 from hushgate.engines.options import catalogue_name
+from hushgate.engines.whisper_language import SpeechStream
 
 SAMPLE_RATE_HZ = 16_000
 PAD_S = 5.0
@@ -82,6 +83,9 @@ class WhisperTranscriber:
         beam_size: int = 1,
         context: bool = False,
         final_window: str = "short",
+        device: str = "cpu",
+        compute_type: str = "int8",
+        switch_margin: float = 0.4,
     ) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
@@ -91,8 +95,8 @@ class WhisperTranscriber:
         # contention were measured to be slower, not faster).
         self._model = WhisperModel(
             str(model_path),
-            device="cpu",
-            compute_type="int8",
+            device=device,
+            compute_type=compute_type,
             cpu_threads=threads,
             num_workers=workers,
         )
@@ -107,26 +111,38 @@ class WhisperTranscriber:
         if final_window not in ("short", "full"):
             raise ValueError(f"final_window must be 'short' or 'full', not {final_window!r}")
         self.final_window = final_window
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._switch_margin = switch_margin
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._tokenizer_lock = threading.Lock()
 
-    def tokenizer(self, language: str) -> "Tokenizer":  # noqa: F821 - lazy import
+    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:  # noqa: F821 - lazy import
         from faster_whisper.tokenizer import Tokenizer
 
         with self._tokenizer_lock:
-            tok = self._tokenizers.get(language)
+            tok = self._tokenizers.get((language, task))
             if tok is None:
                 tok = Tokenizer(
                     self._model.hf_tokenizer,
                     self._multilingual,
-                    task="transcribe",
+                    task=task if self._multilingual else "transcribe",
                     language=language if self._multilingual else "en",
                 )
-                self._tokenizers[language] = tok
+                self._tokenizers[(language, task)] = tok
             return tok
 
     def open_stream(self, *, language: str, words: bool) -> WhisperStream:
         return WhisperStream(self, language=language, words=words)
+
+    def open_speech_stream(self, *, options: SpeechOptions, words: bool) -> SpeechStream:
+        """A stream that identifies its language and/or adds English translations."""
+        inner = WhisperStream(self, language=options.language or "en", words=words)
+        return SpeechStream(self, inner, options, switch_margin=self._switch_margin)
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """``(language, probability)`` for every language, most likely first."""
+        encoded = self._model.encode(self._padded_features(audio))
+        ranked = self._model.model.detect_language(encoded)[0]
+        return [(token[2:-2], float(p)) for token, p in ranked if token[2:-2] in self.languages]
 
     def close(self) -> None:
         # CTranslate2 frees the model when the last reference goes.
@@ -164,14 +180,14 @@ class WhisperTranscriber:
         return tok.decode(ids).strip()
 
     def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
     ) -> Transcript:
         if self.final_window == "short" and len(audio) <= SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
-            return self.decode_short(audio, language, context, words)
-        return self.decode_full(audio, language, context, words)
+            return self.decode_short(audio, language, context, words, task)
+        return self.decode_full(audio, language, context, words, task)
 
     def decode_short(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
 
@@ -180,7 +196,7 @@ class WhisperTranscriber:
         """
         from faster_whisper.transcribe import merge_punctuations
 
-        tok = self.tokenizer(language)
+        tok = self.tokenizer(language, task)
         audio_s = len(audio) / SAMPLE_RATE_HZ
         encoded = self._model.encode(self._padded_features(audio))
         prompt: list[int] = []
@@ -217,12 +233,13 @@ class WhisperTranscriber:
         ))
 
     def decode_full(
-        self, audio: np.ndarray, language: str, context: str, words: bool
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
     ) -> Transcript:
         """faster-whisper's own decode: a full 30 s window, as offline transcription does."""
         segments, _info = self._model.transcribe(
             audio,
             language=language if self._multilingual else "en",
+            task=task if self._multilingual else "transcribe",
             beam_size=self._beam_size,
             word_timestamps=words,
             initial_prompt=context or None,
@@ -252,7 +269,8 @@ class WhisperStream:
 
     def __init__(self, owner: WhisperTranscriber, *, language: str, words: bool) -> None:
         self._owner = owner
-        self._language = language
+        self.language = language
+        """Settable between utterances: a language-identifying wrapper steers it."""
         self._words = words
         self._chunks: list[np.ndarray] = []
         self._samples = 0
@@ -277,7 +295,7 @@ class WhisperStream:
             return None
         self._samples_at_last_partial = self._samples
         text = self._owner.decode_partial(
-            self._audio(), self._language, " ".join(self._committed)
+            self._audio(), self.language, " ".join(self._committed)
         )
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
@@ -298,7 +316,7 @@ class WhisperStream:
     def finish(self) -> Transcript:
         audio = self._audio()
         result = (
-            self._owner.decode_final(audio, self._language, self._context, self._words)
+            self._owner.decode_final(audio, self.language, self._context, self._words)
             if len(audio)
             else Transcript("")
         )
@@ -328,6 +346,9 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         beam_size=int(options.extra.get("beam_size", 1)),
         context=bool(options.extra.get("whisper_context", False)),
         final_window=str(options.extra.get("final_window", "short")),
+        device=str(options.extra.get("device", "cpu")),
+        compute_type=str(options.extra.get("compute_type", "int8")),
+        switch_margin=float(options.extra.get("switch_margin", 0.4)),
     )
 
 
@@ -340,5 +361,5 @@ SPEC = EngineSpec(
     name="whisper",
     capability="stt",
     factory=create,
-    description="faster-whisper / CTranslate2 Whisper, int8 on CPU, partials by short-window re-decode",
+    description="faster-whisper / CTranslate2 Whisper (int8 on CPU by default), partials by short-window re-decode",
 )

@@ -14,17 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from hushgate.models.errors import ModelNotFound
-from hushgate.models.store import (
-    ManualInstallRequired,
-    PullError,
-    default_models_dir,
-    install_command,
-    installed_models,
-    load_catalogue,
-    locate_model,
-    pull_model,
-)
+from hushgate.models.catalogue import install_command, load_catalogue
+from hushgate.models.errors import ManualInstallRequired, ModelNotFound, PullError
+from hushgate.models.locate import default_models_dir, installed_models, locate_model
+from hushgate.models.pull import pull_model
 
 PROG: Final = "hushgate models"
 DESCRIPTION_WIDTH: Final = 60

@@ -33,27 +33,35 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from hushgate.server.auth import Decision, Principal
+from hushgate.server.auth import Decision, Principal, Scope
 from hushgate.server.errors import Busy, EngineUnavailable, GatewayError
 from hushgate.server.gateway import Drainable, Gateway
-from hushgate.server.protocol import CloseCode
+from hushgate.wire import CloseCode
 
 UNKEYED = frozenset({"loopback", "anonymous", "wyoming"})  # principals that are not an API key
+
 
 
 class OverCap(Busy):
     """A key, address or token is at its own cap (the server may still have room for others)."""
 
 
-def decide(gateway: Gateway, connection: HTTPConnection, *, bearer: bool = True) -> Decision:
-    """What the credentials on a request or WebSocket upgrade allow (``bearer=False`` ignores the header)."""
-    return gateway.auth.decide(
+def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope, *, bearer: bool = True) -> Decision:
+    """What the credentials on a request or WebSocket upgrade allow, for ``scope``.
+
+    A browser token carries its scopes (sessions and speech); API keys and
+    loopback clients have every scope. ``bearer=False`` ignores the Authorization header.
+    """
+    decision = gateway.auth.decide(
         client_host=connection.client.host if connection.client else None,
         authorization=connection.headers.get("authorization") if bearer else None,
         token=connection.query_params.get("token"),
         origin=connection.headers.get("origin"),
         host=connection.headers.get("host"),
     )
+    if decision.outcome == "ok" and decision.principal is not None and scope not in decision.principal.scopes:
+        return Decision("forbidden", f"these credentials do not cover {scope}")
+    return decision
 
 
 def denial_status(gateway: Gateway, decision: Decision) -> int:
@@ -78,7 +86,7 @@ async def accept(gateway: Gateway, websocket: WebSocket) -> Principal | None:
 
     Refused before the upgrade: the client sees HTTP 401/403, never a socket.
     """
-    decision = decide(gateway, websocket)
+    decision = decide(gateway, websocket, "stream")
     if decision.outcome != "ok" or decision.principal is None:
         await websocket.send_denial_response(denied(gateway, decision))
         return None

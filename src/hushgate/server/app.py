@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import logging
-import secrets
+import math
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +23,6 @@ from starlette.websockets import WebSocket
 from hushgate.engines.registry import EngineRegistry
 from hushgate.server import admission
 from hushgate.server.auth import Authenticator, Decision
-from hushgate.server.codec import Codec, JsonCodec, codec_for
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub
 from hushgate.server.intake import ControlBudget
@@ -32,17 +31,20 @@ from hushgate.server.openai.body import read_capped
 from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.routes import make_routes as openai_routes
 from hushgate.server.openapi import openapi
-from hushgate.server.protocol import CloseCode, ProtocolError
 from hushgate.server.runtime import Runtime
 from hushgate.server.session import Session
 from hushgate.server.settings import Settings
 from hushgate.server.transport import Transport, WebSocketTransport, close_quietly
 from hushgate.server.vosk_compat import make_vosk_endpoint
 from hushgate.server.wyoming import WyomingServer
+from hushgate.wire import CloseCode, ProtocolError
+from hushgate.wire.codec import Codec, JsonCodec, codec_for
 
 log = logging.getLogger("hushgate")
 TOKENS_BODY_BYTES = 4096  # a few numbers: ttl_s, max_session_s
 WEB_DIR = Path(str(resources.files("hushgate.web")))
+# At shutdown, how long engine calls still running may take before they are abandoned.
+ENGINE_STOP_WAIT_S = 5.0
 
 
 def create_app(settings: Settings | None = None, *, registry: EngineRegistry | None = None) -> Starlette:
@@ -50,9 +52,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
     runtime = Runtime(max_waiting=settings.engine_queue)
     auth = Authenticator(
         key_hashes=settings.api_keys,
-        token_secret=(settings.token_secret or secrets.token_hex(32)).encode(),
+        token_secret=settings.token_secret,
+        previous_token_secrets=settings.token_secrets_previous,
         allowed_origins=settings.allowed_origins,
         no_auth=settings.no_auth,
+        loopback_addresses=settings.loopback_addresses,
     )
     gateway = Gateway(
         settings, EngineHub(settings, registry or EngineRegistry(), runtime), runtime, Metrics(runtime), auth
@@ -83,7 +87,10 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await gateway.hub.aclose()
-            await asyncio.to_thread(runtime.shutdown)
+            gateway.stuck_engines = await asyncio.to_thread(runtime.shutdown, ENGINE_STOP_WAIT_S)
+            if gateway.stuck_engines:
+                log.warning("engine calls still running %.0f s after shutdown, abandoned: %s",
+                            ENGINE_STOP_WAIT_S, ", ".join(gateway.stuck_engines))
             gateway.hub.close()
 
     async def healthz(request: Request) -> Response:
@@ -99,7 +106,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         return admission.denied(gateway, decision)
 
     async def metrics(request: Request) -> Response:
-        decision = admission.decide(gateway, request)
+        decision = admission.decide(gateway, request, "metrics")
         if decision.outcome != "ok":
             return denied(decision)
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -120,7 +127,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
         cap_s = body.get("max_session_s") if isinstance(body, dict) else None
         if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
-                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or cap_s <= 0))):
+                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool)
+                                           or not 0 < cap_s < math.inf))):
             return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
         ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
         token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
@@ -160,7 +168,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
 
     async def tts(request: Request) -> Response:
         """Synthesize a whole text into one WAV (for clients that do not stream)."""
-        decision = admission.decide(gateway, request)
+        decision = admission.decide(gateway, request, "tts")
         if decision.outcome != "ok":
             return denied(decision)
         if not gateway.ready:

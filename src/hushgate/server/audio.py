@@ -7,7 +7,7 @@ import soxr
 
 from hushgate.engines.base import Pcm16
 from hushgate.server.errors import BadRequest
-from hushgate.server.protocol import CloseCode
+from hushgate.wire import CloseCode
 
 G711_ENCODINGS = ("mulaw", "alaw")
 G711_RATE_HZ = 8_000
@@ -78,4 +78,5 @@ class AudioInput:
         """What the resampler still holds; call once when the client stops."""
         if self._resampler is None:
             return np.zeros(0, np.int16)
-        return self._resampler.resample_chunk(np.zeros(0, np.int16), last=True)
+        tail: Pcm16 = self._resampler.resample_chunk(np.zeros(0, np.int16), last=True)
+        return tail

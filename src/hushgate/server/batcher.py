@@ -5,7 +5,8 @@ a time, and utterances from several sessions often end within milliseconds of
 each other. Requests wait in a bounded queue (overflow policy: refuse at once
 with :class:`Overloaded`); the batcher takes everything waiting, groups it by
 language pair, and translates each group in a single call on the translator's
-runner.
+runner. A batch that fails is retried one request at a time, so a bad text fails
+only its own request.
 """
 
 from __future__ import annotations
@@ -62,19 +63,26 @@ class TranslationBatcher:
                 if not request.result.done():  # its session may have gone
                     groups[(request.source, request.target)].append(request)
             for (source, target), requests in groups.items():
-                self.batches += 1
-                try:
-                    texts = await self.runner.run(
-                        self.translator.translate, [r.text for r in requests], source, target
-                    )
-                except Exception as exc:  # noqa: BLE001 - handed to each waiting session
-                    for r in requests:
-                        if not r.result.done():
-                            r.result.set_exception(exc)
-                    continue
-                for r, text in zip(requests, texts, strict=True):
-                    if not r.result.done():
-                        r.result.set_result(text)
+                await self._translate_group(requests, source, target)
+
+    async def _translate_group(self, requests: list[_Request], source: str, target: str) -> None:
+        self.batches += 1
+        try:
+            texts = await self.runner.run(self.translator.translate, [r.text for r in requests], source, target)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting session(s)
+            if len(requests) == 1:
+                if not requests[0].result.done():
+                    requests[0].result.set_exception(exc)
+                return
+            # One request's bad text must not fail its neighbours from other
+            # sessions: each is tried again alone, so only the culprit fails.
+            for r in requests:
+                if not r.result.done():
+                    await self._translate_group([r], source, target)
+            return
+        for r, text in zip(requests, texts, strict=True):
+            if not r.result.done():
+                r.result.set_result(text)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -70,9 +71,15 @@ def serve(settings: Settings) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    install_log_filters()
+    install_log_filters(handler, log_content=settings.log_content)
     app = create_app(settings)
-    DrainingServer(uvicorn_config(app, settings), app.state.gateway).run()
+    gateway = app.state.gateway
+    DrainingServer(uvicorn_config(app, settings), gateway).run()
+    if gateway.stuck_engines:
+        # Their threads cannot be interrupted, and the interpreter would join them
+        # forever on exit: leave without them (sessions are already closed).
+        logging.shutdown()
+        os._exit(0)
 
 
 def keys(argv: list[str]) -> int:

@@ -14,8 +14,8 @@ import logging
 from typing import ClassVar
 
 from hushgate.engines.base import ENGINE_FAILURES
-from hushgate.server.protocol import CloseCode, ErrorCode, ProtocolError
 from hushgate.server.runtime import Overloaded
+from hushgate.wire import CloseCode, ErrorCode, ProtocolError
 
 log = logging.getLogger("hushgate.session")
 

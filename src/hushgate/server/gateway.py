@@ -37,6 +37,7 @@ class Gateway:
     ready: bool = False
     draining: bool = False
     load_error: str | None = None
+    stuck_engines: list[str] = field(default_factory=list)
 
     def drain(self) -> None:
         """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""

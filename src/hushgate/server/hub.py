@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from hushgate.engines.base import (
-    ENGINE_FAILURES,
+    EngineError,
     EngineOptions,
+    ModelNotFound,
     SpeakerEncoder,
+    SpeechTranscriber,
     Synthesizer,
     Transcriber,
     Translator,
     Voice,
     VoiceDetector,
 )
+from hushgate.engines.pivot import PivotTranslator
 from hushgate.engines.registry import EngineRegistry
 from hushgate.server.batcher import TranslationBatcher
 from hushgate.server.runtime import EngineRunner, Runtime
@@ -50,6 +53,8 @@ class EngineHub:
         self._registry = registry
         self._runtime = runtime
         self._routes: dict[str, SttRoute] = {}
+        # The route of the `*` entry: every other language its model knows, and "auto".
+        self._any: SttRoute | None = None
         self._vad: VoiceDetector | None = None
         self._translators: list[TranslationBatcher] = []
         self._synthesizers: list[tuple[Synthesizer, EngineRunner]] = []
@@ -57,7 +62,8 @@ class EngineHub:
         self.load_seconds: dict[str, float] = {}
         self.encoder: SpeakerEncoder | None = None
         self.encoder_runner: EngineRunner | None = None
-        self.sealer = Sealer(settings.voiceprint_key)
+        self.sealer = Sealer(settings.voiceprint_key, previous_keys=settings.voiceprint_keys_previous,
+                             deployment_id=settings.deployment_id, ttl_s=settings.voiceprint_ttl_s)
 
     def load(self) -> None:
         """Load every configured engine; slow, so the app calls it in a thread."""
@@ -65,17 +71,28 @@ class EngineHub:
         vad_spec = self._registry.get(s.vad, "vad")
         self._vad = vad_spec.factory(EngineOptions(models_dir=s.models_dir))
         loaded: dict[tuple[str, str | None], Transcriber] = {}
-        for language, (engine, model) in s.stt_table().items():
+        table = s.stt_table()
+        for language, (engine, model) in table.items():
             key = (engine, model)
             if key not in loaded:
                 spec = self._registry.get(engine, "stt")
                 started = time.perf_counter()
                 extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
                                          "whisper_context": s.whisper_context,
-                                         "final_window": s.whisper_final_window}
-                transcriber = spec.factory(
-                    EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
-                )
+                                         "final_window": s.whisper_final_window,
+                                         "device": s.whisper_device, "compute_type": s.whisper_compute_type,
+                                         "switch_margin": s.language_switch_margin}
+                try:
+                    transcriber = spec.factory(
+                        EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
+                    )
+                except ModelNotFound as exc:
+                    if language != "*" or len(table) == 1:
+                        raise
+                    # The catch-all is an extra; the languages named explicitly still work.
+                    self.unavailable[f"stt:*={engine}:{model or ''}"] = f"{type(exc).__name__}: {exc}"
+                    log.warning("stt engine for other languages not loaded: %s", exc)
+                    continue
                 if not isinstance(transcriber, Transcriber):
                     raise TypeError(f"engine {engine!r} did not build a Transcriber")
                 self.load_seconds[f"{engine}:{transcriber.model}"] = time.perf_counter() - started
@@ -84,12 +101,19 @@ class EngineHub:
                 loaded[key] = transcriber
             transcriber = loaded[key]
             runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
-            self._routes[language] = SttRoute(language, transcriber, runner)
+            if language == "*":
+                self._any = SttRoute(language, transcriber, runner)
+            else:
+                self._routes[language] = SttRoute(language, transcriber, runner)
+        if self._any is not None:
+            for code in self._any.transcriber.languages:
+                self._routes.setdefault(code, SttRoute(code, self._any.transcriber, self._any.runner))
         for name in s.translators:
             translator = self._load_optional(name, "translate")
             if isinstance(translator, Translator):
                 runner = self._runtime.add(f"translate:{name}", s.translate_concurrency)
-                self._translators.append(TranslationBatcher(translator, runner, max_waiting=s.engine_queue))
+                self._translators.append(
+                    TranslationBatcher(PivotTranslator(translator), runner, max_waiting=s.engine_queue))
         if s.speaker_encoder:
             encoder = self._load_optional(s.speaker_encoder, "speaker")
             if isinstance(encoder, SpeakerEncoder):
@@ -107,13 +131,14 @@ class EngineHub:
         try:
             spec = self._registry.get(name, capability)  # type: ignore[arg-type]
             engine = spec.factory(EngineOptions(models_dir=s.models_dir, threads=s.engine_threads))
-        except (*ENGINE_FAILURES, ImportError, OSError) as exc:
+        except (EngineError, ModelNotFound, ImportError, OSError) as exc:
             self.unavailable[name] = f"{type(exc).__name__}: {exc}"
             log.warning("%s engine %s not loaded: %s", capability, name, exc)
             return None
         self.load_seconds[name] = time.perf_counter() - started
         log.info("loaded %s engine %s in %.1f s", capability, name, self.load_seconds[name])
-        return engine
+        loaded: object = engine
+        return loaded
 
     @property
     def vad(self) -> VoiceDetector:
@@ -131,6 +156,19 @@ class EngineHub:
     @property
     def languages(self) -> list[str]:
         return sorted(self._routes)
+
+    def identifier(self) -> SttRoute | None:
+        """The route that serves `language: "auto"`: a multilingual model that identifies languages."""
+        candidates = ([self._any] if self._any else []) + list(self._routes.values())
+        for route in candidates:
+            if isinstance(route.transcriber, SpeechTranscriber) and len(route.transcriber.languages) > 1:
+                return route
+        return None
+
+    @staticmethod
+    def speaks_english(route: SttRoute) -> bool:
+        """Whether the route's model can translate its speech into English itself (Whisper's task)."""
+        return isinstance(route.transcriber, SpeechTranscriber) and len(route.transcriber.languages) > 1
 
     def translator(self, source: str, target: str) -> TranslationBatcher | None:
         for batcher in self._translators:
@@ -169,11 +207,22 @@ class EngineHub:
             }
             for r in self._routes.values()
         ]
+        identifier = self.identifier()
         return {
             "stt": stt,
+            "language_detection": {
+                "engine": identifier.transcriber.name, "model": identifier.transcriber.model,
+                "languages": list(identifier.transcriber.languages),
+            } if identifier else None,
+            "speech_translation": [
+                {"engine": t.name, "model": t.model, "target": "en", "sources": [c for c in t.languages if c != "en"]}
+                for t in {id(r.transcriber): r.transcriber for r in self._routes.values() if self.speaks_english(r)}
+                .values()
+            ],
             "vad": {"engine": self._vad.name if self._vad else None},
             "translate": [
-                {"engine": b.translator.name, "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()]}
+                {"engine": b.translator.name, "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()],
+                 "pivots": {f"{a}-{t}": p for (a, t), p in _pivots(b.translator).items()}}
                 for b in self._translators
             ],
             "tts": [
@@ -183,6 +232,10 @@ class EngineHub:
             "speaker": {"engine": self.encoder.name, "model": self.encoder.model} if self.encoder else None,
             "unavailable": dict(self.unavailable),
         }
+
+    def speech_translation(self, route: SttRoute, source: str | None, target: str) -> bool:
+        """Whether ``target`` comes from the speech itself (Whisper's translate task) on this route."""
+        return target == "en" and source != "en" and self.speaks_english(route)
 
     async def aclose(self) -> None:
         for batcher in self._translators:
@@ -204,3 +257,8 @@ class EngineHub:
                 closed.add(id(route.transcriber))
                 route.transcriber.close()
         self._routes.clear()
+        self._any = None
+
+
+def _pivots(translator: Translator) -> dict[tuple[str, str], str]:
+    return translator.pivots() if isinstance(translator, PivotTranslator) else {}

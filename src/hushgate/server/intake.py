@@ -27,9 +27,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from hushgate.server.codec import Frame
+from hushgate.wire.codec import Frame
 from hushgate.server.errors import Busy, TooLarge
-from hushgate.server.protocol import CloseCode
+from hushgate.wire import CloseCode
 
 BYTES_PER_TOKEN = 1024
 MAX_AUDIO_ENTRIES = 4

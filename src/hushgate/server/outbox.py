@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 
 from hushgate.server.errors import Busy
-from hushgate.server.protocol import CloseCode, Partial, ServerEvent
+from hushgate.wire import CloseCode, Partial, ServerEvent
 
 
 class Outbox:

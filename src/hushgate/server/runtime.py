@@ -14,6 +14,9 @@ bounded wait queue in front of it:
 
 A call whose caller is cancelled still runs to the end in its thread (Python
 threads cannot be interrupted); its slot is freed only then, so the limit holds.
+At shutdown, calls still running after a bounded wait are abandoned and named,
+so a stuck engine cannot hold the process forever (the CLI then exits without
+joining their threads).
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class EngineRunner:
         self._order = itertools.count()
         self._running = 0
         self._lock = threading.Lock()
+        # Calls inside a worker thread right now (counted there, not on the loop, so
+        # shutdown can wait for them after the loop stopped listening).
+        self._in_threads = 0
+        self._idle = threading.Condition()
 
     @property
     def waiting(self) -> int:
@@ -118,7 +125,14 @@ class EngineRunner:
         self._running += 1
 
         def call() -> R:
-            return fn(*args, **kwargs)
+            with self._idle:
+                self._in_threads += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._idle:
+                    self._in_threads -= 1
+                    self._idle.notify_all()
 
         def done(_: Future[R]) -> None:
             ran_s = time.perf_counter() - started_at
@@ -142,8 +156,11 @@ class EngineRunner:
         future.add_done_callback(done)
         return await asyncio.wrap_future(future)
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Stop taking calls; True once none runs, False if one still did after ``timeout_s``."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_threads == 0, timeout_s)
 
 
 class Runtime:
@@ -167,6 +184,12 @@ class Runtime:
     def runners(self) -> dict[str, EngineRunner]:
         return dict(self._runners)
 
-    def shutdown(self) -> None:
-        for runner in self._runners.values():
-            runner.shutdown()
+    def shutdown(self, timeout_s: float | None = None) -> list[str]:
+        """Stop every runner, waiting at most ``timeout_s`` in all; returns the runners whose calls still run."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        stuck = []
+        for name, runner in self._runners.items():
+            left_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not runner.shutdown(left_s):
+                stuck.append(name)
+        return stuck

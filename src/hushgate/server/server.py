@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from hushgate.server import log_policy
 from hushgate.server.gateway import Gateway
 from hushgate.server.http_limits import header_deadline_protocol
 from hushgate.server.settings import Settings
@@ -18,6 +19,8 @@ from hushgate.server.settings import Settings
 log = logging.getLogger("hushgate")
 # After sessions are told to finish, how long they get to flush their finals.
 FINISH_GRACE_S = 10.0
+# On shutdown, how long session tasks may wait for their engines before they are cancelled.
+TASKS_STOP_WAIT_S = 5.0
 SPURIOUS_DENIAL_ERROR = "ASGI callable returned without completing handshake."
 
 
@@ -32,8 +35,10 @@ class _DenialNoiseFilter(logging.Filter):
         return record.getMessage() != SPURIOUS_DENIAL_ERROR
 
 
-def install_log_filters() -> None:
+def install_log_filters(handler: logging.Handler, *, log_content: bool) -> None:
+    """Everything that decides what reaches ``handler`` (see log_policy)."""
     logging.getLogger("uvicorn.error").addFilter(_DenialNoiseFilter())
+    log_policy.install(handler, log_content=log_content)
 
 
 class DrainingServer(uvicorn.Server):
@@ -85,6 +90,11 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
         # (close 1009) before they are buffered; the session reports the rest.
         "ws_max_size": 2 * settings.max_frame_bytes,
         "access_log": False,
+        # uvicorn's own handlers would print its lines past our formatter (breaking
+        # --log-json) and past the filters that redact tokens: everything goes to ours.
+        "log_config": None,
+        # Session tasks still waiting on a stuck engine are cancelled after this long.
+        "timeout_graceful_shutdown": TASKS_STOP_WAIT_S,
         "http": header_deadline_protocol(settings.header_timeout_s),
         "limit_concurrency": settings.max_connections,
         **overrides,

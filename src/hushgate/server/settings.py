@@ -9,6 +9,8 @@ environment variable ``HUSHGATE_<FIELD>``, and the ``serve`` flag
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import types
 import typing
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "HUSHGATE_"
+# Shortest token secret or voiceprint key accepted (`hushgate keys new` makes 47 characters).
+MIN_SECRET_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -48,11 +52,22 @@ class Settings:
         metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
                       "Unset: random per process (tokens die with it)."),
     )
+    token_secrets_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Token secrets being rotated out: tokens they signed still verify until they expire; new "
+                      "tokens are signed with `token_secret`.", repeat=True),
+    )
     token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
                       "pages always may. `*` allows any.", repeat=True),
+    )
+    loopback_addresses: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_doc("Client addresses taken for this machine's own user when no API keys are configured "
+                      "(the `Host` must name one of them or `localhost` too). Not all of 127/8: a sidecar in "
+                      "the same pod connects from 127.0.0.6.", repeat=True),
     )
     no_auth: bool = field(
         default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
@@ -86,10 +101,12 @@ class Settings:
         metadata=_doc("Where downloaded models live (default: $XDG_DATA_HOME/hushgate/models)."),
     )
     stt: tuple[str, ...] = field(
-        default=("en=whisper",),
+        default=("en=whisper", "*=whisper:whisper-base"),
         metadata=_doc(
             "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
-            "environment, repeated as a flag. MODEL is a catalogue name or a path.",
+            "environment, repeated as a flag. MODEL is a catalogue name or a path. `*=ENGINE[:MODEL]` serves "
+            "every other language that model knows, and `language: \"auto\"` (skipped with a warning when "
+            "not installed, if other entries exist).",
             repeat=True,
         ),
     )
@@ -112,6 +129,20 @@ class Settings:
         default=None,
         metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
                       "Unset: random per process, so exports do not survive a restart."),
+    )
+    voiceprint_keys_previous: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Voiceprint keys being rotated out: blobs they sealed still open; new exports are sealed "
+                      "with `voiceprint_key`.", repeat=True),
+    )
+    voiceprint_ttl_s: float = field(
+        default=90 * 86_400.0,
+        metadata=_doc("How long an exported voiceprint may be imported again (it carries its expiry)."),
+    )
+    deployment_id: str = field(
+        default="hushgate",
+        metadata=_doc("Names this deployment; sealed voiceprints carry it and open only where it matches. "
+                      "Give staging and production different ones."),
     )
     enroll_needed_ms: int = field(
         default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
@@ -137,6 +168,22 @@ class Settings:
         metadata=_doc("Calls that may wait for one engine; beyond that a request is refused as `overloaded`."),
     )
     whisper_beam_size: int = field(default=1, metadata=_doc("Beam size of Whisper's final decode."))
+    whisper_device: str = field(
+        default="cpu", metadata=_doc("Where Whisper runs: `cpu`, `cuda` or `auto` (CTranslate2 device).")
+    )
+    whisper_compute_type: str = field(
+        default="int8",
+        metadata=_doc("Whisper's CTranslate2 compute type: `int8`, `int8_float16`, `float16`, `float32`, `default`…"),
+    )
+    language_switching: bool = field(
+        default=False,
+        metadata=_doc("Sessions with `language: \"auto\"` may change language between utterances (off: the first "
+                      "confident detection holds for the session)."),
+    )
+    language_switch_margin: float = field(
+        default=0.4,
+        metadata=_doc("With switching on: how much more probable (0–1) another language must be to take over."),
+    )
     whisper_final_window: str = field(
         default="short",
         metadata=_doc(
@@ -235,12 +282,30 @@ class Settings:
         for name in ("max_sessions", "stt_concurrency", "engine_threads", "outbox_events", "max_frame_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if not 0.0 <= self.language_switch_margin <= 1.0:
+            raise SettingsError("language_switch_margin must be 0–1")
         if self.whisper_final_window not in ("short", "full"):
             raise SettingsError(f"whisper_final_window must be short or full, not {self.whisper_final_window!r}")
         if not 100 <= self.silence_ms <= 5000:
             raise SettingsError("silence_ms must be 100–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
+        for name in ("token_secret", "voiceprint_key", "token_secrets_previous", "voiceprint_keys_previous"):
+            value = getattr(self, name)
+            if any(0 < len(secret) < MIN_SECRET_CHARS for secret in ((value,) if isinstance(value, str) else value or ())):
+                raise SettingsError(f"{name} must be at least {MIN_SECRET_CHARS} characters (`hushgate keys new` "
+                                    "makes one)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{f.name} must be a finite number, not {value}")
+        for address in self.loopback_addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(f"loopback_addresses holds IP addresses, not {address!r}") from None
+        if not self.deployment_id.strip():
+            raise SettingsError("deployment_id must not be empty")
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
@@ -275,7 +340,7 @@ class Settings:
             if not sep or not lang.strip() or not engine.strip():
                 raise SettingsError(f"stt entry {item!r} is not LANG=ENGINE[:MODEL]")
             table[lang.strip()] = (engine.strip(), model.strip() or None)
-        if self.default_language not in table:
+        if self.default_language not in table and "*" not in table:
             raise SettingsError(f"default_language {self.default_language!r} has no stt entry")
         return table
 

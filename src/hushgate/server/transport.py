@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from hushgate.server.codec import Frame
 from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import ClientGone, TooLarge
-from hushgate.server.protocol import CloseCode
 from hushgate.server.settings import Settings
+from hushgate.wire import CloseCode
+from hushgate.wire.codec import Frame
 
 EventSink = Callable[[str, Any], None]
 """Where a connection reports what it did (the server's metrics)."""

@@ -68,14 +68,6 @@ from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.protocol import (
-    MAX_SAMPLE_RATE_HZ,
-    MIN_SAMPLE_RATE_HZ,
-    CloseCode,
-    ProtocolError,
-    VadOptions,
-    WordTiming,
-)
 from hushgate.server.segmenter import Segment, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.session.recognition import (
@@ -89,6 +81,14 @@ from hushgate.server.session.recognition import (
 )
 from hushgate.server.settings import Settings
 from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, WebSocketTransport, close_quietly
+from hushgate.wire import (
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    CloseCode,
+    ProtocolError,
+    VadOptions,
+    WordTiming,
+)
 
 log = logging.getLogger("hushgate.vosk")
 DEFAULT_SAMPLE_RATE_HZ = 16_000

@@ -66,8 +66,8 @@ from hushgate.server.openai.transcribe import (
     UtteranceCutter,
     decode_utterance,
 )
-from hushgate.server.protocol import ProtocolError
 from hushgate.server.settings import Settings
+from hushgate.wire import ProtocolError
 
 log = logging.getLogger("hushgate.wyoming")
 HEADER_LIMIT_BYTES = 64 * 1024

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import sys
 import time
-import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
-
 from hushgate.client import Client, Ended, Final, GatewayError, Ready, ServerError, Translation
 from hushgate.client.captions import cue, timestamp
 from hushgate.client.media import MediaError, MediaSource, pyav_available
-from hushgate.client.wavfile import InputError, WavSource
+from hushgate.client.session import PcmChunk
+from hushgate.client.wavfile import InputError, WavSource, wav_bytes
+from hushgate.wire import to_wire
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 KEY_ENV = "HUSHGATE_CLIENT_KEY"
@@ -65,7 +62,7 @@ class TranscriptWriter:
     def event(self, event: Any) -> None:
         if isinstance(event, Final):
             if self.fmt == "json":
-                self._json(event.raw)
+                self._json(to_wire(event))
             if event.text.strip():
                 self._waiting.append((event, None))
                 if self.target is None:
@@ -73,7 +70,7 @@ class TranscriptWriter:
         elif isinstance(event, Translation) and event.utterance is not None and not event.provisional \
                 and event.target == self.target:
             if self.fmt == "json":
-                self._json(event.raw)
+                self._json(to_wire(event))
             for i, (final, _) in enumerate(self._waiting):
                 if final.utterance == event.utterance:
                     self._waiting[i] = (final, event.text)
@@ -177,27 +174,34 @@ def open_source(name: str) -> WavSource | MediaSource:
     return MediaSource(name, name)
 
 
-async def _paced(chunks: Iterator[npt.NDArray[np.int16]], rate_hz: int,
-                 realtime: bool) -> AsyncIterator[npt.NDArray[np.int16]]:
+async def _paced(chunks: Iterator[PcmChunk], rate_hz: int, realtime: bool) -> AsyncIterator[PcmChunk]:
     """The chunks, at the audio's own pace when ``realtime`` (as a live source would send them)."""
     started = time.monotonic()
     sent_s = 0.0
     for chunk in chunks:
         yield chunk
-        sent_s += len(chunk) / rate_hz
+        # s16le bytes (WAV files) or int16 arrays (PyAV): two bytes or one item a sample.
+        sent_s += (len(chunk) // 2 if isinstance(chunk, bytes) else len(chunk)) / rate_hz
         if realtime:
             delay = started + sent_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
 
 
+def _progress_bar(total_s: float) -> Any:
+    """A tqdm bar on stderr, or None: tqdm is not a dependency of the client, only used when there."""
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    return tqdm(total=total_s, unit="s", file=sys.stderr, leave=False,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+
+
 async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | MediaSource) -> int:
     progress = None
     if not args.quiet and source.duration_s > PROGRESS_MIN_S and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(total=source.duration_s, unit="s", file=sys.stderr, leave=False,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+        progress = _progress_bar(source.duration_s)
 
     def write(text: str) -> None:
         if progress is not None:
@@ -236,17 +240,6 @@ async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | M
 # speak ----------------------------------------------------------------------------
 
 
-def wav_bytes(pcm: npt.NDArray[np.int16], rate_hz: int) -> bytes:
-    """A mono 16-bit WAV file in memory (written whole, so stdout works as a destination too)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate_hz)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return out.getvalue()
-
-
 def speak_main(argv: list[str]) -> int:
     """``hushgate speak TEXT -o OUT.wav``: synthesized speech into a WAV file."""
     prog = "hushgate speak"
@@ -262,8 +255,8 @@ def speak_main(argv: list[str]) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
 
     async def work() -> int:
-        pcm, rate = await _client(args).speak(text, voice=args.voice, sample_rate=args.sample_rate,
-                                              language=args.language)
+        pcm, rate = await _client(args).speak_pcm(text, voice=args.voice, sample_rate=args.sample_rate,
+                                                  language=args.language)
         data = wav_bytes(pcm, rate)
         if args.output == "-":
             sys.stdout.buffer.write(data)
@@ -274,7 +267,7 @@ def speak_main(argv: list[str]) -> int:
             except OSError as exc:
                 raise InputError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         if not args.quiet:
-            print(f"{prog}: wrote {args.output}: {len(pcm) / rate:.2f} s at {rate} Hz", file=sys.stderr)
+            print(f"{prog}: wrote {args.output}: {len(pcm) / 2 / rate:.2f} s at {rate} Hz", file=sys.stderr)
         return 0
 
     return _run(prog, work)

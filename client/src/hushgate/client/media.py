@@ -9,10 +9,11 @@ same decoder with its own size and duration bounds (``hushgate.server.decode``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy comes with the `formats` extra; importing this module needs neither it nor PyAV
+    import numpy as np
+    import numpy.typing as npt
 
 
 class MediaError(Exception):
@@ -62,6 +63,8 @@ def decode_pcm16(source: str | IO[bytes], rate_hz: int) -> Iterator[npt.NDArray[
 
 
 def _samples(frame: Any) -> npt.NDArray[np.int16]:
+    import numpy as np
+
     # Packed s16 mono: one plane, possibly padded past the last sample.
     data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)[: frame.samples].astype(np.int16, copy=False)
     return data
@@ -107,6 +110,8 @@ class MediaSource:
 
     def chunks(self, chunk_ms: int) -> Iterator[npt.NDArray[np.int16]]:
         """Blocks of ``chunk_ms`` (the decoder's own frames are a few milliseconds long)."""
+        import numpy as np
+
         size = self.rate_hz * chunk_ms // 1000
         held: list[npt.NDArray[np.int16]] = []
         count = 0

@@ -15,9 +15,10 @@ utterance numbers are shifted to read as one continuous stream.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from typing import Any, TypeVar
+
+import msgspec
 
 # Close codes after which the same audio may be sent again elsewhere: the
 # server is going away (1001), restarting (1012), refusing for now (1013), or
@@ -113,8 +114,5 @@ class Timeline:
 
 
 def _replace(value: E, **changes: Any) -> E:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **changes)  # type: ignore[return-value]
-    import msgspec  # the wire types are msgspec Structs where they are not dataclasses
-
-    return msgspec.structs.replace(value, **changes)  # type: ignore[type-var]
+    # Every event is a msgspec Struct (hushgate.wire).
+    return msgspec.structs.replace(value, **changes)  # type: ignore[type-var,unused-ignore]

@@ -20,13 +20,21 @@ from collections.abc import Callable
 from typing import Any
 
 from hushgate.server.admission import Gate, evicted_error
-from hushgate.server.codec import Codec, Frame
 from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.hub import EngineHub
 from hushgate.server.intake import SMALL_FRAME_BYTES, ControlBudget, is_audio
+from hushgate.server.languages import plan_speech
 from hushgate.server.outbox import Outbox
-from hushgate.server.protocol import (
+from hushgate.server.session.calls import EngineCalls
+from hushgate.server.session.context import SessionContext
+from hushgate.server.session.listening import Listening
+from hushgate.server.session.ready import ready_event
+from hushgate.server.session.speaking import Speaking
+from hushgate.server.session.voiceprints import Voiceprints
+from hushgate.server.settings import Settings
+from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly, frame_bytes
+from hushgate.wire import (
     Audio,
     ClientMessage,
     CloseCode,
@@ -46,15 +54,7 @@ from hushgate.server.protocol import (
     VoiceprintExport,
     VoiceprintImport,
 )
-from hushgate.server.session.calls import EngineCalls
-from hushgate.server.session.context import SessionContext
-from hushgate.server.session.listening import Listening
-from hushgate.server.session.ready import ready_event
-from hushgate.server.session.recognition import stt_route
-from hushgate.server.session.speaking import Speaking
-from hushgate.server.session.voiceprints import Voiceprints
-from hushgate.server.settings import Settings
-from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly, frame_bytes
+from hushgate.wire.codec import Codec, Frame
 
 log = logging.getLogger("hushgate.session")
 
@@ -197,19 +197,19 @@ class Session:
         return message
 
     async def _begin(self, start: Start) -> _Parts:
-        language = start.language or self._settings.default_language
-        route = stt_route(self._hub, language)
+        plan, complaints = plan_speech(self._hub, start, self._settings)
+        route, language = plan.route, plan.language
         context = SessionContext(self.id, self._hub, self._settings, self._outbox, self._calls, self._on_event)
         voiceprints = Voiceprints(context, start.speakers)
-        speaking = Speaking(context, start, language)
+        speaking = Speaking(context, start, language, plan, complaints)
         listening = Listening(context, start, route, speaking, voiceprints)
         self._parts = _Parts(listening, speaking, voiceprints)
-        await listening.open(language)
+        await listening.open(plan)
         self._transition(State.STREAMING)
         self._on_event("session_started", None)
         self._outbox.put(
             ready_event(
-                self.id, start, language, route, self._hub, self._settings, max_session_s=self._inbox.max_session_s
+                self.id, start, plan, self._hub, self._settings, max_session_s=self._inbox.max_session_s
             )
         )
         speaking.open()

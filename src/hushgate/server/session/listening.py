@@ -19,7 +19,7 @@ from hushgate.engines.base import Pcm16, Transcript
 from hushgate.server.backlog import Backlog, EndOfStream
 from hushgate.server.errors import Busy, to_wire
 from hushgate.server.hub import SttRoute
-from hushgate.server.protocol import Final, Partial, SpeechStarted, Start
+from hushgate.server.languages import SpeechPlan
 from hushgate.server.segmenter import Segment, UtteranceAudio, UtteranceEnd, UtteranceStart
 from hushgate.server.session.context import SessionContext
 from hushgate.server.session.recognition import (
@@ -32,6 +32,7 @@ from hushgate.server.session.recognition import (
 )
 from hushgate.server.session.speaking import Speaking
 from hushgate.server.session.voiceprints import Voiceprints
+from hushgate.wire import Final, Partial, SpeechStarted, Start
 
 log = logging.getLogger("hushgate.session")
 # Behind by more than this much audio, a session stops asking for partials.
@@ -64,8 +65,9 @@ class Listening:
         self._ended_at: dict[int, float] = {}
         self._lagging = False
 
-    async def open(self, language: str) -> None:
-        await self.recognition.open(language, self._start.words)
+    async def open(self, plan: SpeechPlan) -> None:
+        words = self._start.words
+        await self.recognition.open(plan.language, words, lambda: plan.open_stream(words))
 
     @property
     def audio_ms(self) -> int:
@@ -214,8 +216,14 @@ class Listening:
                 words=words,
                 speaker=speaker,
                 undecided=undecided,
+                language=result.language,
+                language_probability=result.language_probability,
             )
         )
+        if result.language is not None:
+            self._speaking.heard_language(result.language)
+        if result.translation is not None:
+            await self._speaking.heard_speech_translation(utt.index, result.translation)
         if embedding is not None:
             follow_up = self._voiceprints.identifying and speaker is None and undecided is None
             await self._voiceprints.after_final(utt.index, speech_ms, result.text, embedding, follow_up=follow_up)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from hushgate.server.hub import EngineHub, SttRoute
+from hushgate.server.hub import EngineHub
 from hushgate.server.intake import ControlBudget
-from hushgate.server.protocol import Ready, Start
+from hushgate.server.languages import SpeechPlan
 from hushgate.server.settings import Settings
+from hushgate.wire import Ready, Start
 
 
 def ready_event(
     session_id: str,
     start: Start,
-    language: str,
-    route: SttRoute,
+    plan: SpeechPlan,
     hub: EngineHub,
     settings: Settings,
     *,
@@ -23,19 +23,20 @@ def ready_event(
     return Ready(
         session=session_id,
         audio={"encoding": start.audio.encoding, "sample_rate": start.audio.sample_rate_hz, "channels": 1},
-        engines=engines_used(start, language, route, hub),
+        engines=engines_used(start, plan, hub),
         limits=limits(settings, hub, max_session_s=max_session_s),
     )
 
 
-def engines_used(start: Start, language: str, route: SttRoute, hub: EngineHub) -> dict[str, Any]:
+def engines_used(start: Start, plan: SpeechPlan, hub: EngineHub) -> dict[str, Any]:
     """Name and model of each engine the session will use, per capability."""
+    language = plan.language
     used: dict[str, Any] = {
-        "stt": {"name": route.transcriber.name, "model": route.transcriber.model, "language": language},
+        "stt": plan.ready_stt(),
         "vad": {"name": hub.vad.name, "model": hub.vad.name},
     }
-    translate = {}
-    for target in start.translate.targets:
+    translate = plan.ready_translate()
+    for target in plan.text_targets:
         batcher = hub.translator(language, target)
         if batcher is not None:
             translate[target] = {"name": batcher.translator.name, "model": f"{language}-{target}"}

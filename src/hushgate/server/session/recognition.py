@@ -19,11 +19,11 @@ from hushgate.engines.base import EngineError, Pcm16, TranscriberStream, Transcr
 from hushgate.server.audio import AudioInput
 from hushgate.server.errors import EngineUnavailable
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.protocol import CloseCode, VadOptions, WordTiming
 from hushgate.server.runtime import Overloaded
 from hushgate.server.segmenter import Segmenter, UtteranceStart
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.settings import Settings
+from hushgate.wire import CloseCode, VadOptions, WordTiming
 
 EventSink = Callable[[str, Any], None]
 Step = tuple[Literal["accept", "partial", "finish"], Pcm16 | None]
@@ -104,19 +104,18 @@ class Recognition:
         self._calls = calls
         self._on_event = on_event
         self._stream: TranscriberStream | None = None
-        self._options: tuple[str, bool] = ("", False)
+        self._opener: Callable[[], TranscriberStream] = lambda: route.transcriber.open_stream(language="", words=False)
 
     @property
     def rate_hz(self) -> int:
         return self.route.transcriber.sample_rate_hz
 
-    async def open(self, language: str, words: bool) -> None:
+    async def open(self, language: str, words: bool, opener: Callable[[], TranscriberStream] | None = None) -> None:
+        """Open the stream: a plain one for ``language``, or what ``opener`` makes (a speech plan's)."""
         transcriber = self.route.transcriber
-        self._options = (language, words)
+        self._opener = opener or (lambda: transcriber.open_stream(language=language, words=words))
         try:
-            self._stream = await self._calls.run(
-                self.route.runner, lambda: transcriber.open_stream(language=language, words=words)
-            )
+            self._stream = await self._calls.run(self.route.runner, self._opener)
         except EngineError as exc:
             raise EngineUnavailable(str(exc), close=CloseCode.UNSUPPORTED_DATA) from None
 
@@ -125,8 +124,7 @@ class Recognition:
         old, self._stream = self._stream, None
         if old is not None:
             old.close()
-        language, words = self._options
-        self._stream = self.route.transcriber.open_stream(language=language, words=words)
+        self._stream = self._opener()
 
     async def close(self) -> None:
         # A call cancelled with its connection still runs in its thread with

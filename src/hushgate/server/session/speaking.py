@@ -9,6 +9,7 @@ by the outbox, so a long text never floods it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,9 @@ import soxr
 from hushgate.engines.base import Pcm16
 from hushgate.server.errors import BadRequest, Busy, EngineUnavailable, TooLarge, to_wire
 from hushgate.server.lane import Lane, LaneFull
-from hushgate.server.protocol import ProtocolError, Speak, Start, Translate, Translation, TtsAudio, TtsEnd, TtsStart
+from hushgate.server.languages import AUTO, SpeechPlan
 from hushgate.server.session.context import SessionContext
+from hushgate.wire import ProtocolError, Speak, Start, Translate, Translation, TtsAudio, TtsEnd, TtsStart
 
 TRANSLATION_LANE = 64
 TTS_FRAME_MS = 500
@@ -43,9 +45,14 @@ class SpeakJob:
 
 
 class Speaking:
-    def __init__(self, context: SessionContext, start: Start, language: str) -> None:
+    def __init__(
+        self, context: SessionContext, start: Start, language: str, plan: SpeechPlan,
+        complaints: Sequence[ProtocolError] = (),
+    ) -> None:
         self._start = start
-        self._language = language
+        self._language = language  # "auto" until a final names the language
+        self._plan = plan
+        self._complaints = tuple(complaints)
         self._hub = context.hub
         self._settings = context.settings
         self._outbox = context.outbox
@@ -59,13 +66,10 @@ class Speaking:
 
     def open(self) -> None:
         """Act on `start`: keep the translation targets there are, report the ones there are not."""
-        targets = []
-        for target in self._start.translate.targets:
-            if self._hub.translator(self._language, target) is None:
-                self._outbox.put(self.no_pair(self._language, target, None).event())
-            else:
-                targets.append(target)
-        self.targets = tuple(targets)
+        for complaint in self._complaints:
+            self._outbox.put(complaint.event())
+        # Targets the speech engine translates itself arrive with the final (heard_speech_translation).
+        self.targets = self._plan.text_targets
         voice = self._start.speak.voice
         if voice is not None and self._hub.voice(voice, None) is None:
             self._outbox.put(self.no_voice(voice, None).event())
@@ -85,7 +89,7 @@ class Speaking:
 
     def heard_partial(self, utterance: int, text: str, t1_ms: int) -> None:
         """Translate a partial too, when asked to, no more often than ``translate_partials_ms``."""
-        if not (self._start.translate.partials and self.targets):
+        if not (self._start.translate.partials and self.targets) or self._language == AUTO:
             return
         last_utterance, last_ms = self._partial_translated
         if last_utterance == utterance and t1_ms - last_ms < self._settings.translate_partials_ms:
@@ -95,8 +99,23 @@ class Speaking:
             self._queue(TranslateJob(text, self._language, target, utterance=utterance, provisional=True))
 
     def heard_final(self, utterance: int, text: str) -> None:
+        if self._language == AUTO:
+            return  # no language named yet: nothing to translate from
         for target in self.targets:
-            self._queue(TranslateJob(text, self._language, target, utterance=utterance))
+            if target != self._language:
+                self._queue(TranslateJob(text, self._language, target, utterance=utterance))
+
+    def heard_language(self, language: str) -> None:
+        """A final named the language spoken (identification): translate from it from now on."""
+        self._language = language
+
+    async def heard_speech_translation(self, utterance: int, text: str) -> None:
+        """The speech engine's own translation of a final (Whisper's X→English task)."""
+        for target in self._plan.speech_targets:
+            self._outbox.put(Translation(source=self._language, target=target, text=text, utterance=utterance))
+            speak = self._start.speak
+            if speak.translations and text.strip():
+                await self._speech.put_when_room(SpeakJob(utterance, text, speak.voice, target))
 
     def _queue(self, job: TranslateJob) -> None:
         def stale(queued: TranslateJob) -> bool:

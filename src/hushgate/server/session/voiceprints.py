@@ -16,7 +16,10 @@ import numpy as np
 
 from hushgate.engines.base import Embedding, Pcm16
 from hushgate.server.errors import BadRequest, Busy, ConsentRequired, EngineUnavailable, UnknownVoiceprint
-from hushgate.server.protocol import (
+from hushgate.server.sealing import SealedContent, SealError
+from hushgate.server.session.context import SessionContext
+from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
+from hushgate.wire import (
     Enroll,
     Enrolled,
     EnrollProgress,
@@ -33,9 +36,6 @@ from hushgate.server.protocol import (
     VoiceprintImport,
     VoiceprintImported,
 )
-from hushgate.server.sealing import SealedContent, SealError
-from hushgate.server.session.context import SessionContext
-from hushgate.server.speakers import MIN_DECISION_MS, SpeakerBook, Voiceprint, phrase_matches
 
 log = logging.getLogger("hushgate.session")
 VoiceprintRequest: TypeAlias = Enroll | Verify | VoiceprintExport | VoiceprintImport | VoiceprintDelete
@@ -93,7 +93,10 @@ class Voiceprints:
                 if self._hub.encoder is None:
                     raise self._no_encoder(rid)
                 self._voiceprint(vid, rid)
-                self.book.verifications.append((rid, vid, next_utterance))
+                try:
+                    self.book.queue_verification(rid, vid, first_utterance=next_utterance)
+                except OverflowError as exc:
+                    raise Busy(str(exc), request_id=rid) from None
             case VoiceprintExport(voiceprint_id=vid, id=rid):
                 voiceprint = self._voiceprint(vid, rid)
                 encoder = self._hub.encoder
