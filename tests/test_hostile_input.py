@@ -111,9 +111,14 @@ async def _victim(url: str, pcm: np.ndarray) -> tuple[int, float]:
 
 
 async def _greedy_attacker(url: str, sent: list[int]) -> None:
-    """1 MiB frames of empty arrays as fast as the server takes them, reconnecting whenever closed."""
-    frame = empty_arrays(1 << 20)
+    """Frames of empty arrays as fast as the server takes them, reconnecting whenever closed: on every
+    other connection the largest control frame the limits let through to the decoder, else a bigger one."""
+    largest = (2 * int(SETTINGS.control_rate_per_s) - 1) * 1024
+    frames = [empty_arrays(1 << 20), empty_arrays(largest)]
+    connections = 0
     while True:
+        frame = frames[connections % 2]
+        connections += 1
         try:
             async with websockets.connect(url + "?format=msgpack", max_size=None, close_timeout=1) as ws:
                 await ws.send(msgpack.packb(START))
@@ -181,7 +186,7 @@ async def test_healthz_and_another_sessions_finals_hold_under_the_worst_frames(a
                 attackers.kill()
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[-1]
-    print(f"\nhostile frames sent: greedy {sent[0]} x {len(empty_arrays(1 << 20)) // 1024} KiB of empty arrays, "
+    print(f"\nhostile frames sent: greedy {sent[0]} x 268 or 99 KiB of empty arrays, "
           f"budget {sent[1]} x {SETTINGS.control_rate_per_s - 3:.0f} KiB"
           f"\n/healthz under attack: n={len(latencies)} p50={p50:.1f} ms p95={p95:.1f} ms max={max(latencies):.1f} ms"
           f"\nvictim finals: {finals} (quiet run {quiet_finals}); stop→ended {ended_s:.2f} s (quiet {quiet_s:.2f} s)")

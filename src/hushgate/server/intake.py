@@ -27,9 +27,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from hushgate.wire.codec import Frame
 from hushgate.server.errors import Busy, TooLarge
 from hushgate.wire import CloseCode
+from hushgate.wire.codec import Frame
 
 BYTES_PER_TOKEN = 1024
 MAX_AUDIO_ENTRIES = 4

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from hushgate.engines.base import EngineError, Pcm16
 from hushgate.server import admission
-from hushgate.server.auth import Principal
+from hushgate.server.auth import Principal, Scope
 from hushgate.server.errors import Busy
 from hushgate.server.gateway import Gateway
 from hushgate.server.openai.body import parse_json_object, parse_multipart, read_capped
@@ -63,11 +63,11 @@ def make_routes(gateway: Gateway) -> list[Route]:
     settings, hub = gateway.settings, gateway.hub
     decoder = gateway.runtime.add("decode", settings.stt_concurrency)
 
-    def admit(request: Request) -> Principal:
+    def admit(request: Request, scope: Scope = "stream") -> Principal:
         # OpenAI clients always send a bearer value; with no keys to check it
         # against (loopback mode, or --no-auth) it carries no meaning.
         bearer = gateway.auth.keys_configured and not gateway.auth.no_auth
-        decision = admission.decide(gateway, request, bearer=bearer)
+        decision = admission.decide(gateway, request, scope, bearer=bearer)
         if decision.outcome != "ok" or decision.principal is None:
             status = admission.denial_status(gateway, decision)
             raise ApiError(status, f"{decision.reason} (send the API key as Authorization: Bearer KEY)",
@@ -144,7 +144,7 @@ def make_routes(gateway: Gateway) -> list[Route]:
 
     async def speech(request: Request) -> Response:
         try:
-            principal = admit(request)
+            principal = admit(request, "tts")
             check_capacity(request, principal)
             req = speech_request(parse_json_object(await read_capped(request, SPEECH_BODY_BYTES)), hub, settings)
             route = req.voice
