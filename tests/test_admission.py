@@ -16,7 +16,7 @@ from hushgate.server import admission
 from hushgate.server.app import create_app
 from hushgate.server.auth import Principal, hash_key
 from hushgate.server.settings import Settings
-from tests.conftest import Running, serve
+from tests.conftest import Running, serve, wait_until
 from tests.fakes import fake_spec
 from tests.wsclient import Client
 
@@ -169,3 +169,29 @@ async def test_request_bodies_are_capped_before_they_are_read() -> None:
         for path in ("/v1/tts", "/v1/tokens", "/v1/audio/speech", "/v1/audio/transcriptions"):
             status = await _status_before_body_is_sent(server.port, path, auth)
             assert b" 413 " in status, (path, status)
+
+
+async def test_wyoming_is_admitted_like_every_other_entry_point() -> None:
+    from wyoming.client import AsyncTcpClient
+    from wyoming.error import Error
+    from wyoming.info import Describe
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = dataclasses.replace(SETTINGS, max_sessions=1, wyoming_uri=f"tcp://127.0.0.1:{port}")
+    with serve(settings, [fake_spec()]) as server:
+        client = await Client.connect(server.ws())
+        await client.start()  # the one session the server has room for
+        async with AsyncTcpClient("127.0.0.1", port) as wyoming:
+            await wyoming.write_event(Describe().event())
+            event = await asyncio.wait_for(wyoming.read_event(), 10)
+        assert event is not None and Error.is_type(event.type)
+        error = Error.from_event(event)
+        assert error.code == "overloaded" and "limit of 1 sessions" in error.text  # /v1/stream's refusal
+        await client.finish()
+        async with AsyncTcpClient("127.0.0.1", port) as wyoming:  # room again: served
+            await wyoming.write_event(Describe().event())
+            event = await asyncio.wait_for(wyoming.read_event(), 10)
+        assert event is not None and event.type == "info"
+        await wait_until(lambda: server.counters.active == 0)
