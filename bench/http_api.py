@@ -24,6 +24,7 @@ import time
 
 import av
 import httpx
+
 from core.audio import SAMPLE_RATE_HZ, Pcm, client_audio, load_playlist
 from core.cli import add_server_options, run_bench
 from core.server import http_base

@@ -58,8 +58,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from core.audio import load_wav
 
+from core.audio import load_wav
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.resemblyzer import ResemblyzerEncoder, create
 from hushgate.server.speakers import THRESHOLDS

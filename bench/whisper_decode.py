@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from core.audio import AUDIO_DIR, SAMPLE_RATE_HZ, load_wav
 from core.stats import pct
 from core.table import fmt, table
-
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.whisper import create
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
 from core.audio import AUDIO_DIR, SAMPLE_RATE_HZ, Pcm, load_wav, transcripts
 from core.stats import pct, wer_percent
 from core.table import fmt, table
-
 from hushgate.engines.base import EngineOptions
 from hushgate.engines.webrtcvad import WebRtcActivity
 from hushgate.engines.whisper import create

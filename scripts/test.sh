@@ -23,4 +23,8 @@ if [ ! -d ../shared/audio ]; then
   echo "../shared/audio is missing: the tests stream the shared recordings" >&2
   exit 1
 fi
+# Gates before the tests: lint, formatting and types (strict; settings in pyproject.toml).
+.venv/bin/ruff check src client/src tests bench
+.venv/bin/ruff format --check src client/src tests bench
+.venv/bin/mypy -p hushgate
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -81,6 +81,20 @@ def test_max_utterance_splits_and_keeps_every_sample() -> None:
     assert [s.utterance for s in starts] == [0, 1, 2]
 
 
+def test_near_its_longest_an_utterance_ends_at_a_gap_between_words() -> None:
+    # Limit 10 s: from 8 s on (the last fifth) a 60 ms gap ends it; the same gap earlier does not.
+    events = run(frames("#" * 100 + "..." + "#" * 300 + "..." + "#" * 200 + "." * 20), max_utterance_ms=10_000)
+    ends = [e for e in events if isinstance(e, UtteranceEnd)]
+    assert (ends[0].reason, ends[0].t0_ms, ends[0].t1_ms) == ("max_length", 0, 8_100)  # gap at 8.06 s + hangover
+    assert len(ends) == 2 and ends[1].reason == "silence"
+
+
+def test_a_shorter_gap_near_the_limit_does_not_end_it() -> None:
+    events = run(frames("#" * 450 + ".." + "#" * 200 + "." * 20), max_utterance_ms=10_000)
+    ends = [e for e in events if isinstance(e, UtteranceEnd)]
+    assert (ends[0].reason, ends[0].t1_ms) == ("max_length", 10_000)
+
+
 def test_flush_ends_the_utterance_at_once() -> None:
     seg = Segmenter(ScriptedActivity(), silence_ms=500, max_utterance_ms=10_000, preroll_ms=100, hangover_ms=40)
     out = seg.push(frames("#" * 20))

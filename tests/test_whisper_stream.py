@@ -62,10 +62,10 @@ async def transcribe(server, pcm: np.ndarray, *, rate_hz: int, fmt: str, realtim
 
 
 async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpus) -> None:  # noqa: ANN001
-    """WER of the finals within 2 points of the same model decoding each whole file."""
+    """WER of the finals within 1 point of the same model decoding each whole file."""
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     refs, streamed, offline = [], [], []
-    for i, (name, pcm, reference) in enumerate(corpus):
+    for i, (_name, pcm, reference) in enumerate(corpus):
         # Alternate encodings and input rates so both codecs and the resampler carry real speech.
         fmt = ("json", "msgpack")[i % 2]
         rate_hz = (16_000, 48_000)[(i // 2) % 2]
@@ -80,13 +80,13 @@ async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpu
     wer_streamed = jiwer.wer(refs, streamed)
     wer_offline = jiwer.wer(refs, offline)
     print(f"\nWER streamed {wer_streamed:.3f} offline {wer_offline:.3f} over {len(refs)} files")
-    assert wer_streamed <= wer_offline + 0.02
+    assert wer_streamed <= wer_offline + 0.01
     assert wer_offline < 0.15  # sanity: the model really recognises this speech
 
 
 @pytest.mark.parametrize("fmt,rate_hz", [("json", 48_000), ("msgpack", 16_000)])
 async def test_realtime_stream_gets_partials_before_each_final(server, corpus, fmt: str, rate_hz: int) -> None:  # noqa: ANN001
-    name, pcm, reference = next(c for c in corpus if c[0] == "misc/jfk.wav")
+    _, pcm, reference = next(c for c in corpus if c[0] == "misc/jfk.wav")
     received = await transcribe(server, pcm, rate_hz=rate_hz, fmt=fmt, realtime=True)
     finals = received.of("final")
     assert finals
@@ -168,3 +168,59 @@ def test_the_short_window_invents_nothing_over_silence_and_noise(server) -> None
     quiet = np.random.default_rng(7).normal(0, 0.001, 3 * 16_000).astype(np.float32)
     assert transcriber.decode_short(quiet, "en", "", True).text == ""
     assert transcriber.decode_short(np.zeros(16_000, np.float32), "en", "", False).text == ""
+
+
+def _jfk_halves(corpus) -> tuple[np.ndarray, np.ndarray, str]:  # noqa: ANN001
+    """JFK's sentence cut in the pause after "Americans,": the two halves and the first half's words."""
+    pcm = next(pcm for name, pcm, _ in corpus if name == "misc/jfk.wav").astype(np.float32) / 32768
+    cut = int(3.4 * 16_000)  # inside the pause between "Americans," (ends ≈3.1 s) and "ask" (≈3.8 s)
+    return pcm[:cut], pcm[cut:], "And so my fellow Americans,"
+
+
+def test_a_final_with_left_context_gives_only_the_new_words(server, corpus) -> None:  # noqa: ANN001
+    from hushgate.engines.whisper_context import LeftContext
+
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    first, second, said = _jfk_halves(corpus)
+    result = transcriber.decode_short(second, "en", "", True, left=LeftContext(first, said))
+    text = normalise(result.text)
+    assert text.startswith("ask not what your country") and "americans" not in text, result.text
+    assert normalise(" ".join(w.w for w in result.words)) == text
+    # Word times are relative to this utterance's audio, not to the context before it.
+    assert_word_times(result, len(second) * 1000 // 16_000)
+    assert result.words[0].t0_ms < 800, result.words[:2]
+
+
+def test_each_final_of_a_stream_decodes_with_the_end_of_the_one_before(server, corpus) -> None:  # noqa: ANN001
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    first, second, _said = _jfk_halves(corpus)
+    stream = transcriber.open_stream(language="en", words=False)
+    try:
+        stream.accept((first * 32768).astype(np.int16))
+        before = stream.finish()
+        stream.accept((second * 32768).astype(np.int16))
+        after = stream.finish()
+    finally:
+        stream.close()
+    assert normalise(before.text).endswith("fellow americans"), before.text
+    assert normalise(after.text).startswith("ask not what your country"), after.text
+    assert "americans" not in normalise(after.text)
+    assert before.words == () and after.words == ()  # not asked for, though the context needed them
+
+
+def test_a_final_that_loops_is_decoded_again_by_sampling(server, corpus, monkeypatch) -> None:  # noqa: ANN001
+    from hushgate.engines import whisper
+
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    pcm, reference = next((pcm, ref) for name, pcm, ref in corpus if name == "misc/jfk.wav")
+    checked: list[str] = []
+
+    def first_one_loops(text: str) -> bool:  # the greedy text is taken for a loop, nothing after it
+        checked.append(text)
+        return len(checked) == 1
+
+    monkeypatch.setattr(whisper, "looks_looped", first_one_loops)
+    result = transcriber.decode_short(pcm.astype(np.float32) / 32768, "en", "", True)
+    assert len(checked) >= 3  # greedy, a sampled candidate, the text kept
+    assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.2, result.text
+    assert normalise(" ".join(w.w for w in result.words)) == normalise(result.text)

@@ -16,7 +16,13 @@ raised the word error rate sharply):
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
   where Whisper invents "Thank you." Word times come from CTranslate2's
-  cross-attention alignment, as in faster-whisper.
+  cross-attention alignment, as in faster-whisper;
+* each final also decodes the end of the previous utterance in front of its
+  own audio, with that audio's words forced as the decoder prefix, and keeps
+  the words written after them (`hushgate.engines.whisper_context`): a
+  fragment left by a mid-sentence pause is then decoded in its sentence, as
+  offline decoding of the whole recording would. A looped final is decoded
+  again by sampling, faster-whisper's temperature fallback.
 
 Measured with ``bench/whisper_final.py`` on the VAD-cut utterances of the
 shared corpus, the short-window final took under a third of the time of
@@ -35,13 +41,20 @@ from __future__ import annotations
 import math
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript, Word
 from hushgate.engines.options import catalogue_name
+from hushgate.engines.whisper_context import LeftContext, collapse_repeats, left_context, looks_looped
+from hushgate.engines.whisper_generate import FinalDecode, speech_tokens
 from hushgate.engines.whisper_language import SpeechStream
+
+if TYPE_CHECKING:
+    from faster_whisper.tokenizer import Tokenizer
 
 SAMPLE_RATE_HZ = 16_000
 PAD_S = 5.0
@@ -53,10 +66,20 @@ MIN_NEW_AUDIO_MS = 300
 HALLUCINATION_SILENCE_S = 0.5
 # Short-window finals: audio this long or shorter, leaving room for the padding
 # inside Whisper's 30 s window; text starting this close to the padding is dropped.
-SHORT_FINAL_MAX_S = 30.0 - PAD_S
+FINAL_PAD_S = 5.0
+SHORT_FINAL_MAX_S = 30.0 - max(PAD_S, FINAL_PAD_S)
+SENTENCE_END = ".。!！?？"
 SHORT_FINAL_EDGE_S = 0.1
 FINAL_TOKENS_PER_S = 12.0
 MAX_PROMPT_TOKENS = 223
+# faster-whisper's rule for audio that is not speech: both must hold.
+NO_SPEECH_PROB = 0.6
+NO_SPEECH_LOGPROB = -1.0
+# Re-decoding a looped final: faster-whisper's temperature fallback, shortened.
+LOOP_TEMPERATURES = (0.4, 0.8)
+LOOP_BEST_OF = 3
+# Left context of a final: at most this much of the previous utterance's end.
+CONTEXT_S = 3.0
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 _WORD_RE = re.compile(r"[^\w']+")
@@ -83,12 +106,12 @@ class WhisperTranscriber:
         beam_size: int = 1,
         context: bool = False,
         final_window: str = "short",
+        left_context_s: float = CONTEXT_S,
         device: str = "cpu",
         compute_type: str = "int8",
         switch_margin: float = 0.4,
     ) -> None:
         from faster_whisper import WhisperModel
-        from faster_whisper.tokenizer import Tokenizer
 
         # ``num_workers`` lets that many Python threads decode at once; each
         # decode gets ``cpu_threads`` (one: two threads per call under
@@ -111,11 +134,12 @@ class WhisperTranscriber:
         if final_window not in ("short", "full"):
             raise ValueError(f"final_window must be 'short' or 'full', not {final_window!r}")
         self.final_window = final_window
+        self.left_context_s = left_context_s
         self._switch_margin = switch_margin
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._tokenizer_lock = threading.Lock()
 
-    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:  # noqa: F821 - lazy import
+    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:
         from faster_whisper.tokenizer import Tokenizer
 
         with self._tokenizer_lock:
@@ -146,13 +170,13 @@ class WhisperTranscriber:
 
     def close(self) -> None:
         # CTranslate2 frees the model when the last reference goes.
-        self._model = None  # type: ignore[assignment]
+        self._model = None
 
     # The two decodes, used by the stream.
 
-    def _padded_features(self, audio: np.ndarray) -> np.ndarray:
-        """Mel features of the audio plus ``PAD_S`` of silence, shaped for the encoder."""
-        padded = np.concatenate([audio, np.zeros(int(PAD_S * SAMPLE_RATE_HZ), np.float32)])
+    def _padded_features(self, audio: np.ndarray, pad_s: float = PAD_S) -> np.ndarray:
+        """Mel features of the audio plus ``pad_s`` of silence, shaped for the encoder."""
+        padded = np.concatenate([audio, np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)])
         features = self._model.feature_extractor(padded, padding=0)
         # The encoder downsamples by two, so it needs an even frame count.
         return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
@@ -177,60 +201,88 @@ class WhisperTranscriber:
         )
         # The result carries the forced prefix followed by what was generated.
         ids = [i for i in result[0].sequences_ids[0] if i < tok.eot]
-        return tok.decode(ids).strip()
+        text: str = tok.decode(ids).strip()
+        return text
 
     def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        left: LeftContext | None = None,
     ) -> Transcript:
         if self.final_window == "short" and len(audio) <= SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
-            return self.decode_short(audio, language, context, words, task)
+            if left is not None and len(left.audio) + len(audio) > SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
+                left = None
+            return self.decode_short(audio, language, context, words, task, left)
         return self.decode_full(audio, language, context, words, task)
 
     def decode_short(
-        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
+        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        left: LeftContext | None = None,
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
 
-        Text whose timestamps start inside the padding is dropped: it is what
-        Whisper invents over silence.
+        With ``left``, the window starts with the previous utterance's last
+        audio and the decoder is forced to begin with its words; only what it
+        writes after them is this utterance's text. Text whose timestamps start
+        inside the silent padding is dropped: it is what Whisper invents over
+        silence. So is all of it when Whisper itself rates the audio as
+        probably not speech (its no-speech probability) and the text as a
+        guess (low mean log-probability), faster-whisper's rule.
         """
         from faster_whisper.transcribe import merge_punctuations
 
         tok = self.tokenizer(language, task)
-        audio_s = len(audio) / SAMPLE_RATE_HZ
-        encoded = self._model.encode(self._padded_features(audio))
+        window = np.concatenate([left.audio, audio]) if left is not None else audio
+        offset_s = (len(window) - len(audio)) / SAMPLE_RATE_HZ
+        window_s = len(window) / SAMPLE_RATE_HZ
+        encoded = self._model.encode(self._padded_features(window, FINAL_PAD_S))
         prompt: list[int] = []
         if context:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
         prompt += list(tok.sot_sequence)
-        max_length = len(prompt) + math.ceil(FINAL_TOKENS_PER_S * audio_s) + 8
-        result = self._model.model.generate(
-            encoded,
-            [prompt],
-            beam_size=self._beam_size,
-            max_length=min(max_length, 448),
-            suppress_blank=True,
-            suppress_tokens=[-1],
-        )
-        kept: list[int] = []
-        start_s = 0.0
-        for token in result[0].sequences_ids[0]:
-            if token >= tok.timestamp_begin:
-                start_s = (token - tok.timestamp_begin) * self._model.time_precision
-            elif token < tok.eot and start_s < audio_s - SHORT_FINAL_EDGE_S:
-                kept.append(token)
-        text = tok.decode(kept).strip()
+        # Without its final full stop: a forced "." invites the model to end there.
+        forced = [tok.timestamp_begin, *tok.encode(" " + left.text.rstrip(SENTENCE_END))] if left is not None else []
+        budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
+        decode = FinalDecode(self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448))
+        kept = speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
+                              self._model.time_precision)
+        if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
+            return Transcript("")
+        text = tok.decode(kept).strip().lstrip(SENTENCE_END + ",;:").lstrip()
+        if looks_looped(text):
+            kept = self._unlooped(decode, tok, len(forced), window_s) or kept
+            text = tok.decode(kept).strip()
+            if looks_looped(text):
+                text = collapse_repeats(text)
+                kept = tok.encode(" " + text)
         if not any(ch.isalnum() for ch in text):
             return Transcript("")  # a lone "." or "..." over noise is not speech
         if not words:
             return Transcript(text)
-        num_frames = len(audio) // self._model.feature_extractor.hop_length
-        alignment = self._model.find_alignment(tok, [kept], encoded, num_frames)[0]
+        prefix = forced[1:]
+        num_frames = len(window) // self._model.feature_extractor.hop_length
+        alignment = self._model.find_alignment(tok, [[*prefix, *kept]], encoded, num_frames)[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
-        duration_ms = int(audio_s * 1000)
-        return Transcript(text, tuple(
-            _word(w["word"], w["start"], w["end"], w["probability"], duration_ms) for w in alignment if w["word"].strip()
-        ))
+        duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
+        out: list[Word] = []
+        seen_tokens = 0
+        for w in alignment:
+            first_token = seen_tokens
+            seen_tokens += len(w["tokens"])
+            if first_token >= len(prefix) and w["word"].strip():
+                out.append(_word(w["word"], w["start"] - offset_s, w["end"] - offset_s, w["probability"], duration_ms))
+        return Transcript(text, tuple(out))
+
+    def _unlooped(self, decode: FinalDecode, tok: Tokenizer, forced: int, window_s: float) -> list[int] | None:
+        """Decode again with sampling (faster-whisper's temperature fallback); the best unlooped text."""
+        for temperature in LOOP_TEMPERATURES:
+            candidates = [
+                speech_tokens(ids, tok, forced, window_s - SHORT_FINAL_EDGE_S, self._model.time_precision)
+                for ids in decode.sampled(temperature, LOOP_BEST_OF)
+            ]
+            for kept in candidates:
+                if not looks_looped(tok.decode(kept)):
+                    return kept
+        return None
 
     def decode_full(
         self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe"
@@ -257,6 +309,8 @@ class WhisperTranscriber:
         return Transcript(" ".join(t for t in texts if t), tuple(out_words))
 
 
+
+
 def _word(text: str, start_s: float, end_s: float, probability: float, duration_ms: int) -> Word:
     """A word with its times kept inside the utterance (alignment may overshoot the audio)."""
     t0_ms = min(max(0, round(start_s * 1000)), duration_ms)
@@ -279,6 +333,8 @@ class WhisperStream:
         self._previous: list[str] = []
         self._last_text = ""
         self._context = ""
+        self._left: LeftContext | None = None
+        self._left_language = language
 
     def accept(self, pcm: Pcm16) -> None:
         self._chunks.append(pcm.astype(np.float32) / 32768.0)
@@ -301,7 +357,7 @@ class WhisperStream:
         # Commit the words two decodes agree on, but never the newest word:
         # it may still be cut off mid-speech.
         agreed = 0
-        for a, b in zip(words[:-1], self._previous[:-1]):
+        for a, b in zip(words[:-1], self._previous[:-1], strict=False):
             if _normalise(a) != _normalise(b):
                 break
             agreed += 1
@@ -315,11 +371,23 @@ class WhisperStream:
 
     def finish(self) -> Transcript:
         audio = self._audio()
+        context_s = self._owner.left_context_s
+        # The next final's left context needs this one's word times when only part of it fits.
+        need_words = self._words or (context_s > 0 and len(audio) > context_s * SAMPLE_RATE_HZ)
+        # Words of another language are no context (a language-identifying wrapper may switch).
+        left = self._left if self._left_language == self.language else None
         result = (
-            self._owner.decode_final(audio, self.language, self._context, self._words)
+            self._owner.decode_final(audio, self.language, self._context, need_words, left=left)
             if len(audio)
             else Transcript("")
         )
+        if context_s > 0 and result.text:
+            # An utterance of noise leaves the context of the speech before it.
+            self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ,
+                                      max_s=context_s)
+            self._left_language = self.language
+        if not self._words and result.words:
+            result = replace(result, words=())
         if result.text and self._owner.use_context:
             self._context = (self._context + " " + result.text).strip()[-MAX_PROMPT_CHARS:]
         self._chunks = []
@@ -335,7 +403,7 @@ class WhisperStream:
 
 
 def create(options: EngineOptions) -> WhisperTranscriber:
-    from hushgate.models.store import locate_model
+    from hushgate.models.locate import locate_model
 
     path = locate_model(options.model, engine="whisper", models_dir=options.models_dir)
     return WhisperTranscriber(
@@ -346,6 +414,7 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         beam_size=int(options.extra.get("beam_size", 1)),
         context=bool(options.extra.get("whisper_context", False)),
         final_window=str(options.extra.get("final_window", "short")),
+        left_context_s=float(options.extra.get("left_context_s", CONTEXT_S)),
         device=str(options.extra.get("device", "cpu")),
         compute_type=str(options.extra.get("compute_type", "int8")),
         switch_margin=float(options.extra.get("switch_margin", 0.4)),

@@ -80,6 +80,7 @@ class EngineHub:
                 extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
                                          "whisper_context": s.whisper_context,
                                          "final_window": s.whisper_final_window,
+                                         "left_context_s": s.whisper_left_context_s,
                                          "device": s.whisper_device, "compute_type": s.whisper_compute_type,
                                          "switch_margin": s.language_switch_margin}
                 try:

@@ -22,6 +22,12 @@ from hushgate.engines.base import Pcm16, VoiceActivity
 EndReason = Literal["silence", "flush", "max_length"]
 ONSET_WINDOW_MS = 100
 ONSET_FRACTION = 0.6
+# An utterance this close to its longest (or within a fifth of it, for short
+# limits) is ended at the first short pause rather than cut at the limit, where
+# the cut may fall inside a word and leave both halves to be guessed at. Read
+# speech has few long pauses: 60 ms is the gap between two words.
+CUT_LOOKAHEAD_MS = 3_000
+CUT_PAUSE_MS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,8 @@ class Segmenter:
         self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
         self._hangover_frames = min(self._silence_frames, max(0, round(hangover_ms / frame_ms)))
         self._max_frames = max(1, int(max_utterance_ms / frame_ms))
+        self._cut_from_frames = self._max_frames - round(min(CUT_LOOKAHEAD_MS, max_utterance_ms / 5) / frame_ms)
+        self._cut_pause_frames = min(self._silence_frames, max(1, round(CUT_PAUSE_MS / frame_ms)))
         self._preroll_frames = round(preroll_ms / frame_ms)
         # Room for the pre-roll before the onset plus the onset window itself.
         self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=self._preroll_frames + self._onset_frames)
@@ -130,9 +138,11 @@ class Segmenter:
             self._pending = []
         else:
             self._pending.append(frame)
-            if len(self._pending) >= self._silence_frames:
+            length_frames = self._emitted_samples // self._frame + len(self._pending)
+            near_limit = length_frames >= self._cut_from_frames and len(self._pending) >= self._cut_pause_frames
+            if len(self._pending) >= self._silence_frames or near_limit:
                 held = self._pending[self._hangover_frames :]
-                self._end("silence", self._pending[: self._hangover_frames], out)
+                self._end("silence" if not near_limit else "max_length", self._pending[: self._hangover_frames], out)
                 # The held-back pause becomes pre-roll for whatever comes next.
                 for f in held[-(self._ring.maxlen or 1) :]:
                     self._ring.append((f, False))

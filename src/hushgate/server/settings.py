@@ -195,6 +195,13 @@ class Settings:
         default=False,
         metadata=_doc("Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."),
     )
+    whisper_left_context_s: float = field(
+        default=3.0,
+        metadata=_doc(
+            "Seconds of the previous utterance's end that Whisper's short-window final decodes before the new "
+            "audio, its words forced as prefix (0: each utterance alone)."
+        ),
+    )
     partial_interval_ms: int = field(
         default=0,
         metadata=_doc("Audio between two partials; 0 uses each engine's own (Whisper 1000, Vosk 200)."),
@@ -282,6 +289,8 @@ class Settings:
         for name in ("max_sessions", "stt_concurrency", "engine_threads", "outbox_events", "max_frame_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if not 0 <= self.whisper_left_context_s <= 10:
+            raise SettingsError("whisper_left_context_s must be 0–10")
         if not 0.0 <= self.language_switch_margin <= 1.0:
             raise SettingsError("language_switch_margin must be 0–1")
         if self.whisper_final_window not in ("short", "full"):
