@@ -24,7 +24,6 @@ HTTP routes (the OpenAI-compatible API included) and the Wyoming server.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -94,13 +93,6 @@ async def accept(gateway: Gateway, websocket: WebSocket) -> Principal | None:
     return decision.principal
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
 def refusal(gateway: Gateway, principal: Principal, address: str | None) -> GatewayError | None:
     """Why this client cannot have a session now (close 1013: try again later), if it cannot."""
     settings = gateway.settings
@@ -114,7 +106,7 @@ def refusal(gateway: Gateway, principal: Principal, address: str | None) -> Gate
     per_key, per_address, per_token = settings.session_caps()
     if per_key and principal.key_id not in UNKEYED and gateway.per_key.get(principal.key_id, 0) >= per_key:
         return OverCap(f"this key is at its limit of {per_key} sessions", close=CloseCode.TRY_AGAIN_LATER)
-    if per_address and address and not _is_loopback(address) and gateway.per_address.get(address, 0) >= per_address:
+    if per_address and address and not gateway.auth.is_loopback(address) and gateway.per_address.get(address, 0) >= per_address:
         return OverCap(f"this address is at its limit of {per_address} sessions", close=CloseCode.TRY_AGAIN_LATER)
     token_id = principal.token_id
     if per_token and token_id and gateway.per_token.get(token_id, 0) >= per_token:

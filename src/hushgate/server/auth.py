@@ -174,7 +174,8 @@ class Authenticator:
             return False
         return name == "localhost" or _ip(name) in self._loopback
 
-    def _is_loopback(self, client_host: str | None) -> bool:
+    def is_loopback(self, client_host: str | None) -> bool:
+        """A client on this machine: 127.0.0.1 and ::1 unless ``loopback_addresses`` says otherwise."""
         address = _ip(client_host) if client_host else None
         return address is not None and address in self._loopback
 
@@ -203,7 +204,7 @@ class Authenticator:
                 "unauthorized", "invalid or expired token")
         if self.no_auth:
             return Decision("ok", "auth disabled", Principal("anonymous"))
-        if not self.keys_configured and self._is_loopback(client_host):
+        if not self.keys_configured and self.is_loopback(client_host):
             if not self.host_is_loopback(host):
                 return Decision("forbidden", "no API keys configured: only a Host naming this machine is served")
             return Decision("ok", "loopback", Principal("loopback"))
