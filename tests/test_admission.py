@@ -68,6 +68,7 @@ async def test_idle_vosk_sockets_do_not_lock_out_a_client_even_sending_config() 
         url = f"ws://127.0.0.1:{server.port}/vosk"
         idle = await _open_idle(url, IDLE)
         try:
+
             async def keep_configuring() -> None:  # a `config` used to reset the idle timer
                 while True:
                     for ws in idle:
@@ -154,8 +155,13 @@ async def _status_before_body_is_sent(port: int, path: str, headers: str) -> byt
     """Declare a 40 MB body, send 1 KiB of it: the answer must come without the rest."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{headers}"
-                      f"Content-Length: 40000000\r\n\r\n").encode() + b" " * 1024)
+        writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{headers}"
+                f"Content-Length: 40000000\r\n\r\n"
+            ).encode()
+            + b" " * 1024
+        )
         await writer.drain()
         return await asyncio.wait_for(reader.readline(), 10)
     finally:

@@ -149,8 +149,10 @@ async def _budget_attacker(url: str, rate_per_s: float, sent: list[int]) -> None
 
 async def _attack(url: str, rate_per_s: float, duration_s: float) -> list[int]:
     sent = [0, 0]
-    attackers = [asyncio.create_task(_greedy_attacker(url, sent)),
-                 asyncio.create_task(_budget_attacker(url, rate_per_s, sent))]
+    attackers = [
+        asyncio.create_task(_greedy_attacker(url, sent)),
+        asyncio.create_task(_budget_attacker(url, rate_per_s, sent)),
+    ]
     await asyncio.sleep(duration_s)
     for attacker in attackers:
         attacker.cancel()
@@ -172,8 +174,9 @@ async def test_healthz_and_another_sessions_finals_hold_under_the_worst_frames(a
         healthz = asyncio.create_task(_healthz_latencies_ms(server.http + "/healthz", until))
         context = multiprocessing.get_context("spawn")
         sent = context.Manager().list([0, 0])
-        attackers = context.Process(target=attack_in_process,
-                                    args=(server.ws(), SETTINGS.control_rate_per_s, quiet_s + 10, sent))
+        attackers = context.Process(
+            target=attack_in_process, args=(server.ws(), SETTINGS.control_rate_per_s, quiet_s + 10, sent)
+        )
         attackers.start()
         try:
             await asyncio.sleep(2.0)  # the attackers' interpreter starts
@@ -186,10 +189,12 @@ async def test_healthz_and_another_sessions_finals_hold_under_the_worst_frames(a
                 attackers.kill()
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[-1]
-    print(f"\nhostile frames sent: greedy {sent[0]} x 268 or 99 KiB of empty arrays, "
-          f"budget {sent[1]} x {SETTINGS.control_rate_per_s - 3:.0f} KiB"
-          f"\n/healthz under attack: n={len(latencies)} p50={p50:.1f} ms p95={p95:.1f} ms max={max(latencies):.1f} ms"
-          f"\nvictim finals: {finals} (quiet run {quiet_finals}); stop→ended {ended_s:.2f} s (quiet {quiet_s:.2f} s)")
+    print(
+        f"\nhostile frames sent: greedy {sent[0]} x 268 or 99 KiB of empty arrays, "
+        f"budget {sent[1]} x {SETTINGS.control_rate_per_s - 3:.0f} KiB"
+        f"\n/healthz under attack: n={len(latencies)} p50={p50:.1f} ms p95={p95:.1f} ms max={max(latencies):.1f} ms"
+        f"\nvictim finals: {finals} (quiet run {quiet_finals}); stop→ended {ended_s:.2f} s (quiet {quiet_s:.2f} s)"
+    )
     assert finals == quiet_finals >= 1
     assert p95 < HEALTHZ_P95_BUDGET_MS
     assert ended_s < quiet_s + 5

@@ -40,7 +40,6 @@ from hushgate.wire import CloseCode
 UNKEYED = frozenset({"loopback", "anonymous", "wyoming"})  # principals that are not an API key
 
 
-
 class OverCap(Busy):
     """A key, address or token is at its own cap (the server may still have room for others)."""
 
@@ -106,12 +105,19 @@ def refusal(gateway: Gateway, principal: Principal, address: str | None) -> Gate
     per_key, per_address, per_token = settings.session_caps()
     if per_key and principal.key_id not in UNKEYED and gateway.per_key.get(principal.key_id, 0) >= per_key:
         return OverCap(f"this key is at its limit of {per_key} sessions", close=CloseCode.TRY_AGAIN_LATER)
-    if per_address and address and not gateway.auth.is_loopback(address) and gateway.per_address.get(address, 0) >= per_address:
+    if (
+        per_address
+        and address
+        and not gateway.auth.is_loopback(address)
+        and gateway.per_address.get(address, 0) >= per_address
+    ):
         return OverCap(f"this address is at its limit of {per_address} sessions", close=CloseCode.TRY_AGAIN_LATER)
     token_id = principal.token_id
     if per_token and token_id and gateway.per_token.get(token_id, 0) >= per_token:
-        return OverCap(f"this token is in use by {per_token} live session(s); it opens one at a time",
-                       close=CloseCode.TRY_AGAIN_LATER)
+        return OverCap(
+            f"this token is in use by {per_token} live session(s); it opens one at a time",
+            close=CloseCode.TRY_AGAIN_LATER,
+        )
     return None
 
 
@@ -144,8 +150,7 @@ def waiting(gateway: Gateway) -> Iterator[asyncio.Event]:
 
 
 def evicted_error() -> Busy:
-    return Busy("too many connections are waiting to start; this one waited longest",
-                close=CloseCode.TRY_AGAIN_LATER)
+    return Busy("too many connections are waiting to start; this one waited longest", close=CloseCode.TRY_AGAIN_LATER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,8 +89,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             await gateway.hub.aclose()
             gateway.stuck_engines = await asyncio.to_thread(runtime.shutdown, ENGINE_STOP_WAIT_S)
             if gateway.stuck_engines:
-                log.warning("engine calls still running %.0f s after shutdown, abandoned: %s",
-                            ENGINE_STOP_WAIT_S, ", ".join(gateway.stuck_engines))
+                log.warning(
+                    "engine calls still running %.0f s after shutdown, abandoned: %s",
+                    ENGINE_STOP_WAIT_S,
+                    ", ".join(gateway.stuck_engines),
+                )
             gateway.hub.close()
 
     async def healthz(request: Request) -> Response:
@@ -126,9 +129,15 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
         cap_s = body.get("max_session_s") if isinstance(body, dict) else None
-        if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
-                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool)
-                                           or not 0 < cap_s < math.inf))):
+        if (
+            not isinstance(ttl_s, (int, float))
+            or isinstance(ttl_s, bool)
+            or not 1 <= ttl_s <= 86_400
+            or (
+                cap_s is not None
+                and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool) or not 0 < cap_s < math.inf)
+            )
+        ):
             return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
         ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
         token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
@@ -142,7 +151,9 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                 "voices": [
                     {"id": v.id, "language": v.language, "sample_rate": v.sample_rate_hz, "engine": v.engine}
                     for v in gateway.hub.voices()
-                ] if gateway.ready else [],
+                ]
+                if gateway.ready
+                else [],
                 "translation_pairs": [f"{a}-{b}" for a, b in gateway.hub.pairs()] if gateway.ready else [],
                 "engines": gateway.hub.describe() if gateway.ready else {},
                 "limits": {
@@ -179,7 +190,7 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         except ApiError as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         except (ValueError, UnicodeDecodeError):
-            return JSONResponse({"error": "body must be JSON: {\"text\": ..., \"voice\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'body must be JSON: {"text": ..., "voice": ...}'}, status_code=400)
         text = body.get("text") if isinstance(body, dict) else None
         voice = body.get("voice") if isinstance(body, dict) else None
         language = body.get("language") if isinstance(body, dict) else None
@@ -234,8 +245,12 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             await _refuse(transport, refusal, codec)
             return
         session = Session(
-            settings=settings, hub=gateway.hub, codec=codec, transport=transport,
-            gate=admission.Gate(gateway, principal, address), on_event=gateway.metrics.on_event,
+            settings=settings,
+            hub=gateway.hub,
+            codec=codec,
+            transport=transport,
+            gate=admission.Gate(gateway, principal, address),
+            on_event=gateway.metrics.on_event,
             max_session_s=principal.max_session_s,
         )
         await session.run()

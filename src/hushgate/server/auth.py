@@ -112,8 +112,9 @@ class Authenticator:
                 return Principal(key_id=known[:12])
         return None
 
-    def issue_token(self, principal: Principal, *, ttl_s: float, max_session_s: float | None,
-                    now: float | None = None) -> str:
+    def issue_token(
+        self, principal: Principal, *, ttl_s: float, max_session_s: float | None, now: float | None = None
+    ) -> str:
         payload = {
             "kid": principal.key_id,
             # Rounded up: truncating let a 1 s token expire before its first use.
@@ -149,8 +150,12 @@ class Authenticator:
         scope = payload.get("scope")
         scopes = frozenset(s for s in scope if s in BROWSER_SCOPES) if isinstance(scope, list) else frozenset()
         nonce = payload.get("n")
-        return Principal(key_id=str(payload.get("kid")), max_session_s=float(cap) if cap else None,
-                         scopes=scopes, token_id=nonce if isinstance(nonce, str) else None)
+        return Principal(
+            key_id=str(payload.get("kid")),
+            max_session_s=float(cap) if cap else None,
+            scopes=scopes,
+            token_id=nonce if isinstance(nonce, str) else None,
+        )
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Browsers always send Origin; other clients usually do not."""
@@ -200,8 +205,11 @@ class Authenticator:
             return Decision("ok", "api key", principal) if principal else Decision("unauthorized", "invalid key")
         if token is not None:
             principal = self.check_token(token)
-            return Decision("ok", "token", principal) if principal else Decision(
-                "unauthorized", "invalid or expired token")
+            return (
+                Decision("ok", "token", principal)
+                if principal
+                else Decision("unauthorized", "invalid or expired token")
+            )
         if self.no_auth:
             return Decision("ok", "auth disabled", Principal("anonymous"))
         if not self.keys_configured and self.is_loopback(client_host):

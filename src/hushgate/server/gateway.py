@@ -49,8 +49,11 @@ class Gateway:
 
     def count(self, principal: Principal, address: str | None, step: int = 1) -> None:
         """Add (or with ``step=-1`` remove) one session for its key, address and token."""
-        for counts, key in ((self.per_key, principal.key_id), (self.per_address, address),
-                            (self.per_token, principal.token_id)):
+        for counts, key in (
+            (self.per_key, principal.key_id),
+            (self.per_address, address),
+            (self.per_token, principal.token_id),
+        ):
             if key is None:
                 continue
             counts[key] = counts.get(key, 0) + step

@@ -53,8 +53,21 @@ def _str_at(frame: bytes, pos: int) -> tuple[str, int] | None:
     return frame[start:end].decode("utf-8", "replace"), end
 
 
-_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8,
-          0xCA: 4, 0xCB: 8}
+_FIXED = {
+    0xC0: 0,
+    0xC2: 0,
+    0xC3: 0,
+    0xCC: 1,
+    0xCD: 2,
+    0xCE: 4,
+    0xCF: 8,
+    0xD0: 1,
+    0xD1: 2,
+    0xD2: 4,
+    0xD3: 8,
+    0xCA: 4,
+    0xCB: 8,
+}
 _LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}  # bin8/16/32, str8/16/32
 
 
@@ -127,8 +140,10 @@ class ControlBudget:
     def check_size(self, size_bytes: int) -> None:
         """Raises :class:`TooLarge` (1009) for a control frame no burst can pay for."""
         if size_bytes > self.max_frame_bytes:
-            raise TooLarge(f"control message of {size_bytes} bytes exceeds the limit of {self.max_frame_bytes}",
-                           close=CloseCode.TOO_BIG)
+            raise TooLarge(
+                f"control message of {size_bytes} bytes exceeds the limit of {self.max_frame_bytes}",
+                close=CloseCode.TOO_BIG,
+            )
 
     def charge(self, size_bytes: int) -> bool:
         """Spend a frame's cost: True when it may be decoded, False when it is refused (not fatal).
@@ -145,6 +160,8 @@ class ControlBudget:
         if self.tokens >= 0:
             return True
         if self.tokens < -self.burst:
-            raise Busy(f"kept sending control messages past the limit of {self.rate_per_s:g} per second",
-                       close=CloseCode.POLICY)
+            raise Busy(
+                f"kept sending control messages past the limit of {self.rate_per_s:g} per second",
+                close=CloseCode.POLICY,
+            )
         return False

@@ -116,8 +116,13 @@ def apply_config(raw: object, current: VoskConfig) -> VoskConfig:
     if "sample_rate" in raw:
         rate = raw["sample_rate"]
         # vosk-server does float(sample_rate): 16000.0 is fine, 44100.5 or "16k" is not.
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
-                or rate != int(rate) or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not math.isfinite(rate)
+            or rate != int(rate)
+            or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ
+        ):
             raise _unsupported(f"sample_rate must be a whole number {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ}")
         config = replace(config, sample_rate_hz=int(rate))
     if "words" in raw:
@@ -224,7 +229,10 @@ class VoskSession:
                 await close_quietly(self._transport, int(code), reason)
             log.info(
                 "vosk session %s closed code=%d audio_ms=%d utterances=%d",
-                self.id, int(code), self._audio_path[0].audio_ms if self._audio_path else 0, self._utterances,
+                self.id,
+                int(code),
+                self._audio_path[0].audio_ms if self._audio_path else 0,
+                self._utterances,
             )
 
     async def _await_audio(self) -> bytes | None:
@@ -287,8 +295,12 @@ class VoskSession:
 
     async def _open(self) -> tuple[AudioInput, Segmenter]:
         self._audio_path = open_audio_path(
-            self._hub, self._settings, VadOptions(), source_rate_hz=self._config.sample_rate_hz,
-            engine_rate_hz=self._recognition.rate_hz)
+            self._hub,
+            self._settings,
+            VadOptions(),
+            source_rate_hz=self._config.sample_rate_hz,
+            engine_rate_hz=self._recognition.rate_hz,
+        )
         try:
             await self._recognition.open(self._language, self._config.words)
         except Exception as exc:  # noqa: BLE001 - becomes the close code
@@ -347,7 +359,9 @@ class VoskSession:
             # closing (1013 when overloaded) at least tells them to come back later.
             raise to_wire(exc, "speech-to-text failed", fatal=True, session=self.id) from None
         if ended:
-            return self._final_reply([(r or Transcript(""), end) for r, end in zip(results, ended, strict=True)], ended_at)
+            return self._final_reply(
+                [(r or Transcript(""), end) for r, end in zip(results, ended, strict=True)], ended_at
+            )
         if final:
             return {"text": ""}
         latest = results[-1] if results else None
@@ -410,9 +424,15 @@ def make_vosk_endpoint(
             await close_quietly(transport, int(exc.close or CloseCode.POLICY), exc.message)
             return
         session = VoskSession(
-            transport=transport, settings=settings, hub=gateway.hub, route=route, language=language,
-            on_event=gateway.metrics.on_event, gate=admission.Gate(gateway, principal, address),
-            max_session_s=principal.max_session_s, default_sample_rate_hz=default_sample_rate_hz,
+            transport=transport,
+            settings=settings,
+            hub=gateway.hub,
+            route=route,
+            language=language,
+            on_event=gateway.metrics.on_event,
+            gate=admission.Gate(gateway, principal, address),
+            max_session_s=principal.max_session_s,
+            default_sample_rate_hz=default_sample_rate_hz,
         )
         # Counted with /v1/stream's sessions, so limits are shared and SIGTERM drains it too.
         await session.run()

@@ -140,8 +140,11 @@ class _Transcription:
 
     def _start(self, utterances: list[Utterance]) -> None:
         for utt in utterances:
-            self.decodes.append(asyncio.ensure_future(
-                self.route.runner.run(decode_utterance, self.route, self.language, False, utt.pcm)))
+            self.decodes.append(
+                asyncio.ensure_future(
+                    self.route.runner.run(decode_utterance, self.route, self.language, False, utt.pcm)
+                )
+            )
 
     async def finish(self) -> list[str]:
         tail = self.input.drain()
@@ -191,8 +194,9 @@ class WyomingConnection:
     async def _serve(self) -> None:
         while True:
             try:
-                event = await asyncio.wait_for(read_event(self._reader, self._settings.max_frame_bytes),
-                                               self._settings.idle_timeout_s)
+                event = await asyncio.wait_for(
+                    read_event(self._reader, self._settings.max_frame_bytes), self._settings.idle_timeout_s
+                )
             except TimeoutError:
                 return
             except ClientError as exc:
@@ -256,8 +260,10 @@ class WyomingConnection:
 
     def _begin(self, start: AudioStart) -> None:
         if start.width != 2 or start.channels != 1:
-            raise ClientError(f"only 16-bit mono audio is accepted, not {start.width * 8}-bit with "
-                              f"{start.channels} channels", "unsupported-audio")
+            raise ClientError(
+                f"only 16-bit mono audio is accepted, not {start.width * 8}-bit with {start.channels} channels",
+                "unsupported-audio",
+            )
         if not 8_000 <= start.rate <= 48_000:
             raise ClientError(f"sample rate must be 8000–48000 Hz, not {start.rate}", "unsupported-audio")
         language = self._language or self._settings.default_language
@@ -321,19 +327,54 @@ class WyomingConnection:
             route = hub.stt(language)
             if route is None:
                 continue
-            model = models.setdefault(route.transcriber.model, AsrModel(
-                name=route.transcriber.model, attribution=ATTRIBUTION, installed=True,
-                description=f"{route.transcriber.name} {route.transcriber.model}", version=None, languages=[]))
+            model = models.setdefault(
+                route.transcriber.model,
+                AsrModel(
+                    name=route.transcriber.model,
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description=f"{route.transcriber.name} {route.transcriber.model}",
+                    version=None,
+                    languages=[],
+                ),
+            )
             model.languages.append(language)
-        voices = [TtsVoice(name=v.id, attribution=ATTRIBUTION, installed=True, description=v.description or v.id,
-                           version=None, languages=[v.language]) for v in hub.voices()]
+        voices = [
+            TtsVoice(
+                name=v.id,
+                attribution=ATTRIBUTION,
+                installed=True,
+                description=v.description or v.id,
+                version=None,
+                languages=[v.language],
+            )
+            for v in hub.voices()
+        ]
         return Info(
-            asr=[AsrProgram(name="hushgate", attribution=ATTRIBUTION, installed=True,
-                            description="hushgate speech-to-text", version=None, models=list(models.values()),
-                            supports_transcript_streaming=True)],
-            tts=[TtsProgram(name="hushgate", attribution=ATTRIBUTION, installed=True,
-                            description="hushgate text-to-speech", version=None, voices=voices,
-                            supports_synthesize_streaming=True)] if voices else [],
+            asr=[
+                AsrProgram(
+                    name="hushgate",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description="hushgate speech-to-text",
+                    version=None,
+                    models=list(models.values()),
+                    supports_transcript_streaming=True,
+                )
+            ],
+            tts=[
+                TtsProgram(
+                    name="hushgate",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description="hushgate text-to-speech",
+                    version=None,
+                    voices=voices,
+                    supports_synthesize_streaming=True,
+                )
+            ]
+            if voices
+            else [],
         )
 
 
@@ -357,8 +398,9 @@ class WyomingServer:
     async def start(self) -> None:
         parts = urlsplit(self._uri)
         if parts.scheme == "tcp":
-            self._server = await asyncio.start_server(self._accept, parts.hostname, parts.port,
-                                                      limit=HEADER_LIMIT_BYTES)
+            self._server = await asyncio.start_server(
+                self._accept, parts.hostname, parts.port, limit=HEADER_LIMIT_BYTES
+            )
         elif parts.scheme == "unix":
             self._server = await asyncio.start_unix_server(self._accept, parts.path, limit=HEADER_LIMIT_BYTES)
         else:

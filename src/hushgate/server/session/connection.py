@@ -208,9 +208,7 @@ class Session:
         self._transition(State.STREAMING)
         self._on_event("session_started", None)
         self._outbox.put(
-            ready_event(
-                self.id, start, plan, self._hub, self._settings, max_session_s=self._inbox.max_session_s
-            )
+            ready_event(self.id, start, plan, self._hub, self._settings, max_session_s=self._inbox.max_session_s)
         )
         speaking.open()
         voiceprints.open()
