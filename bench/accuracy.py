@@ -76,14 +76,19 @@ def corpus(audio_dir: Path, languages: Sequence[str]) -> list[Recording]:
     out: list[Recording] = []
     if "en" in languages:
         with open(audio_dir / "transcripts.tsv") as f:
-            out += [Recording(audio_dir / r["file"], "en", r["transcript"])
-                    for r in csv.DictReader(f, delimiter="\t")
-                    if r["transcript"] and r["file"] != "misc/vosk_test.wav"]
+            out += [
+                Recording(audio_dir / r["file"], "en", r["transcript"])
+                for r in csv.DictReader(f, delimiter="\t")
+                if r["transcript"] and r["file"] != "misc/vosk_test.wav"
+            ]
     fleurs = audio_dir / "fleurs" / "transcripts.tsv"
     if fleurs.exists():
         with open(fleurs) as f:
-            out += [Recording(audio_dir / "fleurs" / r["file"], r["language"], r["transcript"])
-                    for r in csv.DictReader(f, delimiter="\t") if r["language"] in languages]
+            out += [
+                Recording(audio_dir / "fleurs" / r["file"], r["language"], r["transcript"])
+                for r in csv.DictReader(f, delimiter="\t")
+                if r["language"] in languages
+            ]
     return out
 
 
@@ -116,8 +121,9 @@ def decode_offline(model: Any, recordings: Sequence[Recording]) -> Offline:
     started = time.perf_counter()
     for rec in recordings:
         audio = read_pcm(rec.path).astype(np.float32) / 32768
-        segments, _info = model.transcribe(audio, language=rec.language if multilingual else "en",
-                                           beam_size=1, vad_filter=False)
+        segments, _info = model.transcribe(
+            audio, language=rec.language if multilingual else "en", beam_size=1, vad_filter=False
+        )
         out.texts[rec.path] = " ".join(s.text.strip() for s in segments)
         if multilingual:
             language, _probability, _all = model.detect_language(audio)
@@ -145,8 +151,11 @@ async def stream_file(url: str, pcm: np.ndarray, language: str, *, realtime: boo
     sent_at: list[float] = []  # perf_counter after chunk k went out
     finals: list[dict[str, Any]] = []
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "audio": {"sample_rate": SAMPLE_RATE_HZ},
-                                  "language": language, "partials": True}))
+        await ws.send(
+            json.dumps(
+                {"type": "start", "audio": {"sample_rate": SAMPLE_RATE_HZ}, "language": language, "partials": True}
+            )
+        )
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
             out.errors.append(f"refused: {ready.get('code')}: {ready.get('message')}")
@@ -188,14 +197,16 @@ async def stream_file(url: str, pcm: np.ndarray, language: str, *, realtime: boo
     return out
 
 
-async def stream_all(url: str, recordings: Sequence[Recording], *, realtime: bool, parallel: int,
-                     auto: bool = False) -> dict[Path, Streamed]:
+async def stream_all(
+    url: str, recordings: Sequence[Recording], *, realtime: bool, parallel: int, auto: bool = False
+) -> dict[Path, Streamed]:
     gate = asyncio.Semaphore(parallel if realtime else 1)
 
     async def one(rec: Recording) -> tuple[Path, Streamed]:
         async with gate:
-            return rec.path, await stream_file(url, read_pcm(rec.path), "auto" if auto else rec.language,
-                                               realtime=realtime)
+            return rec.path, await stream_file(
+                url, read_pcm(rec.path), "auto" if auto else rec.language, realtime=realtime
+            )
 
     return dict(await asyncio.gather(*(one(r) for r in recordings)))
 
@@ -218,14 +229,18 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
     recordings = corpus(args.audio_dir, languages)
     if not recordings:
         return []
-    print(f"\n## {name} ({model_path}): {len(recordings)} recordings, languages {', '.join(languages)}",
-          flush=True)
+    print(f"\n## {name} ({model_path}): {len(recordings)} recordings, languages {', '.join(languages)}", flush=True)
     offline = decode_offline(model, recordings)
     del model
     print(f"offline decode: {offline.seconds:.0f} s", flush=True)
-    env = {"HUSHGATE_STT": ",".join(f"{lang}=whisper:{name}" for lang in languages),
-           "HUSHGATE_DEFAULT_LANGUAGE": languages[0], "HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "",
-           "HUSHGATE_SPEAKER_ENCODER": "", "HUSHGATE_MAX_SESSIONS": str(max(8, args.parallel + 1))}
+    env = {
+        "HUSHGATE_STT": ",".join(f"{lang}=whisper:{name}" for lang in languages),
+        "HUSHGATE_DEFAULT_LANGUAGE": languages[0],
+        "HUSHGATE_TRANSLATORS": "",
+        "HUSHGATE_SYNTHESIZERS": "",
+        "HUSHGATE_SPEAKER_ENCODER": "",
+        "HUSHGATE_MAX_SESSIONS": str(max(8, args.parallel + 1)),
+    }
     if args.models_dir is not None:
         env["HUSHGATE_MODELS_DIR"] = str(args.models_dir)
     server = SpawnedServer([], env)
@@ -236,8 +251,9 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
     try:
         for pace in args.pace:
             started = time.perf_counter()
-            streamed[pace] = asyncio.run(stream_all(server.url, recordings, realtime=pace == "realtime",
-                                                    parallel=args.parallel))
+            streamed[pace] = asyncio.run(
+                stream_all(server.url, recordings, realtime=pace == "realtime", parallel=args.parallel)
+            )
             print(f"streamed at {pace} pace: {time.perf_counter() - started:.0f} s", flush=True)
         if only is None:
             auto = asyncio.run(stream_all(server.url, recordings, realtime=False, parallel=1, auto=True))
@@ -254,7 +270,9 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
                 continue
             runs = [streamed[pace][r.path] for r in recs]
             errors = sum(len(s.errors) for s in runs)
-            row.append(f"{wer(refs, [normalise(s.text) for s in runs]):.1f}" + (f" ({errors} errors)" if errors else ""))
+            row.append(
+                f"{wer(refs, [normalise(s.text) for s in runs]):.1f}" + (f" ({errors} errors)" if errors else "")
+            )
         lags = [lag for r in recs for lag in streamed["realtime"][r.path].lags_ms] if "realtime" in streamed else []
         row.append(f"{fmt(pct(lags, 50))} / {fmt(pct(lags, 95))}" if lags else "–")
         if only is None:
@@ -264,13 +282,17 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
             if any(auto[r.path].errors and not auto[r.path].languages for r in recs) or not any(said):
                 row.append("–")
             else:
-                row.append(f"{sum(bool(s) and s[0][0] == r.language for s, r in zip(said, recs, strict=True))}/{len(recs)}")
+                row.append(
+                    f"{sum(bool(s) and s[0][0] == r.language for s, r in zip(said, recs, strict=True))}/{len(recs)}"
+                )
         else:
             row += ["–", "–"]
         rows.append(row)
         if args.verbose:
             for r in recs:
-                print(f"\n{r.path.name}\n  ref:     {normalise(r.reference)}\n  offline: {normalise(offline.texts[r.path])}")
+                print(
+                    f"\n{r.path.name}\n  ref:     {normalise(r.reference)}\n  offline: {normalise(offline.texts[r.path])}"
+                )
                 for pace in streamed:
                     print(f"  {pace}: {normalise(streamed[pace][r.path].text)}")
     return rows
@@ -278,8 +300,9 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="whisper-tiny.en",
-                        help="comma-separated catalogue names or model directories")
+    parser.add_argument(
+        "--models", default="whisper-tiny.en", help="comma-separated catalogue names or model directories"
+    )
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--audio-dir", type=Path, default=AUDIO_DIR)
     parser.add_argument("--languages", default="en,de,es,fr,pt")
@@ -296,8 +319,22 @@ def main() -> None:
     for name in args.models.split(","):
         rows += run_model(name.strip(), args)
     print("\nWER % (lower is better); final lag p50 / p95 ms at real-time pace; language identified / files\n")
-    print(table(["model", "language", "files", "offline WER", "streamed WER (full speed)",
-                 "streamed WER (real time)", "final lag p50 / p95", "LID offline", "LID streamed"], rows))
+    print(
+        table(
+            [
+                "model",
+                "language",
+                "files",
+                "offline WER",
+                "streamed WER (full speed)",
+                "streamed WER (real time)",
+                "final lag p50 / p95",
+                "LID offline",
+                "LID streamed",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

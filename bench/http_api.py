@@ -93,8 +93,15 @@ async def speech(client: httpx.AsyncClient, runs: int) -> str:
                         size += len(chunk)
                 firsts.append(first or 0.0)
                 lasts.append(time.perf_counter() - started)
-            rows.append([label, fmt, f"{statistics.median(firsts) * 1000:.0f}",
-                         f"{statistics.median(lasts) * 1000:.0f}", str(size)])
+            rows.append(
+                [
+                    label,
+                    fmt,
+                    f"{statistics.median(firsts) * 1000:.0f}",
+                    f"{statistics.median(lasts) * 1000:.0f}",
+                    str(size),
+                ]
+            )
     head = "/v1/audio/speech (ms from the request; median of runs)"
     return head + "\n\n" + table(["text", "format", "first audio byte", "last byte", "bytes"], rows, "llrrr")
 

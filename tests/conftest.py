@@ -53,15 +53,19 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    settings: Settings, specs: list[EngineSpec] | None = None, *, discover: bool = True,
+    settings: Settings,
+    specs: list[EngineSpec] | None = None,
+    *,
+    discover: bool = True,
     ping_interval_s: float | None = 20.0,
 ) -> Iterator[Running]:
     """Run the gateway with uvicorn in a thread of its own, as in production."""
     port = free_port()
     settings = Settings(**{**_fields(settings), "port": port})
     app = create_app(settings, registry=EngineRegistry(specs or [], discover=discover))
-    config = uvicorn_config(app, settings, host="127.0.0.1", log_level="warning", lifespan="on",
-                            ws_ping_interval=ping_interval_s)
+    config = uvicorn_config(
+        app, settings, host="127.0.0.1", log_level="warning", lifespan="on", ws_ping_interval=ping_interval_s
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

@@ -60,8 +60,13 @@ class FakeTranscriber:
     sample_rate_hz = 16_000
     partial_interval_ms = 200
 
-    def __init__(self, delay_s: float = 0.0, final_delay_s: float = 0.0, fail_on_accept: bool = False,
-                 real_time_factor: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        final_delay_s: float = 0.0,
+        fail_on_accept: bool = False,
+        real_time_factor: float = 0.0,
+    ) -> None:
         self.delay_s = delay_s
         self.real_time_factor = real_time_factor
         self.final_delay_s = final_delay_s
@@ -88,7 +93,7 @@ def fake_spec(transcriber: FakeTranscriber | None = None) -> EngineSpec:
 
 
 class FakeTranslator:
-    """"Translates" en→es by tagging words, and records each batch it is given."""
+    """ "Translates" en→es by tagging words, and records each batch it is given."""
 
     name = "fake-translate"
 

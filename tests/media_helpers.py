@@ -31,4 +31,19 @@ def words(text: str) -> list[str]:
 
 
 #: The first half of the JFK recording's sentence (../shared/audio/misc/jfk.wav).
-JFK_WORDS = {"and", "so", "my", "fellow", "americans", "ask", "not", "what", "your", "country", "can", "do", "for", "you"}
+JFK_WORDS = {
+    "and",
+    "so",
+    "my",
+    "fellow",
+    "americans",
+    "ask",
+    "not",
+    "what",
+    "your",
+    "country",
+    "can",
+    "do",
+    "for",
+    "you",
+}

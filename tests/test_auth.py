@@ -21,8 +21,14 @@ from tests.wsclient import Client
 KEY = "sgw_test_key_0123456789"
 OTHER_KEY = "sgw_other_key_9876543210"
 SETTINGS = Settings(
-    stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", api_keys=(hash_key(KEY), hash_key(OTHER_KEY)),
-    allowed_origins=("https://app.example.com",), max_sessions_per_key=2, token_secret="s3cret",
+    stt=("en=fake",),
+    translators=(),
+    synthesizers=(),
+    speaker_encoder="",
+    api_keys=(hash_key(KEY), hash_key(OTHER_KEY)),
+    allowed_origins=("https://app.example.com",),
+    max_sessions_per_key=2,
+    token_secret="s3cret",
 )
 
 
@@ -62,8 +68,12 @@ async def test_keys_are_required_once_configured(server) -> None:  # noqa: ANN00
 async def test_tokens_for_browsers(server) -> None:  # noqa: ANN001
     async with httpx.AsyncClient() as http:
         assert (await http.post(server.http + "/v1/tokens")).status_code == 401
-        assert (await http.post(server.http + "/v1/tokens", headers={"Authorization": "Bearer nope"})).status_code == 401
-        bad = await http.post(server.http + "/v1/tokens", json={"ttl_s": -5}, headers={"Authorization": f"Bearer {KEY}"})
+        assert (
+            await http.post(server.http + "/v1/tokens", headers={"Authorization": "Bearer nope"})
+        ).status_code == 401
+        bad = await http.post(
+            server.http + "/v1/tokens", json={"ttl_s": -5}, headers={"Authorization": f"Bearer {KEY}"}
+        )
         assert bad.status_code == 400
     token = await new_token(server)
     client = await opens(server.ws(f"token={token}"))
@@ -124,17 +134,25 @@ async def test_http_routes_that_use_engines_need_credentials(server) -> None:  #
 
 async def test_without_keys_only_loopback_is_served() -> None:
     app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""))
-    for client_addr, status in [(("127.0.0.1", 5000), 200), (("::1", 5000), 200), (("203.0.113.9", 5000), 403),
-                                (("127.0.0.6", 5000), 403)]:
+    for client_addr, status in [
+        (("127.0.0.1", 5000), 200),
+        (("::1", 5000), 200),
+        (("203.0.113.9", 5000), 403),
+        (("127.0.0.6", 5000), 403),
+    ]:
         transport = httpx.ASGITransport(app=app, client=client_addr)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
             assert (await http.get("/metrics")).status_code == status
     auth = Authenticator(key_hashes=(), token_secret=b"x", allowed_origins=(), no_auth=False)
-    assert auth.decide(client_host="192.168.1.20", authorization=None, token=None, origin=None, host=None).outcome \
+    assert (
+        auth.decide(client_host="192.168.1.20", authorization=None, token=None, origin=None, host=None).outcome
         == "forbidden"
+    )
     open_auth = Authenticator(key_hashes=(), token_secret=b"x", allowed_origins=(), no_auth=True)
-    assert open_auth.decide(client_host="192.168.1.20", authorization=None, token=None, origin=None,
-                            host=None).outcome == "ok"
+    assert (
+        open_auth.decide(client_host="192.168.1.20", authorization=None, token=None, origin=None, host=None).outcome
+        == "ok"
+    )
 
 
 def test_keys_must_be_configured_as_hashes() -> None:
@@ -168,15 +186,27 @@ async def test_keys_never_reach_the_log(server, caplog: pytest.LogCaptureFixture
 
 def test_loopback_is_127_0_0_1_and_colon_colon_1_unless_configured() -> None:
     """A same-pod sidecar connects from 127.0.0.6: all of 127/8 is not "this machine's user"."""
+
     def outcome(auth: Authenticator, client: str) -> str:
-        return auth.decide(client_host=client, authorization=None, token=None, origin=None,
-                           host="127.0.0.1:8000").outcome
+        return auth.decide(
+            client_host=client, authorization=None, token=None, origin=None, host="127.0.0.1:8000"
+        ).outcome
 
     default = Authenticator(key_hashes=(), token_secret=b"x", allowed_origins=(), no_auth=False)
-    assert [outcome(default, c) for c in ("127.0.0.1", "::1", "127.0.0.6", "127.1.2.3", "::ffff:127.0.0.1")] == \
-        ["ok", "ok", "forbidden", "forbidden", "forbidden"]
-    configured = Authenticator(key_hashes=(), token_secret=b"x", allowed_origins=(), no_auth=False,
-                               loopback_addresses=("127.0.0.1", "127.0.0.6"))
+    assert [outcome(default, c) for c in ("127.0.0.1", "::1", "127.0.0.6", "127.1.2.3", "::ffff:127.0.0.1")] == [
+        "ok",
+        "ok",
+        "forbidden",
+        "forbidden",
+        "forbidden",
+    ]
+    configured = Authenticator(
+        key_hashes=(),
+        token_secret=b"x",
+        allowed_origins=(),
+        no_auth=False,
+        loopback_addresses=("127.0.0.1", "127.0.0.6"),
+    )
     assert [outcome(configured, c) for c in ("127.0.0.1", "127.0.0.6", "::1")] == ["ok", "ok", "forbidden"]
 
 
@@ -184,9 +214,15 @@ async def test_without_keys_a_rebinding_page_is_refused() -> None:
     """DNS rebinding: evil.example resolves to 127.0.0.1 and its page talks to the gateway as if same-origin.
     With no keys, only Host values naming loopback are served."""
     auth = Authenticator(key_hashes=(), token_secret=b"x", allowed_origins=(), no_auth=False)
-    for host, outcome in [("evil.example:8000", "forbidden"), ("127.0.0.1:8000", "ok"), ("localhost:8000", "ok"),
-                          ("LOCALHOST", "ok"), ("[::1]:8000", "ok"), (None, "forbidden"),
-                          ("127.0.0.1.evil.example", "forbidden")]:
+    for host, outcome in [
+        ("evil.example:8000", "forbidden"),
+        ("127.0.0.1:8000", "ok"),
+        ("localhost:8000", "ok"),
+        ("LOCALHOST", "ok"),
+        ("[::1]:8000", "ok"),
+        (None, "forbidden"),
+        ("127.0.0.1.evil.example", "forbidden"),
+    ]:
         origin = f"http://{host}" if host else None
         decision = auth.decide(client_host="127.0.0.1", authorization=None, token=None, origin=origin, host=host)
         assert decision.outcome == outcome, (host, decision)
@@ -196,18 +232,28 @@ async def test_without_keys_a_rebinding_page_is_refused() -> None:
         response = await http.get("/metrics", headers={"Origin": "http://evil.example:8000"})
         assert response.status_code == 403
     with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec()]) as gw:
-        await refused(f"ws://127.0.0.1:{gw.port}/v1/stream", 403,
-                      additional_headers={"Host": f"evil.example:{gw.port}"}, origin=f"http://evil.example:{gw.port}")
+        await refused(
+            f"ws://127.0.0.1:{gw.port}/v1/stream",
+            403,
+            additional_headers={"Host": f"evil.example:{gw.port}"},
+            origin=f"http://evil.example:{gw.port}",
+        )
         client = await opens(gw.ws())
         await client.finish()
 
 
 def test_origins_are_compared_as_browsers_send_them() -> None:
-    auth = Authenticator(key_hashes=(hash_key(KEY),), token_secret=b"x", no_auth=False,
-                         allowed_origins=("https://App.Example.com/", "http://localhost:3000"))
+    auth = Authenticator(
+        key_hashes=(hash_key(KEY),),
+        token_secret=b"x",
+        no_auth=False,
+        allowed_origins=("https://App.Example.com/", "http://localhost:3000"),
+    )
+
     def outcome(origin: str, host: str = "gw.example.com") -> str:
-        return auth.decide(client_host="203.0.113.9", authorization=f"Bearer {KEY}", token=None, origin=origin,
-                           host=host).outcome
+        return auth.decide(
+            client_host="203.0.113.9", authorization=f"Bearer {KEY}", token=None, origin=origin, host=host
+        ).outcome
 
     assert outcome("https://app.example.com") == "ok"
     assert outcome("HTTPS://APP.EXAMPLE.COM:443") == "ok"
@@ -241,8 +287,11 @@ async def test_a_browser_token_opens_sessions_and_tts_but_never_metrics(server) 
 async def test_token_numbers_must_be_finite(server, cap: str) -> None:  # noqa: ANN001
     async with httpx.AsyncClient() as http:
         for body in (f'{{"max_session_s": {cap}}}', f'{{"ttl_s": {cap}}}'):
-            response = await http.post(server.http + "/v1/tokens", content=body,
-                                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+            response = await http.post(
+                server.http + "/v1/tokens",
+                content=body,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+            )
             assert response.status_code == 400, (body, response.status_code, response.text)
 
 
@@ -267,8 +316,9 @@ def test_token_secrets_rotate() -> None:
     old, new = "old-token-secret-" + "o" * 32, "new-token-secret-" + "n" * 32
     before = Authenticator(key_hashes=(), token_secret=old, allowed_origins=(), no_auth=False)
     token = before.issue_token(Principal("abc"), ttl_s=60, max_session_s=None, now=1000.0)
-    rotated = Authenticator(key_hashes=(), token_secret=new, previous_token_secrets=(old,), allowed_origins=(),
-                            no_auth=False)
+    rotated = Authenticator(
+        key_hashes=(), token_secret=new, previous_token_secrets=(old,), allowed_origins=(), no_auth=False
+    )
     assert rotated.check_token(token, now=1030.0) is not None  # signed with a previous key: still good
     fresh = rotated.issue_token(Principal("abc"), ttl_s=60, max_session_s=None, now=1000.0)
     assert fresh.split(".")[1] != token.split(".")[1]  # each token names its key id

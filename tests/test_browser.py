@@ -129,8 +129,13 @@ def js(driver: Any, script: str, *args: Any) -> Any:
 
 
 def save_screenshot(
-    driver: Any, name: str, *, width: int | None = None, height: int | None = None,
-    full_page: bool = False, transparent: bool = False,
+    driver: Any,
+    name: str,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    full_page: bool = False,
+    transparent: bool = False,
 ) -> Path:
     """A PNG of the page at an exact viewport size (or its whole height)."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -139,8 +144,9 @@ def save_screenshot(
     height = height or js(driver, "return window.innerHeight")
 
     def viewport(h: int) -> None:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": h, "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", {"width": width, "height": h, "deviceScaleFactor": 1, "mobile": False}
+        )
 
     try:
         viewport(height)
@@ -153,8 +159,9 @@ def save_screenshot(
                 viewport(height)
         if transparent:
             # Keep the page's transparency in the PNG, as streaming software sees it.
-            driver.execute_cdp_cmd("Emulation.setDefaultBackgroundColorOverride",
-                                   {"color": {"r": 0, "g": 0, "b": 0, "a": 0}})
+            driver.execute_cdp_cmd(
+                "Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}}
+            )
         time.sleep(0.3)  # one more frame at the new size
         driver.save_screenshot(str(path))
     finally:
@@ -197,7 +204,9 @@ def test_demo_captions_the_microphone_and_feeds_the_overlay(server: Any, browser
     open_demo(browser, server)
     assert state(browser) == "Ready"
     # Record every partial the page shows, however briefly.
-    js(browser, """
+    js(
+        browser,
+        """
         window.partialsSeen = [];
         new MutationObserver((records) => {
           for (const r of records) for (const n of r.addedNodes) {
@@ -205,18 +214,22 @@ def test_demo_captions_the_microphone_and_feeds_the_overlay(server: Any, browser
               window.partialsSeen.push(n.textContent);
           }
         }).observe(document.getElementById('rows'), {childList: true, subtree: true});
-    """)
+    """,
+    )
 
     browser.find_element(By.ID, "start").click()
     wait_for(browser, "the session to open", lambda d: state(d) == "Listening", 30)
     assert not browser.find_element(By.ID, "start").is_enabled()
     assert browser.find_element(By.ID, "stop").is_enabled()
     assert "whisper" in browser.find_element(By.ID, "engine-info").text
-    wait_for(browser, "the level meter to move", lambda d: int(
-        d.find_element(By.ID, "meter").get_attribute("aria-valuenow")) > 5, 15)
+    wait_for(
+        browser,
+        "the level meter to move",
+        lambda d: int(d.find_element(By.ID, "meter").get_attribute("aria-valuenow")) > 5,
+        15,
+    )
 
-    wait_for(browser, "a final containing 'country'",
-             lambda d: any("country" in f.lower() for f in finals(d)), 60)
+    wait_for(browser, "a final containing 'country'", lambda d: any("country" in f.lower() for f in finals(d)), 60)
     # A few more captions make a better picture, and show timestamps advancing.
     wait_for(browser, "three finals", lambda d: len(finals(d)) >= 3, 60)
     text = " ".join(finals(browser)).lower()
@@ -230,8 +243,12 @@ def test_demo_captions_the_microphone_and_feeds_the_overlay(server: Any, browser
     save_screenshot(browser, "demo-narrow.png", width=390, height=844)
 
     browser.switch_to.window(overlay_tab)
-    wait_for(browser, "the overlay to show the demo's captions",
-             lambda d: d.find_element(By.ID, "captions").text.strip() != "", 15)
+    wait_for(
+        browser,
+        "the overlay to show the demo's captions",
+        lambda d: d.find_element(By.ID, "captions").text.strip() != "",
+        15,
+    )
     lines = browser.find_elements(By.CSS_SELECTOR, "#captions .line")
     assert 1 <= len(lines) <= 3
     save_screenshot(browser, "overlay-from-demo.png", width=1280, height=360, transparent=True)
@@ -247,14 +264,20 @@ def test_demo_captions_the_microphone_and_feeds_the_overlay(server: Any, browser
 def test_overlay_with_its_own_microphone(server: Any, browser: Any) -> None:
     browser.get(server.http + "/overlay?mic=1&lines=2&size=52")
     assert js(browser, "return getComputedStyle(document.body).backgroundColor") == "rgba(0, 0, 0, 0)"
-    wait_for(browser, "the overlay's captions to include 'country'",
-             lambda d: "country" in d.find_element(By.ID, "captions").text.lower(), 90)
+    wait_for(
+        browser,
+        "the overlay's captions to include 'country'",
+        lambda d: "country" in d.find_element(By.ID, "captions").text.lower(),
+        90,
+    )
     lines = browser.find_elements(By.CSS_SELECTOR, "#captions .line")
     assert 1 <= len(lines) <= 2
     size = js(browser, "return getComputedStyle(document.getElementById('captions')).fontSize")
     assert size == "52px"
     # Wait for a finished caption, not a guess in progress, for the picture.
-    wait_for(browser, "a finished caption", lambda d: d.find_elements(By.CSS_SELECTOR, "#captions .line:not(.partial)"), 30)
+    wait_for(
+        browser, "a finished caption", lambda d: d.find_elements(By.CSS_SELECTOR, "#captions .line:not(.partial)"), 30
+    )
     assert browser.find_element(By.ID, "status").text == ""
     path = save_screenshot(browser, "overlay.png", width=1280, height=300, transparent=True)
     publish_for_docs(path, "overlay.png")
@@ -268,21 +291,32 @@ def test_overlay_options_and_translation_target(server: Any, browser: Any) -> No
         for (const m of arguments[0]) channel.postMessage(m);
         channel.close();
     """
-    js(browser, post, [
-        {"kind": "final", "key": "a:0", "text": "one"},
-        {"kind": "translation", "key": "a:0", "target": "es", "text": "uno"},
-        {"kind": "final", "key": "a:1", "text": "two"},
-        {"kind": "translation", "key": "a:1", "target": "fr", "text": "deux"},
-        {"kind": "translation", "key": "a:1", "target": "es", "text": "dos"},
-        {"kind": "final", "key": "a:2", "text": "three"},
-        {"kind": "translation", "key": "a:2", "target": "es", "text": "tr", "provisional": True},
-    ])
-    wait_for(browser, "the Spanish captions",
-             lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#captions .line")] == ["dos", "tr"], 10)
-    style = js(browser, """
+    js(
+        browser,
+        post,
+        [
+            {"kind": "final", "key": "a:0", "text": "one"},
+            {"kind": "translation", "key": "a:0", "target": "es", "text": "uno"},
+            {"kind": "final", "key": "a:1", "text": "two"},
+            {"kind": "translation", "key": "a:1", "target": "fr", "text": "deux"},
+            {"kind": "translation", "key": "a:1", "target": "es", "text": "dos"},
+            {"kind": "final", "key": "a:2", "text": "three"},
+            {"kind": "translation", "key": "a:2", "target": "es", "text": "tr", "provisional": True},
+        ],
+    )
+    wait_for(
+        browser,
+        "the Spanish captions",
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#captions .line")] == ["dos", "tr"],
+        10,
+    )
+    style = js(
+        browser,
+        """
         const s = getComputedStyle(document.getElementById('box'));
         return [s.color, s.backgroundColor, getComputedStyle(document.body).justifyContent];
-    """)
+    """,
+    )
     assert style == ["rgb(255, 255, 0)", "rgba(0, 0, 0, 0)", "flex-start"]
     js(browser, post, [{"kind": "translation", "key": "a:2", "target": "es", "text": "tres"}, {"kind": "reset"}])
     wait_for(browser, "the reset", lambda d: not d.find_elements(By.CSS_SELECTOR, "#captions .line"), 10)
@@ -349,18 +383,30 @@ def test_demo_translation_columns_and_speech(browser: Any) -> None:
         wait_for(browser, "the session to open", lambda d: state(d) == "Listening", 30)
         head = js(browser, "return [...document.querySelectorAll('#transcript-head > div')].map(e => e.textContent)")
         assert head == ["Time", "English", "Spanish", "French"]
-        translated = "return [...document.querySelectorAll('#rows .row.final .cell.translation')].map(e => e.textContent)"
-        wait_for(browser, "translations in both columns",
-                 lambda d: any(t.startswith("[es] word0") for t in js(d, translated))
-                 and any(t.startswith("[fr] word0") for t in js(d, translated)), 60)
+        translated = (
+            "return [...document.querySelectorAll('#rows .row.final .cell.translation')].map(e => e.textContent)"
+        )
+        wait_for(
+            browser,
+            "translations in both columns",
+            lambda d: (
+                any(t.startswith("[es] word0") for t in js(d, translated))
+                and any(t.startswith("[fr] word0") for t in js(d, translated))
+            ),
+            60,
+        )
         assert not browser.find_elements(By.CSS_SELECTOR, ".notice[data-kind='error']"), console(browser)
 
         # Within the session, Speak goes over the WebSocket (queued behind spoken translations).
         browser.find_element(By.ID, "speak-text").clear()
         browser.find_element(By.ID, "speak-text").send_keys("Your table is ready")
         browser.find_element(By.ID, "speak").click()
-        wait_for(browser, "speech over the session",
-                 lambda d: status.text.startswith("Spoken: 1.6 s") and "fake-en" in status.text, 30)
+        wait_for(
+            browser,
+            "speech over the session",
+            lambda d: status.text.startswith("Spoken: 1.6 s") and "fake-en" in status.text,
+            30,
+        )
         save_screenshot(browser, "demo-translations.png", width=1366, full_page=True)
         browser.find_element(By.ID, "stop").click()
         wait_for(browser, "the session to end", lambda d: state(d) == "Stopped", 60)
@@ -427,7 +473,8 @@ def test_sdk_reconnects_with_backoff_and_gives_up(server: Any, browser: Any) -> 
     browser.get(server.http + "/overlay?hint=0")
     nobody = f"ws://127.0.0.1:{free_port()}/v1/stream"
     result = browser.execute_async_script(
-        SDK_RECONNECT, nobody, {"sampleRate": 16000, "reconnect": {"retries": 3, "baseDelayMs": 100}})
+        SDK_RECONNECT, nobody, {"sampleRate": 16000, "reconnect": {"retries": 3, "baseDelayMs": 100}}
+    )
     assert result["code"] == "connection", result
     assert [a["attempt"] for a in result["attempts"]] == [1, 2, 3]
     delays = [a["delayMs"] for a in result["attempts"]]
@@ -438,7 +485,9 @@ def test_sdk_reconnects_with_backoff_and_gives_up(server: Any, browser: Any) -> 
 
     # A refusal that retrying cannot fix (a language with no engine, close 1003) is not retried.
     result = browser.execute_async_script(
-        SDK_RECONNECT, "/v1/stream",
-        {"sampleRate": 16000, "language": "xx", "reconnect": {"retries": 3, "baseDelayMs": 100}})
+        SDK_RECONNECT,
+        "/v1/stream",
+        {"sampleRate": 16000, "language": "xx", "reconnect": {"retries": 3, "baseDelayMs": 100}},
+    )
     assert result["code"] == "engine_unavailable", result
     assert result["attempts"] == []

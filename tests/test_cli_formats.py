@@ -26,8 +26,14 @@ def server() -> Iterator[Running]:
 
 def hushgate(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'client' / 'src'}"}
-    return subprocess.run([sys.executable, "-m", "hushgate.server.cli", *args], input=stdin, capture_output=True,
-                          env=env, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "hushgate.server.cli", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
 
 
 def test_transcribe_an_mp3_and_stdin(server: Running, audio_dir: Path, tmp_path: Path) -> None:
@@ -54,6 +60,10 @@ def test_unreadable_input_is_exit_status_2(server: Running, tmp_path: Path) -> N
 def test_version() -> None:
     result = hushgate("--version")
     assert result.returncode == 0 and result.stdout.decode().startswith("hushgate ")
-    client = subprocess.run([sys.executable, "-m", "hushgate.client.commands", "--version"], capture_output=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "client" / "src")}, check=False)
+    client = subprocess.run(
+        [sys.executable, "-m", "hushgate.client.commands", "--version"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "client" / "src")},
+        check=False,
+    )
     assert client.returncode == 0 and client.stdout.decode().startswith("hushgate-client ")

@@ -65,8 +65,13 @@ from tests.fakes import FakeSynthesizer, FakeTranslator, fake_spec, fake_transla
 JFK = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "misc" / "jfk.wav"
 MAX_FRAME = 16_384  # small, so that send_audio has to split and oversized frames are cheap to make
 SETTINGS = Settings(
-    stt=("en=fake",), translators=("fake-translate",), synthesizers=("fake-tts",), speaker_encoder="fake-speaker",
-    voiceprint_key="client-test-key", enroll_needed_ms=4_000, max_frame_bytes=MAX_FRAME,
+    stt=("en=fake",),
+    translators=("fake-translate",),
+    synthesizers=("fake-tts",),
+    speaker_encoder="fake-speaker",
+    voiceprint_key="client-test-key",
+    enroll_needed_ms=4_000,
+    max_frame_bytes=MAX_FRAME,
 )
 FORMATS = ["json", "msgpack"]
 
@@ -90,7 +95,9 @@ class FakeEncoder:
 @pytest.fixture(scope="module")
 def server():  # noqa: ANN201
     specs = [
-        fake_spec(), fake_translate_spec(FakeTranslator()), fake_tts_spec(FakeSynthesizer()),
+        fake_spec(),
+        fake_translate_spec(FakeTranslator()),
+        fake_tts_spec(FakeSynthesizer()),
         EngineSpec(name="fake-speaker", capability="speaker", factory=lambda options: FakeEncoder()),
     ]
     with serve(SETTINGS, specs) as running:
@@ -128,16 +135,27 @@ def test_parse_event_reads_every_event_the_server_makes() -> None:
     # reading of a plain map (as a JSON or msgpack frame gives it) back to the same value.
     speaker = wire.Speaker(voiceprint_id=None, label="Guest-1", score=0.25)
     cases: list[Any] = [
-        wire.Ready(session="s1", audio={"encoding": "pcm_s16le", "sample_rate": 48_000, "channels": 1},
-                   engines={"stt": {"name": "whisper", "model": "tiny.en", "language": "en"},
-                            "vad": {"name": "webrtc", "model": "webrtc"},
-                            "translate": {"es": {"name": "argos", "model": "en-es"}},
-                            "tts": {"name": "piper", "model": "en_US-joe-medium"}},
-                   limits={"max_frame_bytes": 4096}),
+        wire.Ready(
+            session="s1",
+            audio={"encoding": "pcm_s16le", "sample_rate": 48_000, "channels": 1},
+            engines={
+                "stt": {"name": "whisper", "model": "tiny.en", "language": "en"},
+                "vad": {"name": "webrtc", "model": "webrtc"},
+                "translate": {"es": {"name": "argos", "model": "en-es"}},
+                "tts": {"name": "piper", "model": "en_US-joe-medium"},
+            },
+            limits={"max_frame_bytes": 4096},
+        ),
         wire.SpeechStarted(utterance=2, t_ms=1020),
         wire.Partial(utterance=2, text="hel", t0_ms=720, t1_ms=1720),
-        wire.Final(utterance=2, text="Hello.", t0_ms=720, t1_ms=2660,
-                   words=(wire.WordTiming("Hello.", 1040, 1400, 0.93),), speaker=speaker),
+        wire.Final(
+            utterance=2,
+            text="Hello.",
+            t0_ms=720,
+            t1_ms=2660,
+            words=(wire.WordTiming("Hello.", 1040, 1400, 0.93),),
+            speaker=speaker,
+        ),
         wire.SpeakerEvent(utterance=2, speaker=speaker),
         wire.Translation(source="en", target="es", text="Hola.", utterance=2, provisional=True),
         wire.TtsStart(id=3, sample_rate=22_050, voice="v"),
@@ -161,7 +179,9 @@ def test_parse_event_reads_every_event_the_server_makes() -> None:
     ready = cases[0]
     assert ready.audio["sample_rate"] == ready.sample_rate_hz == 48_000 and ready.max_frame_bytes == 4096
     assert ready.stt == EngineInfo("whisper", "tiny.en", "en") and ready.vad == EngineInfo("webrtc", "webrtc")
-    assert ready.translate == {"es": EngineInfo("argos", "en-es")} and ready.tts == EngineInfo("piper", "en_US-joe-medium")
+    assert ready.translate == {"es": EngineInfo("argos", "en-es")} and ready.tts == EngineInfo(
+        "piper", "en_US-joe-medium"
+    )
     final = cases[3]
     assert final.words == (Word("Hello.", 1040, 1400, 0.93),) and final.speaker == Speaker(None, "Guest-1", 0.25)
     translation = parse_event({"type": "translation", "id": "t1", "source": "en", "target": "es", "text": "x"})
@@ -178,8 +198,13 @@ def test_parse_event_tolerates_the_future_and_rejects_nonsense() -> None:
     assert isinstance(unknown, UnknownEvent) and unknown.type == "summary" and unknown.raw["text"] == "…"
     pong = parse_event({"type": "pong", "new_field": 1})
     assert isinstance(pong, Pong)
-    for bad in [{}, {"type": 3}, {"type": "final", "utterance": 0}, {"type": "partial", "utterance": "0",
-                "text": "", "t0_ms": 0, "t1_ms": 0}, {"type": "speech.started", "utterance": True, "t_ms": 0}]:
+    for bad in [
+        {},
+        {"type": 3},
+        {"type": "final", "utterance": 0},
+        {"type": "partial", "utterance": "0", "text": "", "t0_ms": 0, "t1_ms": 0},
+        {"type": "speech.started", "utterance": True, "t_ms": 0},
+    ]:
         with pytest.raises(EventParseError):
             parse_event(bad)
     # Integral floats are integers on the wire.
@@ -345,8 +370,11 @@ async def test_speak_and_translate_in_one_call(server, fmt: str) -> None:  # noq
     assert rate == 22_050 and len(pcm) == 22_050 * 4 // 10
     assert await client.translate("good morning", "es") == "[es] good morning"
     assert await client.translate("good morning", "fr", source="en") == "[fr] good morning"
-    for call, code in [(client.speak("   "), "bad_message"), (client.speak("hi", voice="nobody"), "engine_unavailable"),
-                       (client.translate("hi", "de"), "engine_unavailable")]:
+    for call, code in [
+        (client.speak("   "), "bad_message"),
+        (client.speak("hi", voice="nobody"), "engine_unavailable"),
+        (client.translate("hi", "de"), "engine_unavailable"),
+    ]:
         with pytest.raises(GatewayError) as info:
             await call
         assert info.value.code == code and info.value.close_code is None
@@ -376,8 +404,10 @@ def test_the_sync_api_without_an_event_loop(server, jfk: np.ndarray, fmt: str) -
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_fatal_errors_and_abnormal_closes_raise_gateway_error(server, fmt: str) -> None:  # noqa: ANN001
     client = Client(server.ws(), format=fmt)
-    for options, code, close in [({"rate": 96_000}, "unsupported_audio", 1003),
-                                 ({"language": "zz"}, "engine_unavailable", 1003)]:
+    for options, code, close in [
+        ({"rate": 96_000}, "unsupported_audio", 1003),
+        ({"language": "zz"}, "engine_unavailable", 1003),
+    ]:
         with pytest.raises(GatewayError) as info:
             async with client.session(**options):
                 pass
@@ -419,8 +449,15 @@ async def test_fatal_errors_and_abnormal_closes_raise_gateway_error(server, fmt:
 
 async def test_refusals_at_connection() -> None:
     key = "sgw_client_test_key_0123456789"
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=1,
-                        api_keys=(hash_key(key),), token_secret="s3cret")
+    settings = Settings(
+        stt=("en=fake",),
+        translators=(),
+        synthesizers=(),
+        speaker_encoder="",
+        max_sessions=1,
+        api_keys=(hash_key(key),),
+        token_secret="s3cret",
+    )
     with serve(settings, [fake_spec()]) as running:
         with pytest.raises(GatewayError) as info:
             async with Client(running.ws()).session():
@@ -482,13 +519,15 @@ def test_transcribe_prints_text_json_srt_and_vtt(server, jfk: np.ndarray, capsys
 
     assert transcribe_main([str(JFK), "--url", url, "--format", "srt"]) == 0
     expected_srt = "".join(
-        f"{i}\n{ts(f.t0_ms, ',')} --> {ts(f.t1_ms, ',')}\n{f.text}\n\n" for i, f in enumerate(finals, 1))
+        f"{i}\n{ts(f.t0_ms, ',')} --> {ts(f.t1_ms, ',')}\n{f.text}\n\n" for i, f in enumerate(finals, 1)
+    )
     assert capsys.readouterr().out == expected_srt
     assert expected_srt.startswith("1\n00:00:00,")
 
     assert transcribe_main([str(JFK), "--url", url, "--format", "vtt", "--msgpack"]) == 0
     assert capsys.readouterr().out == "WEBVTT\n\n" + "".join(
-        f"{i}\n{ts(f.t0_ms, '.')} --> {ts(f.t1_ms, '.')}\n{f.text}\n\n" for i, f in enumerate(finals, 1))
+        f"{i}\n{ts(f.t0_ms, '.')} --> {ts(f.t1_ms, '.')}\n{f.text}\n\n" for i, f in enumerate(finals, 1)
+    )
 
     assert transcribe_main([str(JFK), "--url", url, "--format", "json", "--translate", "es"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -500,12 +539,18 @@ def test_transcribe_prints_text_json_srt_and_vtt(server, jfk: np.ndarray, capsys
         assert lines.index(wire_final) < lines.index(wire_translation)
         assert wire_final["text"] == final.text and wire_final["t0_ms"] == final.t0_ms
         assert [w["w"] for w in wire_final["words"]] == final.text.split()
-        assert wire_translation == {"type": "translation", "utterance": final.utterance, "source": "en",
-                                    "target": "es", "text": f"[es] {final.text}"}
+        assert wire_translation == {
+            "type": "translation",
+            "utterance": final.utterance,
+            "source": "en",
+            "target": "es",
+            "text": f"[es] {final.text}",
+        }
 
     assert transcribe_main([str(JFK), "--url", url, "--format", "srt", "--translate", "es"]) == 0
     assert capsys.readouterr().out == "".join(
-        f"{i}\n{ts(f.t0_ms, ',')} --> {ts(f.t1_ms, ',')}\n[es] {f.text}\n\n" for i, f in enumerate(finals, 1))
+        f"{i}\n{ts(f.t0_ms, ',')} --> {ts(f.t1_ms, ',')}\n[es] {f.text}\n\n" for i, f in enumerate(finals, 1)
+    )
 
 
 def test_realtime_sends_at_the_pace_of_the_audio(server, jfk: np.ndarray, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -577,8 +622,12 @@ def test_transcribe_reads_any_wav(server, jfk: np.ndarray, tmp_path: Path, capsy
     # Other rates: sent as they are inside 8–48 kHz, resampled to 16 kHz outside.
     import soxr
 
-    for name, rate, width in [("8bit8k.wav", 8_000, 1), ("44k.wav", 44_100, 2), ("96k.wav", 96_000, 2),
-                              ("4k.wav", 4_000, 2)]:
+    for name, rate, width in [
+        ("8bit8k.wav", 8_000, 1),
+        ("44k.wav", 44_100, 2),
+        ("96k.wav", 96_000, 2),
+        ("4k.wav", 4_000, 2),
+    ]:
         resampled = np.asarray(soxr.resample(jfk, 16_000, rate), dtype=np.int16)
         write_wave(tmp_path / name, resampled, rate, width=width)
         assert transcribe_main([str(tmp_path / name), "--url", url, "--format", "srt", "-q"]) == 0, name
@@ -602,8 +651,9 @@ def test_transcribe_reports_gateway_failures(server, capsys) -> None:  # noqa: A
 
 def test_api_key_from_flag_or_environment(monkeypatch, capsys) -> None:  # noqa: ANN001
     key = "sgw_cli_test_key_0123456789"
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="",
-                        api_keys=(hash_key(key),))
+    settings = Settings(
+        stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", api_keys=(hash_key(key),)
+    )
     with serve(settings, [fake_spec()]) as running:
         monkeypatch.delenv("HUSHGATE_CLIENT_KEY", raising=False)
         assert transcribe_main([str(JFK), "--url", running.ws()]) == 1
@@ -617,9 +667,11 @@ def test_api_key_from_flag_or_environment(monkeypatch, capsys) -> None:  # noqa:
 
 def test_speak_writes_a_wav(server, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "out.wav"
-    for extra, rate, frames in [([], 16_000, 16_000 * 2 // 10 + 16_000 * 5 // 10),
-                                (["--voice", "fake-es", "--msgpack"], 22_050, 22_050 * 2 // 10 + 22_050 * 5 // 10),
-                                (["--language", "es"], 22_050, 22_050 * 2 // 10 + 22_050 * 5 // 10)]:
+    for extra, rate, frames in [
+        ([], 16_000, 16_000 * 2 // 10 + 16_000 * 5 // 10),
+        (["--voice", "fake-es", "--msgpack"], 22_050, 22_050 * 2 // 10 + 22_050 * 5 // 10),
+        (["--language", "es"], 22_050, 22_050 * 2 // 10 + 22_050 * 5 // 10),
+    ]:
         assert speak_main(["hi there", "-o", str(out), "--url", server.ws(), *extra]) == 0
         with wave.open(str(out), "rb") as w:
             assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, rate, frames)

@@ -39,8 +39,6 @@ def translator() -> Iterator[ApertiumTranslator]:
     engine.close()
 
 
-
-
 # Real Apertium.
 
 
@@ -218,7 +216,8 @@ def test_without_apertium_wblank_mode_the_flags_are_added_here(
 ) -> None:
     real_which = shutil.which
     monkeypatch.setattr(
-        "hushgate.engines.apertium_modes.shutil.which", lambda name: None if name == "apertium-wblank-mode" else real_which(name)
+        "hushgate.engines.apertium_modes.shutil.which",
+        lambda name: None if name == "apertium-wblank-mode" else real_which(name),
     )
     engine = create(EngineOptions())
     try:

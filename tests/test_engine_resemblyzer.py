@@ -198,8 +198,7 @@ def test_mel_filterbank_matches_librosa(reference: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("n_samples", "windows"),
     # window counts from resemblyzer's compute_partial_slices(n, rate=1.3, min_coverage=0.75)
-    [(1, 1), (100, 1), (16_000, 1), (25_600, 1), (31_519, 1), (31_520, 2), (37_920, 2),
-     (166_960, 12), (622_080, 49)],
+    [(1, 1), (100, 1), (16_000, 1), (25_600, 1), (31_519, 1), (31_520, 2), (37_920, 2), (166_960, 12), (622_080, 49)],
 )
 def test_windows_are_cut_as_resemblyzer_cuts_them(n_samples: int, windows: int) -> None:
     starts = window_starts(n_samples)
@@ -345,8 +344,14 @@ def test_a_pickle_that_calls_os_system_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [("builtins", "eval"), ("builtins", "getattr"), ("subprocess", "Popen"),
-     ("torch", "load"), ("torch._utils", "_rebuild_parameter"), ("collections", "namedtuple")],
+    [
+        ("builtins", "eval"),
+        ("builtins", "getattr"),
+        ("subprocess", "Popen"),
+        ("torch", "load"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("collections", "namedtuple"),
+    ],
 )
 def test_only_the_state_dict_globals_are_allowed(module: str, name: str) -> None:
     payload = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"."

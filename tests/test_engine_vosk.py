@@ -115,9 +115,7 @@ def test_text_committed_at_kaldis_own_endpoint_is_kept(
     assert any(word.t0_ms >= second_phrase_starts_ms for word in final.words), final.words
 
 
-def test_partial_is_none_when_nothing_changed(
-    transcriber: VoskTranscriber, korean_clip: npt.NDArray[np.int16]
-) -> None:
+def test_partial_is_none_when_nothing_changed(transcriber: VoskTranscriber, korean_clip: npt.NDArray[np.int16]) -> None:
     stream = transcriber.open_stream(language="ko", words=False)
     try:
         texts = []

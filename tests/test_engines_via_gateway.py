@@ -43,7 +43,12 @@ async def test_vosk_korean_streams_partials_and_finals(tmp_path: Path) -> None:
     first, rate = espeak("안녕하세요 오늘 날씨가 좋습니다", "ko", tmp_path)
     second, _ = espeak("감사합니다 내일 또 만나요", "ko", tmp_path)
     speech = np.concatenate([first, silence(1200, rate), second, silence(1200, rate)])
-    with serve(Settings(stt=("en=fake", "ko=vosk"), translators=(), synthesizers=(), speaker_encoder="", default_language="ko"), _fake()) as server:
+    with serve(
+        Settings(
+            stt=("en=fake", "ko=vosk"), translators=(), synthesizers=(), speaker_encoder="", default_language="ko"
+        ),
+        _fake(),
+    ) as server:
         client = await Client.connect(server.ws())
         ready = await client.start(48_000, language="ko")
         assert ready["engines"]["stt"]["name"] == "vosk"

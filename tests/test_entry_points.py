@@ -39,9 +39,15 @@ def test_registry_discovers_the_entry_point(installed_example: None) -> None:
         registry.get("example", "vad")
 
 
-async def test_the_gateway_serves_a_language_with_the_plugged_in_engine(installed_example: None, audio_dir: Path) -> None:
+async def test_the_gateway_serves_a_language_with_the_plugged_in_engine(
+    installed_example: None, audio_dir: Path
+) -> None:
     pcm, _ = read_wav(audio_dir / "librispeech" / "1089-134686-0001.wav")
-    with serve(Settings(stt=("en=example", "xx=example"), translators=(), synthesizers=(), speaker_encoder="", default_language="xx")) as server:
+    with serve(
+        Settings(
+            stt=("en=example", "xx=example"), translators=(), synthesizers=(), speaker_encoder="", default_language="xx"
+        )
+    ) as server:
         client = await Client.connect(server.ws())
         ready = await client.start(language="xx")
         assert ready["engines"]["stt"] == {"name": "example", "model": "ruler", "language": "xx"}

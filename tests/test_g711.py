@@ -44,7 +44,7 @@ async def test_companded_speech_gets_a_correct_final(server: Running, audio_dir:
     silence = bytes([0xFF if encoding == "mulaw" else 0xD5]) * 8000
     data = audio + silence
     for i in range(0, len(data), 800):  # 100 ms frames
-        await client.send_audio(data[i:i + 800])
+        await client.send_audio(data[i : i + 800])
     received = await client.finish()
     text = " ".join(e["text"] for e in received.of("final"))
     assert len(JFK - set(words(text))) <= 1, text

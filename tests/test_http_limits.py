@@ -40,8 +40,7 @@ async def test_unfinished_request_headers_are_cut_off() -> None:
 
 
 async def test_connections_past_the_cap_get_503() -> None:
-    with serve(dataclasses.replace(SETTINGS, max_connections=4, header_timeout_s=30.0),
-               [fake_spec()]) as server:
+    with serve(dataclasses.replace(SETTINGS, max_connections=4, header_timeout_s=30.0), [fake_spec()]) as server:
         held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
         for _, writer in held:  # each holds a connection with a request in progress
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")

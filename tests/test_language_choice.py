@@ -90,8 +90,15 @@ def test_whisper_device_settings_reach_the_engine() -> None:
         return FakeTranscriber()
 
     spec = EngineSpec("capture", "stt", factory)
-    settings = Settings(stt=("en=capture",), translators=(), synthesizers=(), speaker_encoder="",
-                        whisper_device="cuda", whisper_compute_type="float16", language_switch_margin=0.25)
+    settings = Settings(
+        stt=("en=capture",),
+        translators=(),
+        synthesizers=(),
+        speaker_encoder="",
+        whisper_device="cuda",
+        whisper_compute_type="float16",
+        language_switch_margin=0.25,
+    )
     with serve(settings, [spec]):
         pass
     [options] = seen

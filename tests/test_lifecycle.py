@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 async def test_metrics_are_scraped(audio_dir: Path) -> None:
     pcm, _ = read_wav(audio_dir / "misc" / "jfk.wav")
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=1), [fake_spec()]) as server:
+    with serve(
+        Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=1), [fake_spec()]
+    ) as server:
         client = await Client.connect(server.ws())
         await client.start()
         client.read_in_background()
@@ -38,7 +40,8 @@ async def test_metrics_are_scraped(audio_dir: Path) -> None:
     finals = len(received.of("final"))
     values = {
         line.split(" ")[0]: float(line.split(" ")[-1])
-        for line in text.splitlines() if line and not line.startswith("#")
+        for line in text.splitlines()
+        if line and not line.startswith("#")
     }
     assert values["hushgate_sessions_total"] == 1
     assert values["hushgate_sessions_active"] == 0
@@ -143,8 +146,15 @@ STUCK_SHUTDOWN_BOUND_S = 45
 
 async def test_shutdown_is_bounded_even_with_a_stuck_engine() -> None:
     port = free_port()
-    env = {**os.environ, "HUSHGATE_PORT": str(port), "HUSHGATE_DRAIN_TIMEOUT_S": "1", "HUSHGATE_STT": "en=fake",
-           "HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "fake-tts", "HUSHGATE_SPEAKER_ENCODER": ""}
+    env = {
+        **os.environ,
+        "HUSHGATE_PORT": str(port),
+        "HUSHGATE_DRAIN_TIMEOUT_S": "1",
+        "HUSHGATE_STT": "en=fake",
+        "HUSHGATE_TRANSLATORS": "",
+        "HUSHGATE_SYNTHESIZERS": "fake-tts",
+        "HUSHGATE_SPEAKER_ENCODER": "",
+    }
     proc = start_ready([sys.executable, "-c", STUCK_LAUNCHER], env, port, cwd=Path(__file__).parent.parent)
     try:
         client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream")

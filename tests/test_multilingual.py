@@ -39,7 +39,9 @@ def server():  # noqa: ANN201
     except Exception as exc:  # noqa: BLE001 - the message says what to run
         pytest.fail(f"Whisper base is not installed (scripts/install.sh pulls it): {exc}")
     settings = Settings(
-        stt=("en=whisper", "*=whisper:whisper-base"), translators=("apertium",), synthesizers=("espeak",),
+        stt=("en=whisper", "*=whisper:whisper-base"),
+        translators=("apertium",),
+        synthesizers=("espeak",),
         speaker_encoder="",
     )
     with serve(settings) as running:
@@ -98,8 +100,9 @@ async def test_language_is_identified_and_transcribed(server, audio_dir: Path, r
 
 
 async def test_expected_languages_bound_the_choice(server, audio_dir: Path) -> None:  # noqa: ANN001
-    ready, received = await _stream(server, audio_dir / "fleurs" / "fleurs-es-007.wav",
-                                    language="auto", languages=["es", "pt"])
+    ready, received = await _stream(
+        server, audio_dir / "fleurs" / "fleurs-es-007.wav", language="auto", languages=["es", "pt"]
+    )
     assert ready["engines"]["stt"]["detection"]["languages"] == ["es", "pt"]
     assert {f["language"] for f in received.of("final") if f["text"]} == {"es"}
 
@@ -113,8 +116,13 @@ async def test_unknown_expected_language_is_refused(server) -> None:  # noqa: AN
 
 
 async def test_german_speech_gets_english_from_whisper(server, audio_dir: Path) -> None:  # noqa: ANN001
-    ready, received = await _stream(server, audio_dir / "fleurs" / "fleurs-de-007.wav",
-                                    language="de", translate={"targets": ["en"]}, speak={"translations": True})
+    ready, received = await _stream(
+        server,
+        audio_dir / "fleurs" / "fleurs-de-007.wav",
+        language="de",
+        translate={"targets": ["en"]},
+        speak={"translations": True},
+    )
     assert ready["engines"]["translate"]["en"]["name"] == "whisper"
     finals = [f for f in received.of("final") if f["text"]]
     translations = received.of("translation")
@@ -139,8 +147,15 @@ async def test_french_reaches_english_through_spanish(server) -> None:  # noqa: 
     assert apertium["pivots"]["fr-en"] == "es"
     client = await Client.connect(server.ws())
     await client.start(16_000, language="fr")
-    await client.send({"type": "translate", "id": "t1", "text": "Le chat noir dort sur la table de la cuisine.",
-                       "source": "fr", "target": "en"})
+    await client.send(
+        {
+            "type": "translate",
+            "id": "t1",
+            "text": "Le chat noir dort sur la table de la cuisine.",
+            "source": "fr",
+            "target": "en",
+        }
+    )
     event = await client.next_event(timeout_s=60)
     await client.finish()
     assert event["type"] == "translation" and event["id"] == "t1", event

@@ -59,8 +59,11 @@ def test_every_response_format(client: openai.OpenAI, jfk_mp3: bytes) -> None:
     vtt = str(client.audio.transcriptions.create(model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="vtt"))
     assert vtt.startswith("WEBVTT\n\n1\n00:00:0") and "." in vtt.split("\n")[3]
     verbose = client.audio.transcriptions.create(
-        model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="verbose_json",
-        timestamp_granularities=["word", "segment"], language="en",
+        model="whisper-1",
+        file=("jfk.mp3", jfk_mp3),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        language="en",
     )
     _close_to_jfk(verbose.text)
     assert verbose.language == "english" and 10.5 < verbose.duration < 11.5
@@ -86,8 +89,9 @@ def test_streamed_transcript(client: openai.OpenAI, jfk_mp3: bytes) -> None:
 def test_translation_of_english_speech(client: openai.OpenAI, jfk_mp3: bytes) -> None:
     result = client.audio.translations.create(model="whisper-1", file=("jfk.mp3", jfk_mp3))
     _close_to_jfk(result.text)
-    verbose = client.audio.translations.create(model="whisper-1", file=("jfk.mp3", jfk_mp3),
-                                               response_format="verbose_json")
+    verbose = client.audio.translations.create(
+        model="whisper-1", file=("jfk.mp3", jfk_mp3), response_format="verbose_json"
+    )
     assert verbose.task == "translate" and verbose.segments  # type: ignore[attr-defined]
     _close_to_jfk(verbose.text)
 
@@ -95,7 +99,9 @@ def test_translation_of_english_speech(client: openai.OpenAI, jfk_mp3: bytes) ->
 def test_other_containers(client: openai.OpenAI, audio_dir: Path) -> None:
     wav = audio_dir / "librispeech" / "1089-134686-0001.wav"
     for fmt, codec, name in (("ogg", "libopus", "a.ogg"), ("flac", "flac", "a.flac"), ("wav", "pcm_s24le", "a.wav")):
-        result = client.audio.transcriptions.create(model="whisper-1", file=(name, encode(wav, fmt, codec, rate_hz=48_000)))
+        result = client.audio.transcriptions.create(
+            model="whisper-1", file=(name, encode(wav, fmt, codec, rate_hz=48_000))
+        )
         assert {"belly", "him"} <= set(words(result.text)), (fmt, result.text)
 
 
@@ -103,7 +109,10 @@ def test_other_containers(client: openai.OpenAI, audio_dir: Path) -> None:
 def test_speech_comes_back_as_the_same_words(client: openai.OpenAI, fmt: str) -> None:
     sentence = "The quick brown fox jumps over the lazy dog."
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", voice="alloy", input=sentence, response_format=fmt,  # type: ignore[arg-type]
+        model="tts-1",
+        voice="alloy",
+        input=sentence,
+        response_format=fmt,  # type: ignore[arg-type]
     ) as response:
         assert response.headers["content-type"].startswith("audio/")
         audio = b"".join(response.iter_bytes())
@@ -121,8 +130,9 @@ def test_speech_comes_back_as_the_same_words(client: openai.OpenAI, fmt: str) ->
 def test_speed_changes_the_length(client: openai.OpenAI) -> None:
     lengths = []
     for speed in (1.0, 2.0):
-        audio = client.audio.speech.create(model="tts-1", voice="alloy", input="Good morning, everyone.",
-                                           response_format="pcm", speed=speed).content
+        audio = client.audio.speech.create(
+            model="tts-1", voice="alloy", input="Good morning, everyone.", response_format="pcm", speed=speed
+        ).content
         lengths.append(len(audio))
     assert 0.4 < lengths[1] / lengths[0] < 0.65
 
@@ -170,17 +180,30 @@ def test_errors_are_openai_shaped(client: openai.OpenAI, server: Running, jfk_mp
         client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format="midi")  # type: ignore[arg-type]
     assert _error(sformat.value)["param"] == "response_format"
     # Without the SDK: no file part, a parameter OpenAI does not define, OpenAI's ignored ones.
-    missing = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1"},
-                         files={"other": ("a", b"1")})
+    missing = httpx.post(
+        server.http + "/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"other": ("a", b"1")}
+    )
     assert missing.status_code == 400 and missing.json()["error"]["param"] in ("file", "other")
     missing = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1"})
     assert missing.status_code == 400 and missing.json()["error"]["code"] in ("invalid_content_type", "missing_file")
-    unknown = httpx.post(server.http + "/v1/audio/transcriptions", data={"model": "whisper-1", "colour": "red"},
-                         files={"file": ("a.mp3", jfk_mp3)})
+    unknown = httpx.post(
+        server.http + "/v1/audio/transcriptions",
+        data={"model": "whisper-1", "colour": "red"},
+        files={"file": ("a.mp3", jfk_mp3)},
+    )
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "colour"
-    ignored = httpx.post(server.http + "/v1/audio/transcriptions", timeout=120, files={"file": ("a.mp3", jfk_mp3)},
-                         data={"model": "whisper-1", "prompt": "JFK", "temperature": "0.2", "include[]": "logprobs",
-                               "chunking_strategy": "auto"})
+    ignored = httpx.post(
+        server.http + "/v1/audio/transcriptions",
+        timeout=120,
+        files={"file": ("a.mp3", jfk_mp3)},
+        data={
+            "model": "whisper-1",
+            "prompt": "JFK",
+            "temperature": "0.2",
+            "include[]": "logprobs",
+            "chunking_strategy": "auto",
+        },
+    )
     assert ignored.status_code == 200, ignored.text
     _close_to_jfk(ignored.json()["text"])
     not_json = httpx.post(server.http + "/v1/audio/speech", content=b"{", headers={"content-type": "application/json"})
@@ -212,16 +235,19 @@ class _FakeToEnglish(FakeTranslator):
 def test_translation_of_other_languages_goes_through_the_translator(jfk_mp3: bytes) -> None:
     """Plumbing, with fake engines: speech in "xx" is transcribed by xx's engine, its text translated into English."""
     translator = _FakeToEnglish()
-    settings = Settings(stt=("en=fake", "xx=fake"), translators=("fake-translate",), synthesizers=(),
-                        speaker_encoder="")
-    with serve(settings, [fake_spec(), fake_translate_spec(translator)]) as running, \
-            openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0) as client:
-        result = client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3),
-                                                  extra_body={"language": "xx"})
+    settings = Settings(
+        stt=("en=fake", "xx=fake"), translators=("fake-translate",), synthesizers=(), speaker_encoder=""
+    )
+    with (
+        serve(settings, [fake_spec(), fake_translate_spec(translator)]) as running,
+        openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0) as client,
+    ):
+        result = client.audio.translations.create(
+            model="whisper-1", file=("a.mp3", jfk_mp3), extra_body={"language": "xx"}
+        )
         assert result.text.startswith("[en] word0") and translator.batches
         with pytest.raises(openai.BadRequestError) as no_pair:
-            client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3),
-                                             extra_body={"language": "ko"})
+            client.audio.translations.create(model="whisper-1", file=("a.mp3", jfk_mp3), extra_body={"language": "ko"})
         assert _error(no_pair.value)["param"] == "language"
 
 
@@ -259,14 +285,21 @@ def test_a_long_file_is_cut_into_utterances_decoded_in_order_on_one_stream(audio
     engine = _CountingTranscriber()
     settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", stt_concurrency=2)
     mp3 = encode(audio_dir / "long" / "long_2spk_concat.wav", "mp3", "libmp3lame")
-    with serve(settings, [fake_spec(engine)]) as running, \
-            openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0, timeout=120) as client:
-        result = client.audio.transcriptions.create(model="whisper-1", file=("long.mp3", mp3),
-                                                    response_format="verbose_json")
+    with (
+        serve(settings, [fake_spec(engine)]) as running,
+        openai.OpenAI(base_url=running.http + "/v1", api_key="x", max_retries=0, timeout=120) as client,
+    ):
+        result = client.audio.transcriptions.create(
+            model="whisper-1", file=("long.mp3", mp3), response_format="verbose_json"
+        )
         assert engine.most_at_once == 1 and engine.streams_opened == 1
         with ThreadPoolExecutor(2) as pool:
-            both = list(pool.map(lambda _: client.audio.transcriptions.create(
-                model="whisper-1", file=("long.mp3", mp3)).text, range(2)))
+            both = list(
+                pool.map(
+                    lambda _: client.audio.transcriptions.create(model="whisper-1", file=("long.mp3", mp3)).text,
+                    range(2),
+                )
+            )
     assert len(result.segments) >= 4
     assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
     assert both == [result.text] * 2
@@ -286,8 +319,11 @@ def test_the_body_cap_holds_without_a_content_length(server: Running) -> None:
             yield b"\x00" * (64 * 1024)
 
     try:
-        response = httpx.post(server.http + "/v1/audio/transcriptions", content=body(),
-                              headers={"content-type": "multipart/form-data; boundary=b"})
+        response = httpx.post(
+            server.http + "/v1/audio/transcriptions",
+            content=body(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
     except httpx.HTTPError:
         pytest.fail("the server should answer 413, not drop the connection")
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
@@ -295,14 +331,22 @@ def test_the_body_cap_holds_without_a_content_length(server: Running) -> None:
 
 def test_truncated_files_are_400_or_what_was_readable_never_500(server: Running, audio_dir: Path) -> None:
     wav = audio_dir / "librispeech" / "1089-134686-0001.wav"
-    files = {"a.mp3": encode(wav, "mp3", "libmp3lame"), "a.ogg": encode(wav, "ogg", "libopus", rate_hz=48_000),
-             "a.flac": encode(wav, "flac", "flac"), "a.m4a": encode(wav, "mp4", "aac"),
-             "a.webm": encode(wav, "webm", "libopus", rate_hz=48_000), "a.wav": encode(wav, "wav", "pcm_s16le")}
+    files = {
+        "a.mp3": encode(wav, "mp3", "libmp3lame"),
+        "a.ogg": encode(wav, "ogg", "libopus", rate_hz=48_000),
+        "a.flac": encode(wav, "flac", "flac"),
+        "a.m4a": encode(wav, "mp4", "aac"),
+        "a.webm": encode(wav, "webm", "libopus", rate_hz=48_000),
+        "a.wav": encode(wav, "wav", "pcm_s16le"),
+    }
     with httpx.Client(base_url=server.http, timeout=120) as http:
         for name, data in files.items():
             for cut in (0.02, 0.5, 1.0):
-                response = http.post("/v1/audio/transcriptions", data={"model": "whisper-1"},
-                                     files={"file": (name, data[: int(len(data) * cut)])})
+                response = http.post(
+                    "/v1/audio/transcriptions",
+                    data={"model": "whisper-1"},
+                    files={"file": (name, data[: int(len(data) * cut)])},
+                )
                 assert response.status_code in (200, 400), (name, cut, response.status_code, response.text)
                 if response.status_code == 400:
                     assert response.json()["error"]["param"] == "file", (name, cut)

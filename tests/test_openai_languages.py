@@ -23,8 +23,24 @@ pytestmark = pytest.mark.slow
 
 ENGLISH = {"the", "of", "and", "to", "is", "was", "were", "in", "that", "it", "after", "for", "with", "on", "by"}
 # German-only words ("war" and "in" are English too).
-GERMAN = {"der", "die", "das", "und", "ist", "nicht", "von", "zu", "den", "mit", "dem", "wurde", "nachdem",
-          "kamen", "im", "zum"}
+GERMAN = {
+    "der",
+    "die",
+    "das",
+    "und",
+    "ist",
+    "nicht",
+    "von",
+    "zu",
+    "den",
+    "mit",
+    "dem",
+    "wurde",
+    "nachdem",
+    "kamen",
+    "im",
+    "zum",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +68,9 @@ def _english(text: str) -> None:
 
 def test_german_speech_is_translated_by_whisper(client: openai.OpenAI, audio_dir: Path) -> None:
     mp3 = encode(audio_dir / "fleurs" / "fleurs-de-007.wav", "mp3", "libmp3lame")
-    identified = client.audio.translations.create(model="whisper-1", file=("de.mp3", mp3),
-                                                  response_format="verbose_json")
+    identified = client.audio.translations.create(
+        model="whisper-1", file=("de.mp3", mp3), response_format="verbose_json"
+    )
     assert identified.language == "german" and identified.task == "translate", identified  # type: ignore[attr-defined]
     _english(identified.text)
     named = client.audio.translations.create(model="whisper-1", file=("de.mp3", mp3), extra_body={"language": "de"})
@@ -63,8 +80,9 @@ def test_german_speech_is_translated_by_whisper(client: openai.OpenAI, audio_dir
 
 def test_spanish_is_identified_without_a_language(client: openai.OpenAI, audio_dir: Path) -> None:
     flac = encode(audio_dir / "fleurs" / "fleurs-es-006.wav", "flac", "flac")
-    result = client.audio.transcriptions.create(model="whisper-1", file=("es.flac", flac),
-                                                response_format="verbose_json")
+    result = client.audio.transcriptions.create(
+        model="whisper-1", file=("es.flac", flac), response_format="verbose_json"
+    )
     assert result.language == "spanish", result
     got = set(words(result.text))
     assert len(got & {"luchadores", "compañeros", "luna", "también", "homenaje", "rindieron"}) >= 3, result.text

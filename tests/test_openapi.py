@@ -18,13 +18,17 @@ def test_every_route_is_described_and_nothing_else() -> None:
     app = create_app(Settings())
     routes = {
         (re.sub(r"\{(\w+):\w+\}", r"{\1}", r.path), m.lower())
-        for r in app.routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"
+        for r in app.routes
+        if isinstance(r, Route)
+        for m in (r.methods or ())
+        if m != "HEAD"
     }
     assert ("/v1/audio/transcriptions", "post") in routes and ("/v1/models/{model}", "get") in routes
     with serve(Settings(translators=(), synthesizers=(), speaker_encoder="")) as running:
         document = httpx.get(running.http + "/openapi.json").json()
-    described = {(path, method) for path, item in document["paths"].items() for method in item
-                 if method in HTTP_METHODS}
+    described = {
+        (path, method) for path, item in document["paths"].items() for method in item if method in HTTP_METHODS
+    }
     assert described == routes, (sorted(routes - described), sorted(described - routes))
     for path, item in document["paths"].items():
         for method, operation in item.items():

@@ -72,8 +72,9 @@ sys.exit(main(["serve"]))
 """
 
 
-def start_gateway(tmp_path: Path, models_dir: Path, *, log_content: bool, full: bool,
-                  json_logs: bool = False) -> tuple[subprocess.Popen, int, dict[str, Path]]:
+def start_gateway(
+    tmp_path: Path, models_dir: Path, *, log_content: bool, full: bool, json_logs: bool = False
+) -> tuple[subprocess.Popen, int, dict[str, Path]]:
     dirs = {name: tmp_path / name for name in ("home", "tmp", "cwd")}
     for path in dirs.values():
         path.mkdir()
@@ -98,7 +99,11 @@ def start_gateway(tmp_path: Path, models_dir: Path, *, log_content: bool, full: 
     if not full:
         env |= {"HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "", "HUSHGATE_SPEAKER_ENCODER": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER], cwd=dirs["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-c", LAUNCHER],
+        cwd=dirs["cwd"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -138,8 +143,9 @@ def spoken_sentence() -> np.ndarray:
 
 
 def new_token(port: int) -> str:
-    response = httpx.post(f"http://127.0.0.1:{port}/v1/tokens", json={"ttl_s": 600},
-                          headers={"Authorization": f"Bearer {API_KEY}"})
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/tokens", json={"ttl_s": 600}, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     assert response.status_code == 200, response.text
     return response.json()["token"]
 
@@ -151,8 +157,11 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     with pytest.raises(Exception, match="401"):  # a denial is logged too
         await Client.connect(f"ws://127.0.0.1:{port}/v1/stream?token={tampered}")
-    tts = httpx.post(f"http://127.0.0.1:{port}/v1/tts?token={token}",
-                     json={"text": f"Say {CANARIES['speak text']} over HTTP."}, timeout=60)
+    tts = httpx.post(
+        f"http://127.0.0.1:{port}/v1/tts?token={token}",
+        json={"text": f"Say {CANARIES['speak text']} over HTTP."},
+        timeout=60,
+    )
     assert tts.status_code == 200, tts.text
     client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream?token={token}")
     ready = await client.start(
@@ -161,15 +170,33 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
     assert ready["type"] == "ready" and "translate" in ready["engines"] and "tts" in ready["engines"]
     client.read_in_background()
     rid = CANARIES["request id"]
-    await client.send({"type": "enroll", "id": f"{rid}-e1", "consent": True, "label": CANARIES["label"].title(),
-                       "passphrase": SENTENCE})
+    await client.send(
+        {
+            "type": "enroll",
+            "id": f"{rid}-e1",
+            "consent": True,
+            "label": CANARIES["label"].title(),
+            "passphrase": SENTENCE,
+        }
+    )
     for _ in range(2):
         await client.stream(np.concatenate([sentence, silence]))
     await client.stream(np.concatenate([jfk, silence]))
-    await client.send({"type": "speak", "id": f"{rid}-s1",
-                       "text": f"Nothing said here about {CANARIES['speak text']} may be written down."})
-    await client.send({"type": "translate", "id": f"{rid}-t1", "target": "es",
-                       "text": f"Ask not what your country can do for the {CANARIES['translate text']}."})
+    await client.send(
+        {
+            "type": "speak",
+            "id": f"{rid}-s1",
+            "text": f"Nothing said here about {CANARIES['speak text']} may be written down.",
+        }
+    )
+    await client.send(
+        {
+            "type": "translate",
+            "id": f"{rid}-t1",
+            "target": "es",
+            "text": f"Ask not what your country can do for the {CANARIES['translate text']}.",
+        }
+    )
     for _ in range(600):
         if client.received.of("enrolled") and client.received.of("tts.end") and client.received.of("translation"):
             break
@@ -188,17 +215,36 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
     await client.stream(np.concatenate([sentence, silence]))
     received = await client.finish(timeout_s=300)
     kinds = set(received.types)
-    for kind in ("final", "translation", "tts.start", "tts.end", "enrolled", "voiceprint.exported",
-                 "voiceprint.deleted", "voiceprint.imported", "ended"):
+    for kind in (
+        "final",
+        "translation",
+        "tts.start",
+        "tts.end",
+        "enrolled",
+        "voiceprint.exported",
+        "voiceprint.deleted",
+        "voiceprint.imported",
+        "ended",
+    ):
         assert kind in kinds, (kind, sorted(kinds))
     assert any(f.get("speaker") for f in received.of("final"))
     # The OpenAI-compatible API too: an MP3 upload decoded by PyAV, speech encoded by it.
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
-                                 headers={"Authorization": f"Bearer {API_KEY}"}) as http:
-        upload = await http.post("/v1/audio/transcriptions", files={"file": ("jfk.mp3", encode(
-            audio_dir / "misc" / "jfk.wav", "mp3", "libmp3lame"))}, data={"model": "whisper-1", "stream": "true"})
-        spoken = await http.post("/v1/audio/speech", json={"model": "tts-1", "input": f"Nothing about {CANARIES['speak text']} is kept.",
-                                                           "response_format": "mp3"})
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=300, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as http:
+        upload = await http.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("jfk.mp3", encode(audio_dir / "misc" / "jfk.wav", "mp3", "libmp3lame"))},
+            data={"model": "whisper-1", "stream": "true"},
+        )
+        spoken = await http.post(
+            "/v1/audio/speech",
+            json={
+                "model": "tts-1",
+                "input": f"Nothing about {CANARIES['speak text']} is kept.",
+                "response_format": "mp3",
+            },
+        )
     assert upload.status_code == 200 and "transcript.text.done" in upload.text, upload.text
     assert spoken.status_code == 200 and spoken.content
     return [f["text"].lower() for f in received.of("final")] + [upload.text.lower()]
@@ -229,10 +275,16 @@ async def test_a_full_session_writes_no_file_and_logs_no_words(
     assert writes == [], writes
     logged = output.lower()
     assert "session" in logged  # logging works and carries ids
-    secrets = {"token": token, "token signature": token.rsplit(".", 1)[-1], "token body": token.split(".")[2],
-               "api key": API_KEY}
-    leaks = {name: [line for line in lines if needle.lower() in line.lower()]
-             for name, needle in {**{w: w for w in WORDS}, **CANARIES, **secrets}.items()}
+    secrets = {
+        "token": token,
+        "token signature": token.rsplit(".", 1)[-1],
+        "token body": token.split(".")[2],
+        "api key": API_KEY,
+    }
+    leaks = {
+        name: [line for line in lines if needle.lower() in line.lower()]
+        for name, needle in {**{w: w for w in WORDS}, **CANARIES, **secrets}.items()
+    }
     assert not any(leaks.values()), {name: found[:3] for name, found in leaks.items() if found}
     if json_logs:
         not_json = [line for line in lines if line.strip() and not line.startswith("AUDIT-") and not _is_json(line)]
@@ -253,8 +305,9 @@ async def test_the_content_switch_really_puts_words_in_the_log(
     proc, port, _dirs = start_gateway(tmp_path, ge2e_models_dir, log_content=True, full=False)
     try:
         jfk = read_wav(audio_dir / "misc" / "jfk.wav")[0]
-        client = await Client.connect(f"ws://127.0.0.1:{port}/v1/stream",
-                                      additional_headers={"Authorization": f"Bearer {API_KEY}"})
+        client = await Client.connect(
+            f"ws://127.0.0.1:{port}/v1/stream", additional_headers={"Authorization": f"Bearer {API_KEY}"}
+        )
         await client.start()
         client.read_in_background()
         await client.stream(np.concatenate([jfk, np.zeros(16_000, np.int16)]))

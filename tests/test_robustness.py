@@ -39,13 +39,25 @@ def jfk(audio_dir: Path) -> np.ndarray:
 
 # Fuzz ----------------------------------------------------------------------------
 
+
 def fatal_case(rng: random.Random) -> tuple[str, str, list, int]:
     """(kind, format, frames to send, expected close code) for one connection."""
-    kind = rng.choice([
-        "random-bytes-msgpack", "truncated-msgpack", "invalid-utf8-text", "deep-json", "deep-msgpack",
-        "huge-number-start", "wrong-type-start", "before-start", "odd-pcm", "not-an-object", "msgpack-text-frame",
-        "bad-rate",
-    ])
+    kind = rng.choice(
+        [
+            "random-bytes-msgpack",
+            "truncated-msgpack",
+            "invalid-utf8-text",
+            "deep-json",
+            "deep-msgpack",
+            "huge-number-start",
+            "wrong-type-start",
+            "before-start",
+            "odd-pcm",
+            "not-an-object",
+            "msgpack-text-frame",
+            "bad-rate",
+        ]
+    )
     packed_start = msgpack.packb(START)
     match kind:
         case "random-bytes-msgpack":
@@ -61,7 +73,12 @@ def fatal_case(rng: random.Random) -> tuple[str, str, list, int]:
         case "deep-msgpack":
             return kind, "msgpack", [packed_start, b"\x91" * rng.randint(2_000, 50_000)], 1007
         case "huge-number-start":
-            return kind, "json", ['{"type":"start","audio":{"sample_rate":' + "7" * rng.randint(5_000, 9_000) + "}}"], 1007
+            return (
+                kind,
+                "json",
+                ['{"type":"start","audio":{"sample_rate":' + "7" * rng.randint(5_000, 9_000) + "}}"],
+                1007,
+            )
         case "wrong-type-start":
             value = rng.choice(['"16000"', "true", "[16000]", "{}", "16000.5", "null"])
             return kind, "json", ['{"type":"start","audio":{"sample_rate":' + value + "}}"], 1007
@@ -81,14 +98,19 @@ def fatal_case(rng: random.Random) -> tuple[str, str, list, int]:
 
 def non_fatal_frame(rng: random.Random, fmt: str) -> tuple[str | bytes, str]:
     """A frame that must cost only itself: (frame, expected error code)."""
-    message, code = rng.choice([
-        ({"type": rng.choice(["dance", "", "START", "audio2", "x" * 200]), "id": "u"}, "bad_message"),
-        ({"type": "speak", "id": "s", "text": rng.choice([1, None, [], {}, True, 1e300])}, "bad_message"),
-        ({"type": "translate", "id": "t", "text": "hi", "target": rng.choice([5, None, ["es"]])}, "bad_message"),
-        ({"type": "verify", "id": "v", "voiceprint_id": rng.choice([1, None, {"a": 1}])}, "bad_message"),
-        ({"type": "enroll", "id": "e", "consent": rng.choice([False, "yes", 1])}, rng.choice(["x"]) and "bad_message"),
-        ({"type": "start", "audio": {"sample_rate": rng.choice(["x", True, 1.5])}}, "bad_message"),
-    ])
+    message, code = rng.choice(
+        [
+            ({"type": rng.choice(["dance", "", "START", "audio2", "x" * 200]), "id": "u"}, "bad_message"),
+            ({"type": "speak", "id": "s", "text": rng.choice([1, None, [], {}, True, 1e300])}, "bad_message"),
+            ({"type": "translate", "id": "t", "text": "hi", "target": rng.choice([5, None, ["es"]])}, "bad_message"),
+            ({"type": "verify", "id": "v", "voiceprint_id": rng.choice([1, None, {"a": 1}])}, "bad_message"),
+            (
+                {"type": "enroll", "id": "e", "consent": rng.choice([False, "yes", 1])},
+                rng.choice(["x"]) and "bad_message",
+            ),
+            ({"type": "start", "audio": {"sample_rate": rng.choice(["x", True, 1.5])}}, "bad_message"),
+        ]
+    )
     if message.get("type") == "enroll" and message.get("consent") is False:
         code = "consent_required"
     frame = json.dumps(message) if fmt == "json" else msgpack.packb(message)
@@ -98,8 +120,15 @@ def non_fatal_frame(rng: random.Random, fmt: str) -> tuple[str | bytes, str]:
 async def test_fuzz_ten_thousand_malformed_frames() -> None:
     rng = random.Random(20261122)
     fake = FakeTranscriber()
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", max_frame_bytes=1 << 20,
-                        max_sessions=8, control_rate_per_s=1e6)
+    settings = Settings(
+        stt=("en=fake",),
+        translators=(),
+        synthesizers=(),
+        speaker_encoder="",
+        max_frame_bytes=1 << 20,
+        max_sessions=8,
+        control_rate_per_s=1e6,
+    )
     sent = 0
     outcomes: Counter[str] = Counter()
     with serve(settings, [fake_spec(fake)]) as server:
@@ -154,8 +183,11 @@ async def test_fuzz_ten_thousand_malformed_frames() -> None:
 
 # Slow reader -----------------------------------------------------------------------
 
+
 async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.ndarray) -> None:
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=("fake-tts",), outbox_events=64, speaker_encoder="")
+    settings = Settings(
+        stt=("en=fake",), translators=(), synthesizers=("fake-tts",), outbox_events=64, speaker_encoder=""
+    )
     # No keepalive pings: a stalled pipe would also stall them, and the connection
     # could then be dropped for that before the outbox policy is what ends it.
     with serve(settings, [fake_spec(), fake_tts_spec(FakeSynthesizer())], ping_interval_s=None) as server:
@@ -196,9 +228,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.nda
             finals = received.of("final")
             assert finals and len(finals) == len(received.of("speech.started"))
             # How long after its audio was sent each final arrived.
-            return [
-                received.times[received.events.index(f)] - (sent_at + f["t1_ms"] / 1000) for f in finals
-            ]
+            return [received.times[received.events.index(f)] - (sent_at + f["t1_ms"] / 1000) for f in finals]
 
         lags = await asyncio.gather(*(live() for _ in range(3)))
         assert max(max(lag) for lag in lags) < 1.5, lags
@@ -213,6 +243,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(jfk: np.nda
 
 
 # Dropped connections ---------------------------------------------------------------
+
 
 async def test_abrupt_disconnects_mid_utterance_and_mid_synthesis_leak_nothing(jfk: np.ndarray) -> None:
     fake = FakeTranscriber(delay_s=0.01)

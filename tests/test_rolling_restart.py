@@ -49,11 +49,18 @@ def _normalise(text: str) -> str:
 @contextmanager
 def replica(tmp: Path, name: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {**os.environ, "HUSHGATE_PORT": str(port), "HUSHGATE_DRAIN_TIMEOUT_S": "1",
-           "HUSHGATE_TRANSLATORS": "", "HUSHGATE_SYNTHESIZERS": "", "HUSHGATE_SPEAKER_ENCODER": ""}
+    env = {
+        **os.environ,
+        "HUSHGATE_PORT": str(port),
+        "HUSHGATE_DRAIN_TIMEOUT_S": "1",
+        "HUSHGATE_TRANSLATORS": "",
+        "HUSHGATE_SYNTHESIZERS": "",
+        "HUSHGATE_SPEAKER_ENCODER": "",
+    }
     log = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "hushgate.server.cli", "serve"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hushgate.server.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         _wait_ready(f"http://127.0.0.1:{port}/readyz", proc, tmp / f"{name}.log")
         yield proc, port
@@ -95,8 +102,9 @@ def nginx(tmp: Path, ports: tuple[int, int]) -> Iterator[int]:
         f" fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;\n"
         f"{site}\n}}\n"
     )
-    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [binary, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         _wait_ready(f"http://127.0.0.1:{listen}/readyz", proc, tmp / "nginx-error.log")
         yield listen
@@ -117,16 +125,17 @@ async def talk(url: str, pcm: npt.NDArray[np.int16]) -> list[object]:
     return [event async for event in Client(url).stream(paced(pcm), 16_000, partials=False)]
 
 
-async def test_a_replica_restarts_mid_stream_and_no_final_is_lost_or_repeated(
-    audio_dir: Path, tmp_path: Path
-) -> None:
+async def test_a_replica_restarts_mid_stream_and_no_final_is_lost_or_repeated(audio_dir: Path, tmp_path: Path) -> None:
     gap = np.zeros(16_000, np.int16)
     pcm = np.concatenate([part for f in FILES for part in (read_wav(audio_dir / f)[0], gap)])
     lines = dict(line.split("\t")[::2] for line in (audio_dir / "transcripts.tsv").read_text().splitlines()[1:])
     reference = _normalise(" ".join(lines[f] for f in FILES))
 
-    with replica(tmp_path, "a") as (a, port_a), replica(tmp_path, "b") as (_b, port_b), \
-            nginx(tmp_path, (port_a, port_b)) as listen:
+    with (
+        replica(tmp_path, "a") as (a, port_a),
+        replica(tmp_path, "b") as (_b, port_b),
+        nginx(tmp_path, (port_a, port_b)) as listen,
+    ):
         url = f"ws://127.0.0.1:{listen}/v1/stream"
         talking = [asyncio.create_task(talk(url, pcm)) for _ in range(CLIENTS)]
         await asyncio.sleep(RESTART_AFTER_S)

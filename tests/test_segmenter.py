@@ -44,7 +44,8 @@ def run(pcm: np.ndarray, chunk: int = 1000, **kw: int) -> list:
 def bounds(events: list) -> list[tuple]:
     return [
         (type(e).__name__, e.utterance, getattr(e, "t0_ms", None), getattr(e, "t1_ms", getattr(e, "onset_ms", None)))
-        for e in events if not isinstance(e, UtteranceAudio)
+        for e in events
+        if not isinstance(e, UtteranceAudio)
     ]
 
 
@@ -116,8 +117,9 @@ def test_real_speech_turns_are_found(audio_dir: Path, detector: str) -> None:
     pcm, rate = read_wav(audio_dir / "long" / "long_2spk_concat.wav")
     assert rate == 16_000
     vad = WebRtcDetector() if detector == "webrtc" else silero_create(EngineOptions())
-    seg = Segmenter(vad.open(aggressiveness=2), silence_ms=500, max_utterance_ms=15_000,
-                    preroll_ms=300, hangover_ms=200)
+    seg = Segmenter(
+        vad.open(aggressiveness=2), silence_ms=500, max_utterance_ms=15_000, preroll_ms=300, hangover_ms=200
+    )
     events = []
     for i in range(0, len(pcm), 1600):
         events += seg.push(pcm[i : i + 1600])

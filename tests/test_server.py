@@ -132,9 +132,15 @@ async def test_feature_requests_answer_engine_unavailable_and_the_session_lives(
         await client.send(request)
         error = await client.next_event()
         assert (error["type"], error["code"], error["fatal"], error["id"]) == (
-            "error", "engine_unavailable", False, request["id"])
-    for request in [{"type": "voiceprint.export", "id": "x1", "voiceprint_id": "x"},
-                    {"type": "voiceprint.delete", "id": "d1", "voiceprint_id": "x"}]:
+            "error",
+            "engine_unavailable",
+            False,
+            request["id"],
+        )
+    for request in [
+        {"type": "voiceprint.export", "id": "x1", "voiceprint_id": "x"},
+        {"type": "voiceprint.delete", "id": "d1", "voiceprint_id": "x"},
+    ]:
         await client.send(request)
         error = await client.next_event()
         assert (error["code"], error["fatal"], error["id"]) == ("unknown_voiceprint", False, request["id"])
@@ -170,18 +176,35 @@ FATAL_CASES = [
     ("wrong field types", [json.dumps({"type": "start", "audio": {"sample_rate": "fast"}})], "bad_message", 1007),
     ("rate 7999", [json.dumps({"type": "start", "audio": {"sample_rate": 7999}})], "unsupported_audio", 1003),
     ("rate 96000", [json.dumps({"type": "start", "audio": {"sample_rate": 96000}})], "unsupported_audio", 1003),
-    ("unknown language", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}, "language": "tlh"})],
-     "engine_unavailable", 1003),
-    ("odd pcm length", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}), b"\x00\x01\x02"],
-     "bad_message", 1007),
-    ("frame over the limit", [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}),
-                              b"\x00" * (SETTINGS.max_frame_bytes + 2)], "too_large", 1009),
+    (
+        "unknown language",
+        [json.dumps({"type": "start", "audio": {"sample_rate": 16000}, "language": "tlh"})],
+        "engine_unavailable",
+        1003,
+    ),
+    (
+        "odd pcm length",
+        [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}), b"\x00\x01\x02"],
+        "bad_message",
+        1007,
+    ),
+    (
+        "frame over the limit",
+        [json.dumps({"type": "start", "audio": {"sample_rate": 16000}}), b"\x00" * (SETTINGS.max_frame_bytes + 2)],
+        "too_large",
+        1009,
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,frames,code,close", FATAL_CASES, ids=[c[0] for c in FATAL_CASES])
 async def test_bad_input_gets_its_error_and_close_code_and_the_server_keeps_serving(
-    server, name: str, frames: list, code: str, close: int, fake: FakeTranscriber  # noqa: ANN001
+    server,
+    name: str,
+    frames: list,
+    code: str,
+    close: int,
+    fake: FakeTranscriber,  # noqa: ANN001
 ) -> None:
     client = await Client.connect(server.ws())
     for frame in frames:
@@ -270,7 +293,9 @@ async def test_faster_than_real_time_with_a_slow_engine_loses_nothing(jfk: np.nd
 
 async def test_engine_failure_is_an_error_for_that_session_only(jfk: np.ndarray) -> None:
     broken = FakeTranscriber(fail_on_accept=True)
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec(broken)]) as server:
+    with serve(
+        Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec(broken)]
+    ) as server:
         client = await Client.connect(server.ws())
         await client.start()
         client.read_in_background()
@@ -282,7 +307,10 @@ async def test_engine_failure_is_an_error_for_that_session_only(jfk: np.ndarray)
 
 
 async def test_idle_session_ends_by_itself() -> None:
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", idle_timeout_s=0.5), [fake_spec()]) as server:
+    with serve(
+        Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", idle_timeout_s=0.5),
+        [fake_spec()],
+    ) as server:
         client = await Client.connect(server.ws())
         await client.start()
         received = await client.closed(timeout_s=10)
@@ -319,7 +347,10 @@ async def test_readyz_is_503_until_engines_load() -> None:
     from tests.conftest import free_port
 
     port = free_port()
-    app = create_app(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", port=port), registry=EngineRegistry([spec]))
+    app = create_app(
+        Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", port=port),
+        registry=EngineRegistry([spec]),
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -360,12 +391,13 @@ async def test_control_messages_are_rate_limited_but_stop_always_works() -> None
     with serve(settings, [fake_spec()]) as server:
         client = await Client.connect(server.ws())
         await client.start()
-        for _ in range(30):
+        for _ in range(15):
             await client.send({"type": "ping"})
         client.read_in_background()
         received = await client.finish()
     refused = [e for e in received.of("error") if e["code"] == "overloaded"]
-    assert len(received.of("pong")) == 10 and len(refused) == 20  # a burst of twice the rate, then refusals
+    # A burst of twice the rate, then refusals (not fatal until another burst's worth: test_hostile_input).
+    assert len(received.of("pong")) in (10, 11) and len(refused) in (4, 5) and not refused[0]["fatal"]
     assert received.close_code == 1000 and received.types[-1] == "ended"
 
 
@@ -390,5 +422,9 @@ def test_json_logs_are_one_object_per_line() -> None:
 
     record = logging.LogRecord("hushgate.session", logging.INFO, __file__, 1, "session %s closed", ("abc",), None)
     line = JsonFormatter().format(record)
-    assert json.loads(line) == {**json.loads(line), "level": "info", "logger": "hushgate.session",
-                                "message": "session abc closed"}
+    assert json.loads(line) == {
+        **json.loads(line),
+        "level": "info",
+        "logger": "hushgate.session",
+        "message": "session abc closed",
+    }

@@ -31,8 +31,12 @@ LIB = "librispeech"
 @pytest.fixture(scope="module")
 def server(ge2e_models_dir: Path):  # noqa: ANN201
     settings = Settings(
-        stt=("en=whisper",), translators=(), synthesizers=(), models_dir=ge2e_models_dir,
-        voiceprint_key="test-sealing-key", enroll_needed_ms=8_000,
+        stt=("en=whisper",),
+        translators=(),
+        synthesizers=(),
+        models_dir=ge2e_models_dir,
+        voiceprint_key="test-sealing-key",
+        enroll_needed_ms=8_000,
     )
     with serve(settings) as running:
         assert running.app.state.gateway.hub.encoder is not None, running.app.state.gateway.hub.unavailable
@@ -113,7 +117,12 @@ async def test_enrolled_speakers_are_identified_and_strangers_are_guests(server,
     # their voiceprints existed, so it was diarized as guests too.)
     events = await say(client, wav(audio_dir, "251-137823-0003"), "final")
     speaker = await speaker_of(client, events)
-    assert speaker is not None and speaker["voiceprint_id"] is None and speaker["label"].startswith("Guest-") and speaker["score"] < 0.5
+    assert (
+        speaker is not None
+        and speaker["voiceprint_id"] is None
+        and speaker["label"].startswith("Guest-")
+        and speaker["score"] < 0.5
+    )
     # The same stranger again is the same guest.
     events = await say(client, wav(audio_dir, "251-118436-0001"), "final")
     again = await speaker_of(client, events)
@@ -212,7 +221,7 @@ async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: P
     assert speaker is not None and speaker["voiceprint_id"] == ana["voiceprint_id"]
     raw = bytearray(sealed.encode())
     for position in (len(raw) // 2, len(raw) - 3):
-        tampered = bytes(raw[:position]) + bytes([raw[position] ^ 0x01]) + bytes(raw[position + 1:])
+        tampered = bytes(raw[:position]) + bytes([raw[position] ^ 0x01]) + bytes(raw[position + 1 :])
         await second.send({"type": "voiceprint.import", "id": "t", "voiceprint": tampered.decode("latin-1")})
         error = await second.reply("t")
         assert (error["type"], error["code"], error["id"]) == ("error", "unknown_voiceprint", "t")
@@ -221,7 +230,9 @@ async def test_export_import_in_a_new_session_and_tampering(server, audio_dir: P
 
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
 async def test_nothing_of_the_voice_is_kept_after_delete_or_after_the_session(
-    server, audio_dir: Path, fmt: str  # noqa: ANN001
+    server,
+    audio_dir: Path,
+    fmt: str,  # noqa: ANN001
 ) -> None:
     client = await Client.connect(server.ws(), fmt)
     await client.start(speakers={"identify": True})

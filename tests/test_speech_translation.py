@@ -57,8 +57,10 @@ async def test_english_speech_gets_spanish_translations(server, audio_dir: Path)
 
 async def test_spoken_translations_are_audible_and_plausibly_long(server, audio_dir: Path) -> None:  # noqa: ANN001
     received = await stream_file(
-        server, audio_dir / "librispeech" / "1089-134686-0000.wav",
-        translate={"targets": ["es"]}, speak={"translations": True},
+        server,
+        audio_dir / "librispeech" / "1089-134686-0000.wav",
+        translate={"targets": ["es"]},
+        speak={"translations": True},
     )
     translations = received.of("translation")
     starts, ends = received.of("tts.start"), received.of("tts.end")

@@ -28,7 +28,11 @@ from tests.fakes import (
 from tests.wsclient import Client
 
 SETTINGS = Settings(
-    stt=("en=fake",), translators=("fake-translate",), synthesizers=("fake-tts",), speak_queue=2, speaker_encoder="",
+    stt=("en=fake",),
+    translators=("fake-translate",),
+    synthesizers=("fake-tts",),
+    speak_queue=2,
+    speaker_encoder="",
     max_text_chars=10_000,
 )
 
@@ -62,7 +66,9 @@ async def test_every_final_is_followed_by_one_translation_per_target(server, spe
     ready = await client.start(translate={"targets": ["es", "fr"]})
     assert ready["type"] == "ready"
     assert ready["engines"]["translate"] == {
-        "es": {"name": "fake-translate", "model": "en-es"}, "fr": {"name": "fake-translate", "model": "en-fr"}}
+        "es": {"name": "fake-translate", "model": "en-es"},
+        "fr": {"name": "fake-translate", "model": "en-fr"},
+    }
     assert ready["engines"]["tts"] == {"name": "fake-tts", "model": "fake-en"}
     assert ready["engines"]["vad"]["name"] == "webrtc"
     client.read_in_background()
@@ -214,6 +220,7 @@ async def test_translations_from_several_sessions_are_batched() -> None:
         for i, client in enumerate(clients):
             for j in range(3):
                 await client.send({"type": "translate", "id": f"{i}-{j}", "text": f"text {i} {j}", "target": "es"})
+
         async def three(client: Client) -> list[dict]:
             return [await client.next_event() for _ in range(3)]
 

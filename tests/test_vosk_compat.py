@@ -81,8 +81,9 @@ async def settled(server: Running, fake: FakeTranscriber | None = None) -> None:
     await wait_until(lambda: server.counters.active == 0 and (fake is None or fake.open_streams == 0))
 
 
-async def recognize(url: str, data: bytes, *, config: str | None, chunk_bytes: int = CHUNK_BYTES,
-                    **connect: Any) -> tuple[list[dict[str, Any]], list[float], dict[str, Any], int | None]:
+async def recognize(
+    url: str, data: bytes, *, config: str | None, chunk_bytes: int = CHUNK_BYTES, **connect: Any
+) -> tuple[list[dict[str, Any]], list[float], dict[str, Any], int | None]:
     """vosk-server's example client: one reply read per chunk, then eof and the final.
 
     Returns the per-chunk replies, how long each took, the final, and the close code.
@@ -142,8 +143,7 @@ def texts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_one_reply_per_chunk_partials_then_text_with_words_in_seconds(server, fake, jfk) -> None:  # noqa: ANN001
     before = server.counters.total
     data = jfk.astype("<i2").tobytes()
-    replies, _, final, code = await recognize(
-        vosk_url(server), data, config='{ "config" : { "sample_rate" : 16000 } }')
+    replies, _, final, code = await recognize(vosk_url(server), data, config='{ "config" : { "sample_rate" : 16000 } }')
     assert code == 1000
     assert len(replies) == -(-len(data) // CHUNK_BYTES)
     for message in replies + [final]:
@@ -311,8 +311,9 @@ KEY = "sgw_vosk_test_key_0123456789"
 
 
 async def test_keys_are_required_once_configured(fake, jfk) -> None:  # noqa: ANN001
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="",
-                        api_keys=(hash_key(KEY),))
+    settings = Settings(
+        stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", api_keys=(hash_key(KEY),)
+    )
     with vosk_server(settings, [fake_spec(fake)]) as server:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             with pytest.raises(InvalidStatus) as info:
@@ -323,7 +324,8 @@ async def test_keys_are_required_once_configured(fake, jfk) -> None:  # noqa: AN
         assert info.value.response.status_code == 401
         data = jfk[: 16_000 * 3].astype("<i2").tobytes()
         _, _, final, code = await recognize(
-            vosk_url(server), data, config=None, additional_headers={"Authorization": f"Bearer {KEY}"})
+            vosk_url(server), data, config=None, additional_headers={"Authorization": f"Bearer {KEY}"}
+        )
         assert code == 1000 and "text" in final
         await settled(server, fake)
 
@@ -346,8 +348,14 @@ async def test_sessions_share_the_gateways_limit(fake) -> None:  # noqa: ANN001
 
 
 async def test_idle_clients_and_oversized_frames(fake, jfk) -> None:  # noqa: ANN001
-    settings = Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder="", idle_timeout_s=0.5,
-                        max_frame_bytes=16_000)
+    settings = Settings(
+        stt=("en=fake",),
+        translators=(),
+        synthesizers=(),
+        speaker_encoder="",
+        idle_timeout_s=0.5,
+        max_frame_bytes=16_000,
+    )
     with vosk_server(settings, [fake_spec(fake)]) as server:
         assert await close_code_after(vosk_url(server), b"\x00" * 16_002) == 1009
         speech = jfk[: 16_000 * 2].astype("<i2").tobytes()
@@ -372,7 +380,8 @@ async def test_whisper_on_jfk(jfk) -> None:  # noqa: ANN001
     with vosk_server(settings) as server:
         data = jfk.astype("<i2").tobytes()
         replies, waits, final, code = await recognize(
-            vosk_url(server), data, config='{ "config" : { "sample_rate" : 16000 } }')
+            vosk_url(server), data, config='{ "config" : { "sample_rate" : 16000 } }'
+        )
         assert code == 1000
         for message in replies + [final]:
             check_shape(message, words=True)

@@ -27,7 +27,9 @@ JS_TYPES = {"text/javascript", "application/javascript"}
 
 @pytest.fixture(scope="module")
 def server():  # noqa: ANN201
-    with serve(Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec()]) as running:
+    with serve(
+        Settings(stt=("en=fake",), translators=(), synthesizers=(), speaker_encoder=""), [fake_spec()]
+    ) as running:
         yield running
 
 
@@ -98,8 +100,12 @@ def test_no_external_urls_in_web_files() -> None:
 
 
 def test_url_check_catches_cdns() -> None:
-    samples = ['<script src="https://cdn.example.com/x.js">', "@import url(//fonts.example.org/a.css);",
-               "fetch('http://api.example.net/')", 'new WebSocket("wss://host.example/v1")']
+    samples = [
+        '<script src="https://cdn.example.com/x.js">',
+        "@import url(//fonts.example.org/a.css);",
+        "fetch('http://api.example.net/')",
+        'new WebSocket("wss://host.example/v1")',
+    ]
     assert all(URL.search(s) and URL.search(s).group(1) not in {"localhost"} for s in samples)
     assert URL.search("// a comment: see //v1/stream") is None
 
@@ -116,14 +122,52 @@ def test_sdk_dispatches_every_protocol_event_type() -> None:
     its docs name all of them, and the request helpers send the right messages."""
     sdk = (WEB / "sdk.js").read_text()
     assert "this._emit(type, msg)" in sdk
-    for event in ("ready", "speech.started", "partial", "final", "translation", "tts.start", "tts.audio",
-                  "tts.end", "enroll.progress", "enrolled", "verified", "voiceprint.exported", "error", "ended"):
+    for event in (
+        "ready",
+        "speech.started",
+        "partial",
+        "final",
+        "translation",
+        "tts.start",
+        "tts.audio",
+        "tts.end",
+        "enroll.progress",
+        "enrolled",
+        "verified",
+        "voiceprint.exported",
+        "error",
+        "ended",
+    ):
         assert f"`{event}`" in sdk, event
-    for message in ("start", "speak", "translate", "enroll", "verify", "voiceprint.export", "voiceprint.import",
-                    "voiceprint.delete", "flush", "ping", "stop", "audio"):
+    for message in (
+        "start",
+        "speak",
+        "translate",
+        "enroll",
+        "verify",
+        "voiceprint.export",
+        "voiceprint.import",
+        "voiceprint.delete",
+        "flush",
+        "ping",
+        "stop",
+        "audio",
+    ):
         assert f'type: "{message}"' in sdk, message
-    for method in ("sendPcm(", "sendStream(", "speak(", "translate(", "enroll(", "verify(", "exportVoiceprint(",
-                   "importVoiceprint(", "deleteVoiceprint(", "flush(", "ping(", "stop("):
+    for method in (
+        "sendPcm(",
+        "sendStream(",
+        "speak(",
+        "translate(",
+        "enroll(",
+        "verify(",
+        "exportVoiceprint(",
+        "importVoiceprint(",
+        "deleteVoiceprint(",
+        "flush(",
+        "ping(",
+        "stop(",
+    ):
         assert f"\n  {method}" in sdk or f"\n  async {method}" in sdk, method
     assert "export async function connect(url, options" in sdk
     assert 'registerProcessor("pcm-capture"' in (WEB / "pcm-worklet.js").read_text()
@@ -168,8 +212,29 @@ SAMPLES = [
         "speakers": {"identify": True, "diarize": True, "voiceprints": []},
     },
     {
-        "ints": [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53 - 1, -1, -32, -33, -128, -129,
-                 -32768, -32769, -(2**31), -(2**31) - 1, -(2**53) + 1],
+        "ints": [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            2**32 - 1,
+            2**32,
+            2**53 - 1,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32768,
+            -32769,
+            -(2**31),
+            -(2**31) - 1,
+            -(2**53) + 1,
+        ],
         "floats": [0.5, -1.25, 3.141592653589793, 1e300],
         "strs": ["", "a" * 31, "b" * 32, "c" * 255, "d" * 256, "e" * 70000, "héllo ✓ 日本語 🎤"],
         "bins": [b"", b"\x00" * 255, b"\x01" * 256, b"\x02" * 70000],
@@ -206,8 +271,12 @@ def test_msgpack_codec_matches_python_msgpack(tmp_path: Path) -> None:
     script.write_text(NODE_SCRIPT)
     packed = [msgpack.packb(sample, use_bin_type=True) for sample in SAMPLES]
     result = subprocess.run(
-        [NODE, str(script)], input=json.dumps([p.hex() for p in packed]), capture_output=True, text=True,
-        timeout=60, cwd=tmp_path,
+        [NODE, str(script)],
+        input=json.dumps([p.hex() for p in packed]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)

@@ -23,7 +23,9 @@ def test_a_word_said_three_times_in_a_row_is_a_loop() -> None:
 
 def test_a_phrase_repeated_is_a_loop_whatever_its_punctuation() -> None:
     assert looks_looped("I went to the shop. I went to the shop, I went to the shop and")
-    assert repeated_run(["x", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop"]) == (1, 5, 3)
+    assert repeated_run(
+        ["x", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop", "i", "went", "to", "the", "shop"]
+    ) == (1, 5, 3)
 
 
 def test_ordinary_sentences_are_not_loops() -> None:
@@ -44,8 +46,10 @@ def test_text_that_compresses_too_well_is_a_loop_even_without_a_run() -> None:
 
 
 def test_collapsing_keeps_one_of_each_repeated_run_and_the_rest() -> None:
-    assert collapse_repeats("However, however, however, however, however due to the slow channels") == \
-        "However, due to the slow channels"
+    assert (
+        collapse_repeats("However, however, however, however, however due to the slow channels")
+        == "However, due to the slow channels"
+    )
     assert collapse_repeats("a b c a b c a b c d") == "a b c d"
     assert collapse_repeats("no loop here") == "no loop here"
 
@@ -62,8 +66,13 @@ def test_a_short_utterance_is_context_whole() -> None:
 
 def test_a_long_utterance_gives_its_last_seconds_cut_between_words() -> None:
     audio = np.arange(8 * RATE_HZ, dtype=np.float32)
-    words = _words(("One", 0, 900), ("two", 1_000, 2_000), ("three", 4_000, 4_600), ("four,", 4_900, 5_700),
-                   ("five.", 6_200, 7_800))
+    words = _words(
+        ("One", 0, 900),
+        ("two", 1_000, 2_000),
+        ("three", 4_000, 4_600),
+        ("four,", 4_900, 5_700),
+        ("five.", 6_200, 7_800),
+    )
     ctx = left_context(audio, "One two three four, five.", words, sample_rate_hz=RATE_HZ, max_s=3.5)
     # 8 s - 3.5 s = 4.5 s: the first word starting after that is "four," (4.9 s);
     # the cut goes 100 ms before it, still after the end of "three".

@@ -31,7 +31,9 @@ def normalise(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def server():  # noqa: ANN201
-    with serve(Settings(stt=("en=whisper",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=8)) as running:
+    with serve(
+        Settings(stt=("en=whisper",), translators=(), synthesizers=(), speaker_encoder="", max_sessions=8)
+    ) as running:
         yield running
 
 
@@ -71,9 +73,7 @@ async def test_streamed_finals_are_as_accurate_as_offline_decoding(server, corpu
         rate_hz = (16_000, 48_000)[(i // 2) % 2]
         received = await transcribe(server, pcm, rate_hz=rate_hz, fmt=fmt, realtime=False)
         text = " ".join(f["text"] for f in received.of("final"))
-        whole = await asyncio.to_thread(
-            transcriber.decode_full, pcm.astype(np.float32) / 32768, "en", "", False
-        )
+        whole = await asyncio.to_thread(transcriber.decode_full, pcm.astype(np.float32) / 32768, "en", "", False)
         refs.append(normalise(reference))
         streamed.append(normalise(text))
         offline.append(normalise(whole.text))
@@ -94,7 +94,9 @@ async def test_realtime_stream_gets_partials_before_each_final(server, corpus, f
         if final["t1_ms"] - final["t0_ms"] < 1_500:
             continue  # too short for a partial at a 1 s interval
         index = received.events.index(final)
-        earlier = [e for e in received.events[:index] if e["type"] == "partial" and e["utterance"] == final["utterance"]]
+        earlier = [
+            e for e in received.events[:index] if e["type"] == "partial" and e["utterance"] == final["utterance"]
+        ]
         assert earlier, f"no partial before final {final['utterance']}"
         for partial in earlier:
             assert partial["t0_ms"] == final["t0_ms"] and partial["t1_ms"] <= final["t1_ms"]
@@ -123,8 +125,13 @@ async def test_the_event_loop_stays_responsive_while_sessions_decode(server, cor
     # Three recordings per loader, so that the decoding outlasts the probes.
     clips = [pcm for _, pcm, _ in corpus]
     loaders = [
-        transcribe(server, np.concatenate([clips[(i + k) % len(clips)] for k in range(3)]),
-                   rate_hz=16_000, fmt="json", realtime=False)
+        transcribe(
+            server,
+            np.concatenate([clips[(i + k) % len(clips)] for k in range(3)]),
+            rate_hz=16_000,
+            fmt="json",
+            realtime=False,
+        )
         for i in range(4)
     ]
     prober = await Client.connect(server.ws())

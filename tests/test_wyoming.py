@@ -41,8 +41,9 @@ from tests.media_helpers import words
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[Running, int]]:
     port = free_port()
-    settings = Settings(translators=(), synthesizers=("piper",), speaker_encoder="",
-                        wyoming_uri=f"tcp://127.0.0.1:{port}")
+    settings = Settings(
+        translators=(), synthesizers=("piper",), speaker_encoder="", wyoming_uri=f"tcp://127.0.0.1:{port}"
+    )
     with serve(settings) as running:
         yield running, port
 
@@ -63,8 +64,9 @@ async def _transcribe(port: int, pcm: np.ndarray, rate_hz: int) -> tuple[str, li
         await client.write_event(AudioStart(rate=rate_hz, width=2, channels=1).event())
         step = rate_hz // 10
         for i in range(0, len(pcm), step):
-            await client.write_event(AudioChunk(rate=rate_hz, width=2, channels=1,
-                                                audio=pcm[i:i + step].astype("<i2").tobytes()).event())
+            await client.write_event(
+                AudioChunk(rate=rate_hz, width=2, channels=1, audio=pcm[i : i + step].astype("<i2").tobytes()).event()
+            )
         await client.write_event(AudioStop().event())
         transcript = Transcript.from_event(await _until(client, Transcript, seen))
         await _until(client, TranscriptStop, seen)
@@ -107,8 +109,11 @@ async def test_synthesized_audio_is_speech(server: tuple[Running, int]) -> None:
     _, port = server
     seen: list[Event] = []
     async with AsyncTcpClient("127.0.0.1", port) as client:
-        await client.write_event(Synthesize(text="The quick brown fox jumps over the lazy dog.",
-                                            voice=SynthesizeVoice(name="en_US-joe-medium")).event())
+        await client.write_event(
+            Synthesize(
+                text="The quick brown fox jumps over the lazy dog.", voice=SynthesizeVoice(name="en_US-joe-medium")
+            ).event()
+        )
         start = AudioStart.from_event(await _until(client, AudioStart, seen))
         await _until(client, AudioStop, seen)
     audio = b"".join(AudioChunk.from_event(e).audio for e in seen if AudioChunk.is_type(e.type))

@@ -7,4 +7,3 @@ import os
 # the moment it is imported, unless this is set first; the gateway promises to
 # write nothing (tests/test_privacy.py). An operator may still set it otherwise.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-

@@ -90,4 +90,3 @@ def edges_like(source: str, translated: str) -> str:
     if not source[-1:].isspace():
         translated = translated.rstrip()
     return translated
-

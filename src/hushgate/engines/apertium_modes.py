@@ -24,15 +24,59 @@ WBLANK_MODE_TIMEOUT_S: Final = 10.0
 
 # Apertium names languages with ISO 639-3 codes; clients use ISO 639-1.
 ISO639_3_TO_1: Final[dict[str, str]] = {
-    "afr": "af", "ara": "ar", "arg": "an", "bel": "be", "bos": "bs", "bre": "br",
-    "bul": "bg", "cat": "ca", "ces": "cs", "cym": "cy", "dan": "da", "deu": "de",
-    "ell": "el", "eng": "en", "epo": "eo", "est": "et", "eus": "eu", "fin": "fi",
-    "fra": "fr", "gle": "ga", "glg": "gl", "heb": "he", "hin": "hi", "hrv": "hr",
-    "hun": "hu", "ind": "id", "isl": "is", "ita": "it", "kaz": "kk", "lav": "lv",
-    "lit": "lt", "mkd": "mk", "mlt": "mt", "msa": "ms", "nld": "nl", "nno": "nn",
-    "nob": "nb", "oci": "oc", "pol": "pl", "por": "pt", "ron": "ro", "rus": "ru",
-    "slk": "sk", "slv": "sl", "sme": "se", "spa": "es", "sqi": "sq", "srp": "sr",
-    "swe": "sv", "tat": "tt", "tur": "tr", "ukr": "uk", "urd": "ur",
+    "afr": "af",
+    "ara": "ar",
+    "arg": "an",
+    "bel": "be",
+    "bos": "bs",
+    "bre": "br",
+    "bul": "bg",
+    "cat": "ca",
+    "ces": "cs",
+    "cym": "cy",
+    "dan": "da",
+    "deu": "de",
+    "ell": "el",
+    "eng": "en",
+    "epo": "eo",
+    "est": "et",
+    "eus": "eu",
+    "fin": "fi",
+    "fra": "fr",
+    "gle": "ga",
+    "glg": "gl",
+    "heb": "he",
+    "hin": "hi",
+    "hrv": "hr",
+    "hun": "hu",
+    "ind": "id",
+    "isl": "is",
+    "ita": "it",
+    "kaz": "kk",
+    "lav": "lv",
+    "lit": "lt",
+    "mkd": "mk",
+    "mlt": "mt",
+    "msa": "ms",
+    "nld": "nl",
+    "nno": "nn",
+    "nob": "nb",
+    "oci": "oc",
+    "pol": "pl",
+    "por": "pt",
+    "ron": "ro",
+    "rus": "ru",
+    "slk": "sk",
+    "slv": "sl",
+    "sme": "se",
+    "spa": "es",
+    "sqi": "sq",
+    "srp": "sr",
+    "swe": "sv",
+    "tat": "tt",
+    "tur": "tr",
+    "ukr": "uk",
+    "urd": "ur",
 }
 
 # A translation mode is LANG[_VARIANT]-LANG[_VARIANT]; source builds also
@@ -41,12 +85,23 @@ ISO639_3_TO_1: Final[dict[str, str]] = {
 _MODE_NAME = re.compile(r"^([a-z]{2,3}(?:_[A-Za-z0-9]+)?)-([a-z]{2,3}(?:_[A-Za-z0-9]+)?)$")
 
 # Programs that understand -z, for Apertium installs without apertium-wblank-mode.
-_NULL_FLUSH_PROGRAMS: Final = frozenset({
-    "lt-proc", "hfst-proc", "cg-proc", "lrx-proc", "lsx-proc", "rtx-proc",
-    "apertium-tagger", "apertium-pretransfer", "apertium-posttransfer",
-    "apertium-transfer", "apertium-interchunk", "apertium-postchunk",
-    "apertium-anaphora",
-})
+_NULL_FLUSH_PROGRAMS: Final = frozenset(
+    {
+        "lt-proc",
+        "hfst-proc",
+        "cg-proc",
+        "lrx-proc",
+        "lsx-proc",
+        "rtx-proc",
+        "apertium-tagger",
+        "apertium-pretransfer",
+        "apertium-posttransfer",
+        "apertium-transfer",
+        "apertium-interchunk",
+        "apertium-postchunk",
+        "apertium-anaphora",
+    }
+)
 
 
 def language_code(apertium: str) -> str:
@@ -85,7 +140,10 @@ def _null_flush_pipeline(mode_file: Path) -> tuple[str, bool]:
         return mode_file.read_text(encoding="utf-8"), False
     done = subprocess.run(
         ["apertium-wblank-mode", "-z", str(mode_file)],
-        capture_output=True, text=True, timeout=WBLANK_MODE_TIMEOUT_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=WBLANK_MODE_TIMEOUT_S,
+        check=False,
     )
     if done.returncode != 0:
         raise EngineError(f"apertium-wblank-mode could not read {mode_file}: {done.stderr.strip()}")

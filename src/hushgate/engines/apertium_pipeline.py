@@ -126,9 +126,7 @@ class Pipeline:
         upstream: int | None = subprocess.PIPE
         try:
             for command in self._commands:
-                process = subprocess.Popen(
-                    command, stdin=upstream, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-                )
+                process = subprocess.Popen(command, stdin=upstream, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                 if processes and processes[-1].stdout is not None:
                     # The child holds its own copy; ours would keep the pipe open
                     # after the child died and hide the breakage.

@@ -53,7 +53,7 @@ class TimedPipe:
         while view:
             self._wait()
             try:
-                view = view[os.write(self._fd, view[:WRITE_BYTES]):]
+                view = view[os.write(self._fd, view[:WRITE_BYTES]) :]
             except BlockingIOError:
                 continue
 

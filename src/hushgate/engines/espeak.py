@@ -199,8 +199,9 @@ class EspeakSynthesizer:
         """The argv for one request: text on stdin (read whole, as UTF-8), WAV on stdout."""
         return [self._executable, "-v", espeak_name, "-s", str(self._rate_wpm), "-b", "1", "--stdin", "--stdout"]
 
-    def _stream(self, text: str, espeak_name: str,
-                started: Callable[[subprocess.Popen[bytes]], None]) -> Generator[Pcm16, None, None]:
+    def _stream(
+        self, text: str, espeak_name: str, started: Callable[[subprocess.Popen[bytes]], None]
+    ) -> Generator[Pcm16, None, None]:
         # stderr is dropped: an unread stderr pipe that filled up would stall
         # espeak-ng while this waits on stdout. Voices are checked before the
         # call, so a failure here is rare and its exit status is reported.
@@ -234,7 +235,9 @@ class EspeakSynthesizer:
             except EngineError as exc:
                 raise EngineError(f"{exc} ({_exit_description(process)})") from exc
             if rate_hz != self._sample_rate_hz:
-                raise EngineError(f"espeak-ng switched to {rate_hz} Hz; its voices were listed at {self._sample_rate_hz} Hz")
+                raise EngineError(
+                    f"espeak-ng switched to {rate_hz} Hz; its voices were listed at {self._sample_rate_hz} Hz"
+                )
             pending = b""
             # The first block goes out at once; later ones are gathered into
             # bigger chunks (espeak-ng writes 4 KB at a time, ~1000x faster
@@ -299,7 +302,10 @@ def _exit_description(process: subprocess.Popen[bytes]) -> str:
 def _list_voices(executable: str) -> str:
     try:
         result = subprocess.run(
-            [executable, "--voices"], capture_output=True, check=True, timeout=LIST_TIMEOUT_S,
+            [executable, "--voices"],
+            capture_output=True,
+            check=True,
+            timeout=LIST_TIMEOUT_S,
             env=_quiet_audio_env(),
         )
     except (OSError, subprocess.SubprocessError) as exc:
@@ -312,7 +318,11 @@ def _probe_rate_hz(executable: str) -> int:
     try:
         result = subprocess.run(
             [executable, "-b", "1", "--stdin", "--stdout"],
-            input=b"a", capture_output=True, check=True, timeout=LIST_TIMEOUT_S, env=_quiet_audio_env(),
+            input=b"a",
+            capture_output=True,
+            check=True,
+            timeout=LIST_TIMEOUT_S,
+            env=_quiet_audio_env(),
         )
     except subprocess.CalledProcessError as exc:
         message = exc.stderr.decode("utf-8", "replace").strip() if exc.stderr else ""
@@ -325,7 +335,9 @@ def _probe_rate_hz(executable: str) -> int:
 def _rate_wpm(extra: Mapping[str, Any]) -> int:
     value = extra.get("rate_wpm", DEFAULT_RATE_WPM)
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_RATE_WPM <= value <= MAX_RATE_WPM:
-        raise EngineError(f"espeak: 'rate_wpm' must be a whole number from {MIN_RATE_WPM} to {MAX_RATE_WPM}, got {value!r}")
+        raise EngineError(
+            f"espeak: 'rate_wpm' must be a whole number from {MIN_RATE_WPM} to {MAX_RATE_WPM}, got {value!r}"
+        )
     return value
 
 
@@ -349,8 +361,7 @@ def create(options: EngineOptions) -> EspeakSynthesizer:
         raise ModelNotFound(f"{wanted} is not installed; install it with: apt-get install espeak-ng")
     rate_hz = _probe_rate_hz(executable)
     listing = parse_voice_list(_list_voices(executable), sample_rate_hz=rate_hz)
-    return EspeakSynthesizer(executable, listing, rate_wpm=rate_wpm, sample_rate_hz=rate_hz,
-                             timeout_s=float(timeout_s))
+    return EspeakSynthesizer(executable, listing, rate_wpm=rate_wpm, sample_rate_hz=rate_hz, timeout_s=float(timeout_s))
 
 
 SPEC = EngineSpec(

@@ -114,7 +114,6 @@ class PiperSynthesizer:
         self._voices = {}
 
 
-
 def _positive_int(extra: Mapping[str, Any], key: str, default: int) -> int:
     value = extra.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -131,10 +131,8 @@ def _description(raw_config: Mapping[str, Any], sample_rate_hz: int) -> str:
     return ", ".join(parts)
 
 
-
 def warm_up(loaded: LoadedVoice) -> None:
     """Run one tiny synthesis so the first real request does not pay for
     espeak-ng's data loading and onnxruntime's first allocations."""
     for _ in loaded.model.synthesize("Hi.", SynthesisConfig(normalize_audio=False)):
         pass
-

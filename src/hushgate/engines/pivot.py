@@ -35,8 +35,7 @@ class PivotTranslator:
                     continue
                 for first, target in sorted(direct):
                     # en→es→en-US is no translation: the two ends must be different languages.
-                    if (first == pivot and _base(target) != _base(source)
-                            and (source, target) not in direct):
+                    if first == pivot and _base(target) != _base(source) and (source, target) not in direct:
                         self._via.setdefault((source, target), pivot)
 
     def pairs(self) -> list[tuple[str, str]]:

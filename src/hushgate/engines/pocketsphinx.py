@@ -94,7 +94,9 @@ def find_model_files(model_dir: Path) -> tuple[Path, Path, Path]:
     language_models = [p for p in files if p.name.lower().endswith(_LM_SUFFIXES) and "phone" not in p.name.lower()]
     dictionaries = [p for p in files if p.suffix == ".dict"]
     if not language_models or not dictionaries:
-        raise ModelNotFound(f"pocketsphinx model in {model_dir} needs a language model (*.lm.bin) and a dictionary (*.dict)")
+        raise ModelNotFound(
+            f"pocketsphinx model in {model_dir} needs a language model (*.lm.bin) and a dictionary (*.dict)"
+        )
     return acoustic_dir, language_models[0], dictionaries[0]
 
 
@@ -233,9 +235,7 @@ class PocketSphinxTranscriber:
         acoustic_dir, language_model, dictionary = find_model_files(model_dir)
         self.name: str = "pocketsphinx"
         self.model: str = model_name or model_dir.name
-        self.languages: tuple[str, ...] = (
-            languages if languages is not None else guess_languages(model_dir, model_name)
-        )
+        self.languages: tuple[str, ...] = languages if languages is not None else guess_languages(model_dir, model_name)
         self.sample_rate_hz: int = _SAMPLE_RATE_HZ
         self.partial_interval_ms: int = _PARTIAL_INTERVAL_MS
         self._cmn_warmup_samples = cmn_warmup_ms * self.sample_rate_hz // 1000
@@ -261,7 +261,9 @@ class PocketSphinxTranscriber:
     def open_stream(self, *, language: str, words: bool) -> PocketSphinxStream:
         primary = language.split("-")[0].split("_")[0].lower()
         if self.languages and primary and primary not in self.languages:
-            raise EngineError(f"pocketsphinx model {self.model} does not speak {language!r} (it speaks {', '.join(self.languages)})")
+            raise EngineError(
+                f"pocketsphinx model {self.model} does not speak {language!r} (it speaks {', '.join(self.languages)})"
+            )
         return PocketSphinxStream(self._new_decoder(), words=words, cmn_warmup_samples=self._cmn_warmup_samples)
 
     def close(self) -> None:

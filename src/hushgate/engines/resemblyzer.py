@@ -139,9 +139,7 @@ class _TensorRef(_Sealed):
 
     __slots__ = ("offset", "size", "storage", "stride")
 
-    def __init__(
-        self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]
-    ) -> None:
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
         self.storage = storage
         self.offset = offset
         self.size = size
@@ -174,11 +172,7 @@ class _TensorRebuilder(_Sealed):
         # Only the layout is recorded here; it is checked against the bytes once read.
         if not isinstance(storage, _Storage):
             raise pickle.UnpicklingError("a tensor must be built on a storage")
-        if (
-            not isinstance(storage_offset, int)
-            or isinstance(storage_offset, bool)
-            or storage_offset < 0
-        ):
+        if not isinstance(storage_offset, int) or isinstance(storage_offset, bool) or storage_offset < 0:
             raise pickle.UnpicklingError("tensor storage offset must be a non-negative int")
         shape = _int_tuple(size, "size")
         strides = _int_tuple(stride, "stride")
@@ -386,9 +380,7 @@ def mel_filterbank(
     The same numbers as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=...)``.
     """
     fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate_hz)
-    edges_mel = np.linspace(
-        _hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate_hz / 2]))[0], n_mels + 2
-    )
+    edges_mel = np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate_hz / 2]))[0], n_mels + 2)
     edges_hz = _mel_to_hz(edges_mel)
     widths_hz = np.diff(edges_hz)
     ramps = edges_hz[:, None] - fft_hz[None, :]
@@ -468,9 +460,7 @@ def _expect(
     return array
 
 
-def _single_thread_matmul(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
+def _single_thread_matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """``a @ b`` for 2-D arrays, cut into row blocks OpenBLAS runs on the calling thread."""
     rows, inner = a.shape
     rows_per_block = max(1, _SINGLE_THREAD_MNK // (inner * b.shape[1]))
@@ -493,20 +483,14 @@ class GE2ENetwork:
             b_hh = _expect(weights, f"lstm.bias_hh_l{index}", (_GATES,))
             layers.append(
                 _LstmLayer(
-                    w_ih=_gate_blocks(
-                        _expect(weights, f"lstm.weight_ih_l{index}", (_GATES, inputs))
-                    ),
-                    w_hh=_gate_blocks(
-                        _expect(weights, f"lstm.weight_hh_l{index}", (_GATES, HIDDEN_SIZE))
-                    ),
+                    w_ih=_gate_blocks(_expect(weights, f"lstm.weight_ih_l{index}", (_GATES, inputs))),
+                    w_hh=_gate_blocks(_expect(weights, f"lstm.weight_hh_l{index}", (_GATES, HIDDEN_SIZE))),
                     bias=_gate_blocks((b_ih + b_hh)[:, None]).reshape(4, 1, HIDDEN_SIZE),
                 )
             )
             inputs = HIDDEN_SIZE
         self._layers: tuple[_LstmLayer, ...] = tuple(layers)
-        self._linear_t = _read_only(
-            _expect(weights, "linear.weight", (DIMENSIONS, HIDDEN_SIZE)).T
-        )
+        self._linear_t = _read_only(_expect(weights, "linear.weight", (DIMENSIONS, HIDDEN_SIZE)).T)
         self._linear_bias = _read_only(_expect(weights, "linear.bias", (DIMENSIONS,)))
 
     def window_vectors(self, mels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -675,7 +659,5 @@ SPEC = EngineSpec(
     name="resemblyzer",
     capability="speaker",
     factory=create,
-    description=(
-        "Resemblyzer GE2E speaker vectors (256-d) in a numpy port of its torch model: no torch"
-    ),
+    description=("Resemblyzer GE2E speaker vectors (256-d) in a numpy port of its torch model: no torch"),
 )

@@ -34,9 +34,7 @@ class SileroActivity:
     def is_speech(self, frame: Pcm16) -> bool:
         audio = frame.astype(np.float32) / 32768.0
         batch = np.concatenate([self._context, audio])[None, :]
-        prob, self._h, self._c = self._detector.session.run(
-            None, {"input": batch, "h": self._h, "c": self._c}
-        )
+        prob, self._h, self._c = self._detector.session.run(None, {"input": batch, "h": self._h, "c": self._c})
         self._context = audio[-CONTEXT_SAMPLES:]
         return float(np.ravel(prob)[0]) >= self._threshold
 

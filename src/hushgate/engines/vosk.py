@@ -170,9 +170,7 @@ class VoskTranscriber:
             raise ModelNotFound(f"Vosk model directory not found: {model_dir}")
         self.name: str = "vosk"
         self.model: str = model_name or _display_name(model_dir)
-        self.languages: tuple[str, ...] = (
-            languages if languages is not None else guess_languages(model_dir, model_name)
-        )
+        self.languages: tuple[str, ...] = languages if languages is not None else guess_languages(model_dir, model_name)
         self.sample_rate_hz: int = _SAMPLE_RATE_HZ
         self.partial_interval_ms: int = _PARTIAL_INTERVAL_MS
         # Kaldi logs every model component to stderr at load time otherwise.
@@ -188,7 +186,9 @@ class VoskTranscriber:
         primary = language.split("-")[0].split("_")[0].lower()
         # An unknown model language () cannot be checked, so it is not refused.
         if self.languages and primary and primary not in self.languages:
-            raise EngineError(f"Vosk model {self.model} does not speak {language!r} (it speaks {', '.join(self.languages)})")
+            raise EngineError(
+                f"Vosk model {self.model} does not speak {language!r} (it speaks {', '.join(self.languages)})"
+            )
         recognizer = vosk.KaldiRecognizer(self._model, float(self.sample_rate_hz))
         recognizer.SetWords(words)
         recognizer.SetPartialWords(words)

@@ -125,9 +125,7 @@ class WhisperTranscriber:
         )
         self.model = model_name
         multilingual = self._model.model.is_multilingual
-        self.languages: tuple[str, ...] = (
-            tuple(self._model.supported_languages) if multilingual else ("en",)
-        )
+        self.languages: tuple[str, ...] = tuple(self._model.supported_languages) if multilingual else ("en",)
         self._multilingual = multilingual
         self._beam_size = beam_size
         self.use_context = context
@@ -205,7 +203,12 @@ class WhisperTranscriber:
         return text
 
     def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        self,
+        audio: np.ndarray,
+        language: str,
+        context: str,
+        words: bool,
+        task: str = "transcribe",
         left: LeftContext | None = None,
     ) -> Transcript:
         if self.final_window == "short" and len(audio) <= SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
@@ -215,7 +218,12 @@ class WhisperTranscriber:
         return self.decode_full(audio, language, context, words, task)
 
     def decode_short(
-        self, audio: np.ndarray, language: str, context: str, words: bool, task: str = "transcribe",
+        self,
+        audio: np.ndarray,
+        language: str,
+        context: str,
+        words: bool,
+        task: str = "transcribe",
         left: LeftContext | None = None,
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
@@ -242,9 +250,12 @@ class WhisperTranscriber:
         # Without its final full stop: a forced "." invites the model to end there.
         forced = [tok.timestamp_begin, *tok.encode(" " + left.text.rstrip(SENTENCE_END))] if left is not None else []
         budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
-        decode = FinalDecode(self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448))
-        kept = speech_tokens(decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S,
-                              self._model.time_precision)
+        decode = FinalDecode(
+            self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448)
+        )
+        kept = speech_tokens(
+            decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S, self._model.time_precision
+        )
         if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
             return Transcript("")
         text = tok.decode(kept).strip().lstrip(SENTENCE_END + ",;:").lstrip()
@@ -309,8 +320,6 @@ class WhisperTranscriber:
         return Transcript(" ".join(t for t in texts if t), tuple(out_words))
 
 
-
-
 def _word(text: str, start_s: float, end_s: float, probability: float, duration_ms: int) -> Word:
     """A word with its times kept inside the utterance (alignment may overshoot the audio)."""
     t0_ms = min(max(0, round(start_s * 1000)), duration_ms)
@@ -350,9 +359,7 @@ class WhisperStream:
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
         self._samples_at_last_partial = self._samples
-        text = self._owner.decode_partial(
-            self._audio(), self.language, " ".join(self._committed)
-        )
+        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed))
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
         # it may still be cut off mid-speech.
@@ -383,8 +390,7 @@ class WhisperStream:
         )
         if context_s > 0 and result.text:
             # An utterance of noise leaves the context of the speech before it.
-            self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ,
-                                      max_s=context_s)
+            self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ, max_s=context_s)
             self._left_language = self.language
         if not self._words and result.words:
             result = replace(result, words=())

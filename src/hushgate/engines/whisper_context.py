@@ -73,7 +73,7 @@ def left_context(
         kept = " ".join(w.w for w in words[i:]).strip()
         if not kept:
             return None
-        return LeftContext(audio[int(start_ms * sample_rate_hz / 1000):], kept)
+        return LeftContext(audio[int(start_ms * sample_rate_hz / 1000) :], kept)
     return None
 
 
@@ -86,7 +86,9 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def repeated_run(tokens: Sequence[str], *, repeats: int = LOOP_REPEATS, max_n: int = LOOP_MAX_NGRAM) -> tuple[int, int, int] | None:
+def repeated_run(
+    tokens: Sequence[str], *, repeats: int = LOOP_REPEATS, max_n: int = LOOP_MAX_NGRAM
+) -> tuple[int, int, int] | None:
     """First n-gram repeated ``repeats`` times in a row: (start, n, count), else None."""
     for start in range(len(tokens)):
         for n in range(1, max_n + 1):

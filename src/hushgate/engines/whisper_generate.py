@@ -22,8 +22,14 @@ class FinalDecode:
 
     def greedy(self, beam_size: int) -> list[int]:
         result = self._model.generate(
-            self._encoded, [self._prompt], beam_size=beam_size, max_length=self._max_length,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+            self._encoded,
+            [self._prompt],
+            beam_size=beam_size,
+            max_length=self._max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
         )[0]
         self.no_speech_prob = float(result.no_speech_prob)
         self.avg_logprob = float(result.scores[0]) if result.scores else 0.0
@@ -32,9 +38,16 @@ class FinalDecode:
     def sampled(self, temperature: float, best_of: int) -> list[list[int]]:
         """``best_of`` sampled decodes, the most probable first."""
         result = self._model.generate(
-            self._encoded, [self._prompt], beam_size=1, num_hypotheses=best_of, max_length=self._max_length,
-            return_scores=True, sampling_topk=0, sampling_temperature=temperature,
-            suppress_blank=True, suppress_tokens=[-1],
+            self._encoded,
+            [self._prompt],
+            beam_size=1,
+            num_hypotheses=best_of,
+            max_length=self._max_length,
+            return_scores=True,
+            sampling_topk=0,
+            sampling_temperature=temperature,
+            suppress_blank=True,
+            suppress_tokens=[-1],
         )[0]
         ranked = sorted(zip(result.scores, result.sequences_ids, strict=True), key=lambda pair: -pair[0])
         return [list(ids) for _, ids in ranked]

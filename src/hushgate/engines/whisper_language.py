@@ -62,6 +62,7 @@ class _Inner(Protocol):
 
     def close(self) -> None: ...
 
+
 SAMPLE_RATE_HZ = 16_000
 # A partial guess needs this much speech (1 s: 10/16 FLEURS files right, 2 s: 15/16).
 GUESS_MS = 2_000
@@ -123,15 +124,15 @@ class LanguageChooser:
 class SpeechStream:
     """A Whisper stream that may identify its language and translate into English."""
 
-    def __init__(self, owner: _Detector, inner: _Inner, options: SpeechOptions,
-                 *, switch_margin: float) -> None:
+    def __init__(self, owner: _Detector, inner: _Inner, options: SpeechOptions, *, switch_margin: float) -> None:
         self._owner = owner
         self._inner = inner
         self._options = options
         self._chooser: LanguageChooser | None = None
         if options.language is None:
-            self._chooser = LanguageChooser(options.candidates, switching=options.switching,
-                                            switch_margin=switch_margin)
+            self._chooser = LanguageChooser(
+                options.candidates, switching=options.switching, switch_margin=switch_margin
+            )
         # The utterance's audio, kept beside the inner stream's for detection and translation.
         self._chunks: list[Pcm16] = []
         self._samples = 0

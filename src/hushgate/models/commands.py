@@ -52,14 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     listing = commands.add_parser("list", help="list installed models (the default command)")
-    listing.add_argument(
-        "--all", action="store_true", help="list the whole catalogue, marking installed models"
-    )
+    listing.add_argument("--all", action="store_true", help="list the whole catalogue, marking installed models")
     pull = commands.add_parser("pull", help="download and install a catalogued model")
     pull.add_argument("name", metavar="NAME")
-    pull.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="do not draw a progress bar"
-    )
+    pull.add_argument("--no-progress", dest="progress", action="store_false", help="do not draw a progress bar")
     path = commands.add_parser("path", help="print where a model is on disk")
     path.add_argument("name", metavar="NAME")
     return parser
@@ -73,10 +69,7 @@ def _list_installed(root: Path) -> int:
         return 0
     _print_table(
         ("NAME", "ENGINE", "LANGUAGE", "FOUND", "WHERE"),
-        [
-            (m.name, m.engine or "?", m.language or "?", m.found.replace("_", "-"), str(m.path))
-            for m in found
-        ],
+        [(m.name, m.engine or "?", m.language or "?", m.found.replace("_", "-"), str(m.path)) for m in found],
     )
     print(f"\nmodels directory: {root}")
     return 0
@@ -97,9 +90,7 @@ def _list_catalogue(root: Path) -> int:
         )
         for entry in load_catalogue().values()
     ]
-    _print_table(
-        ("", "NAME", "ENGINE", "LANGUAGE", "DEFAULT", "LICENCE", "INSTALL", "DESCRIPTION"), rows
-    )
+    _print_table(("", "NAME", "ENGINE", "LANGUAGE", "DEFAULT", "LICENCE", "INSTALL", "DESCRIPTION"), rows)
     print(f"\n* installed; models directory: {root}")
     return 0
 
@@ -127,11 +118,7 @@ def _path(name: str, root: Path) -> int:
             print(unlisted[0].path)
             return 0
     try:
-        path = (
-            locate_model(name, engine=entry.engine, models_dir=root)
-            if entry is not None
-            else _explicit_path(name)
-        )
+        path = locate_model(name, engine=entry.engine, models_dir=root) if entry is not None else _explicit_path(name)
     except ModelNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

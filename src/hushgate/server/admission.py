@@ -1,11 +1,32 @@
 """Who gets a connection: credentials before the upgrade, capacity after it.
 
-Both WebSocket endpoints and the HTTP routes that need a key decide the same way;
-both endpoints count their sessions on the same :class:`Gateway`, so one
-session limit covers them all.
+Every entry point decides the same way, here: ``/v1/stream``, ``/vosk``, the
+HTTP routes (the OpenAI-compatible API included) and the Wyoming server.
+
+* **Credentials** (:func:`decide`, :func:`denied`): refused before the upgrade
+  with HTTP 401/403, counted as ``rejected{unauthorized}``.
+* **Waiting to start**: a connection with credentials is *pending* until it
+  sends ``start`` (on ``/vosk``: its first audio), for at most
+  ``start_timeout_s``, whatever else it sends meanwhile. At most
+  ``max_pending`` wait at once server-wide; one more closes the *oldest*
+  waiting connection (1013), so a flood of idle sockets only churns itself and
+  a client that starts promptly always gets in.
+* **Sessions** (:func:`refusal`, :func:`session`): counted only once started,
+  against ``max_sessions`` and the caps per API key (its tokens included), per
+  client address (loopback exempt: behind a local proxy every client is
+  127.0.0.1) and per token (one session at a time: a token is reusable until
+  it expires, but not in parallel). A refusal is ``overloaded`` and 1013, or
+  ``engine_unavailable`` and 1013 while loading or draining. A connection is
+  checked when it arrives (so a full server says so at once) and again at
+  ``start``, which is the check that counts.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
@@ -13,19 +34,25 @@ from starlette.websockets import WebSocket
 
 from hushgate.server.auth import Decision, Principal, Scope
 from hushgate.server.errors import Busy, EngineUnavailable, GatewayError
-from hushgate.server.gateway import Gateway
+from hushgate.server.gateway import Drainable, Gateway
 from hushgate.wire import CloseCode
 
+UNKEYED = frozenset({"loopback", "anonymous", "wyoming"})  # principals that are not an API key
 
-def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope) -> Decision:
+
+class OverCap(Busy):
+    """A key, address or token is at its own cap (the server may still have room for others)."""
+
+
+def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope, *, bearer: bool = True) -> Decision:
     """What the credentials on a request or WebSocket upgrade allow, for ``scope``.
 
     A browser token carries its scopes (sessions and speech); API keys and
-    loopback clients have every scope.
+    loopback clients have every scope. ``bearer=False`` ignores the Authorization header.
     """
     decision = gateway.auth.decide(
         client_host=connection.client.host if connection.client else None,
-        authorization=connection.headers.get("authorization"),
+        authorization=connection.headers.get("authorization") if bearer else None,
         token=connection.query_params.get("token"),
         origin=connection.headers.get("origin"),
         host=connection.headers.get("host"),
@@ -35,12 +62,21 @@ def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope) -> Decisi
     return decision
 
 
+def denial_status(gateway: Gateway, decision: Decision) -> int:
+    """401 or 403 for a refused decision, counted as a rejection."""
+    gateway.metrics.on_event("rejected", "unauthorized")
+    return 401 if decision.outcome == "unauthorized" else 403
+
+
 def denied(gateway: Gateway, decision: Decision) -> Response:
     """The HTTP 401/403 for a refused decision, counted as a rejection."""
-    gateway.metrics.on_event("rejected", "unauthorized")
-    status = 401 if decision.outcome == "unauthorized" else 403
+    status = denial_status(gateway, decision)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     return JSONResponse({"error": decision.reason, "code": "unauthorized"}, status_code=status, headers=headers)
+
+
+def client_address(connection: HTTPConnection) -> str | None:
+    return connection.client.host if connection.client else None
 
 
 async def accept(gateway: Gateway, websocket: WebSocket) -> Principal | None:
@@ -56,8 +92,8 @@ async def accept(gateway: Gateway, websocket: WebSocket) -> Principal | None:
     return decision.principal
 
 
-def refusal(gateway: Gateway, principal: Principal) -> GatewayError | None:
-    """Why an accepted client cannot have a session now (close 1013: try again later), if it cannot."""
+def refusal(gateway: Gateway, principal: Principal, address: str | None) -> GatewayError | None:
+    """Why this client cannot have a session now (close 1013: try again later), if it cannot."""
     settings = gateway.settings
     if not gateway.ready or gateway.draining:
         return EngineUnavailable(
@@ -66,7 +102,67 @@ def refusal(gateway: Gateway, principal: Principal) -> GatewayError | None:
         )
     if gateway.metrics.active >= settings.max_sessions:
         return Busy(f"server is at its limit of {settings.max_sessions} sessions", close=CloseCode.TRY_AGAIN_LATER)
-    per_key = settings.max_sessions_per_key
-    if per_key and gateway.per_key.get(principal.key_id, 0) >= per_key:
-        return Busy(f"this key is at its limit of {per_key} sessions", close=CloseCode.TRY_AGAIN_LATER)
+    per_key, per_address, per_token = settings.session_caps()
+    if per_key and principal.key_id not in UNKEYED and gateway.per_key.get(principal.key_id, 0) >= per_key:
+        return OverCap(f"this key is at its limit of {per_key} sessions", close=CloseCode.TRY_AGAIN_LATER)
+    if (
+        per_address
+        and address
+        and not gateway.auth.is_loopback(address)
+        and gateway.per_address.get(address, 0) >= per_address
+    ):
+        return OverCap(f"this address is at its limit of {per_address} sessions", close=CloseCode.TRY_AGAIN_LATER)
+    token_id = principal.token_id
+    if per_token and token_id and gateway.per_token.get(token_id, 0) >= per_token:
+        return OverCap(
+            f"this token is in use by {per_token} live session(s); it opens one at a time",
+            close=CloseCode.TRY_AGAIN_LATER,
+        )
     return None
+
+
+@asynccontextmanager
+async def session(gateway: Gateway, live: Drainable, principal: Principal, address: str | None) -> AsyncIterator[None]:
+    """Admit and count a session for as long as it runs; raises the refusal (1013) when it cannot have one."""
+    refused = refusal(gateway, principal, address)
+    if refused is not None:
+        gateway.metrics.on_event("rejected", refused.code.value)
+        raise refused
+    async with gateway.admitted(live, principal, address):
+        yield
+
+
+@contextmanager
+def waiting(gateway: Gateway) -> Iterator[asyncio.Event]:
+    """A connection waiting to start; the event is set when a newer one evicts it (see the module doc)."""
+    queue = gateway.waiting
+    if len(queue) >= gateway.settings.max_pending:
+        oldest = next(iter(queue))
+        del queue[oldest]
+        oldest.set()
+        gateway.metrics.on_event("rejected", "pending")
+    evicted = asyncio.Event()
+    queue[evicted] = None
+    try:
+        yield evicted
+    finally:
+        queue.pop(evicted, None)
+
+
+def evicted_error() -> Busy:
+    return Busy("too many connections are waiting to start; this one waited longest", close=CloseCode.TRY_AGAIN_LATER)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One connection's way through admission: waiting to start, then a counted session."""
+
+    gateway: Gateway
+    principal: Principal
+    address: str | None
+
+    def waiting(self) -> AbstractContextManager[asyncio.Event]:
+        return waiting(self.gateway)
+
+    def session(self, live: Drainable) -> AbstractAsyncContextManager[None]:
+        return session(self.gateway, live, self.principal, self.address)

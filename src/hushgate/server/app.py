@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import math
 import wave
@@ -24,7 +25,10 @@ from hushgate.server import admission
 from hushgate.server.auth import Authenticator, Decision
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub
+from hushgate.server.intake import ControlBudget
 from hushgate.server.metrics import Metrics
+from hushgate.server.openai.body import read_capped
+from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.routes import make_routes as openai_routes
 from hushgate.server.openapi import openapi
 from hushgate.server.runtime import Runtime
@@ -37,6 +41,7 @@ from hushgate.wire import CloseCode, ProtocolError
 from hushgate.wire.codec import Codec, JsonCodec, codec_for
 
 log = logging.getLogger("hushgate")
+TOKENS_BODY_BYTES = 4096  # a few numbers: ttl_s, max_session_s
 WEB_DIR = Path(str(resources.files("hushgate.web")))
 # At shutdown, how long engine calls still running may take before they are abandoned.
 ENGINE_STOP_WAIT_S = 5.0
@@ -84,8 +89,11 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             await gateway.hub.aclose()
             gateway.stuck_engines = await asyncio.to_thread(runtime.shutdown, ENGINE_STOP_WAIT_S)
             if gateway.stuck_engines:
-                log.warning("engine calls still running %.0f s after shutdown, abandoned: %s",
-                            ENGINE_STOP_WAIT_S, ", ".join(gateway.stuck_engines))
+                log.warning(
+                    "engine calls still running %.0f s after shutdown, abandoned: %s",
+                    ENGINE_STOP_WAIT_S,
+                    ", ".join(gateway.stuck_engines),
+                )
             gateway.hub.close()
 
     async def healthz(request: Request) -> Response:
@@ -113,14 +121,23 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         if principal is None:
             return denied(Decision("unauthorized", "an API key is required (Authorization: Bearer KEY)"))
         try:
-            body = await request.json() if await request.body() else {}
+            raw = await read_capped(request, TOKENS_BODY_BYTES)
+            body = json.loads(raw) if raw else {}
+        except ApiError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         except (ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         ttl_s = body.get("ttl_s", settings.token_ttl_s) if isinstance(body, dict) else None
         cap_s = body.get("max_session_s") if isinstance(body, dict) else None
-        if (not isinstance(ttl_s, (int, float)) or isinstance(ttl_s, bool) or not 1 <= ttl_s <= 86_400
-                or (cap_s is not None and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool)
-                                           or not 0 < cap_s < math.inf))):
+        if (
+            not isinstance(ttl_s, (int, float))
+            or isinstance(ttl_s, bool)
+            or not 1 <= ttl_s <= 86_400
+            or (
+                cap_s is not None
+                and (not isinstance(cap_s, (int, float)) or isinstance(cap_s, bool) or not 0 < cap_s < math.inf)
+            )
+        ):
             return JSONResponse({"error": "ttl_s must be 1–86400 s; max_session_s a positive number"}, status_code=400)
         ttl_s = min(float(ttl_s), auth.token_ttl_max_s)
         token = auth.issue_token(principal, ttl_s=ttl_s, max_session_s=cap_s)
@@ -134,12 +151,19 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                 "voices": [
                     {"id": v.id, "language": v.language, "sample_rate": v.sample_rate_hz, "engine": v.engine}
                     for v in gateway.hub.voices()
-                ] if gateway.ready else [],
+                ]
+                if gateway.ready
+                else [],
                 "translation_pairs": [f"{a}-{b}" for a, b in gateway.hub.pairs()] if gateway.ready else [],
                 "engines": gateway.hub.describe() if gateway.ready else {},
                 "limits": {
                     "max_sessions": settings.max_sessions,
-                    "max_sessions_per_key": settings.max_sessions_per_key,
+                    "max_sessions_per_key": settings.session_caps()[0],
+                    "max_sessions_per_address": settings.session_caps()[1],
+                    "max_sessions_per_token": settings.session_caps()[2],
+                    "max_pending": settings.max_pending,
+                    "start_timeout_s": settings.start_timeout_s,
+                    "max_control_bytes": ControlBudget(settings.control_rate_per_s).max_frame_bytes,
                     "max_frame_bytes": settings.max_frame_bytes,
                     "max_session_s": settings.max_session_s,
                     "idle_timeout_s": settings.idle_timeout_s,
@@ -161,9 +185,12 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         if not gateway.ready:
             return JSONResponse({"error": "engines are still loading"}, status_code=503)
         try:
-            body = await request.json()
+            # Room for the longest text with every character escaped (\uXXXX\uXXXX), and the other fields.
+            body = json.loads(await read_capped(request, 12 * settings.max_text_chars + TOKENS_BODY_BYTES))
+        except ApiError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         except (ValueError, UnicodeDecodeError):
-            return JSONResponse({"error": "body must be JSON: {\"text\": ..., \"voice\": ...}"}, status_code=400)
+            return JSONResponse({"error": 'body must be JSON: {"text": ..., "voice": ...}'}, status_code=400)
         text = body.get("text") if isinstance(body, dict) else None
         voice = body.get("voice") if isinstance(body, dict) else None
         language = body.get("language") if isinstance(body, dict) else None
@@ -211,17 +238,22 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
         except ProtocolError as exc:
             await _refuse(transport, exc, JsonCodec())
             return
-        refusal = admission.refusal(gateway, principal)
+        address = admission.client_address(websocket)
+        refusal = admission.refusal(gateway, principal, address)  # at once when full; `start` checks again
         if refusal is not None:
             gateway.metrics.on_event("rejected", refusal.code.value)
             await _refuse(transport, refusal, codec)
             return
         session = Session(
-            settings=settings, hub=gateway.hub, codec=codec, transport=transport, on_event=gateway.metrics.on_event,
+            settings=settings,
+            hub=gateway.hub,
+            codec=codec,
+            transport=transport,
+            gate=admission.Gate(gateway, principal, address),
+            on_event=gateway.metrics.on_event,
             max_session_s=principal.max_session_s,
         )
-        async with gateway.admitted(session, principal.key_id):
-            await session.run()
+        await session.run()
 
     routes = [
         Route("/healthz", healthz),

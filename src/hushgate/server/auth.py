@@ -71,6 +71,7 @@ class Principal:
     key_id: str  # hash prefix of the API key, or "loopback" / "anonymous"
     max_session_s: float | None = None
     scopes: frozenset[Scope] = field(default=EVERY_SCOPE)
+    token_id: str | None = None  # a browser token's nonce: tokens are capped one session at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,9 @@ class Authenticator:
                 return Principal(key_id=known[:12])
         return None
 
-    def issue_token(self, principal: Principal, *, ttl_s: float, max_session_s: float | None,
-                    now: float | None = None) -> str:
+    def issue_token(
+        self, principal: Principal, *, ttl_s: float, max_session_s: float | None, now: float | None = None
+    ) -> str:
         payload = {
             "kid": principal.key_id,
             # Rounded up: truncating let a 1 s token expire before its first use.
@@ -147,8 +149,13 @@ class Authenticator:
         cap = payload.get("max_session_s")
         scope = payload.get("scope")
         scopes = frozenset(s for s in scope if s in BROWSER_SCOPES) if isinstance(scope, list) else frozenset()
-        return Principal(key_id=str(payload.get("kid")), max_session_s=float(cap) if cap else None,
-                         scopes=scopes)
+        nonce = payload.get("n")
+        return Principal(
+            key_id=str(payload.get("kid")),
+            max_session_s=float(cap) if cap else None,
+            scopes=scopes,
+            token_id=nonce if isinstance(nonce, str) else None,
+        )
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Browsers always send Origin; other clients usually do not."""
@@ -172,7 +179,8 @@ class Authenticator:
             return False
         return name == "localhost" or _ip(name) in self._loopback
 
-    def _is_loopback(self, client_host: str | None) -> bool:
+    def is_loopback(self, client_host: str | None) -> bool:
+        """A client on this machine: 127.0.0.1 and ::1 unless ``loopback_addresses`` says otherwise."""
         address = _ip(client_host) if client_host else None
         return address is not None and address in self._loopback
 
@@ -197,11 +205,14 @@ class Authenticator:
             return Decision("ok", "api key", principal) if principal else Decision("unauthorized", "invalid key")
         if token is not None:
             principal = self.check_token(token)
-            return Decision("ok", "token", principal) if principal else Decision(
-                "unauthorized", "invalid or expired token")
+            return (
+                Decision("ok", "token", principal)
+                if principal
+                else Decision("unauthorized", "invalid or expired token")
+            )
         if self.no_auth:
             return Decision("ok", "auth disabled", Principal("anonymous"))
-        if not self.keys_configured and self._is_loopback(client_host):
+        if not self.keys_configured and self.is_loopback(client_host):
             if not self.host_is_loopback(host):
                 return Decision("forbidden", "no API keys configured: only a Host naming this machine is served")
             return Decision("ok", "loopback", Principal("loopback"))

@@ -28,8 +28,9 @@ class _Request:
 
 
 class TranslationBatcher:
-    def __init__(self, translator: Translator, runner: EngineRunner, *, max_batch: int = 32,
-                 max_waiting: int = 256) -> None:
+    def __init__(
+        self, translator: Translator, runner: EngineRunner, *, max_batch: int = 32, max_waiting: int = 256
+    ) -> None:
         self.translator = translator
         self.runner = runner
         self.max_batch = max_batch

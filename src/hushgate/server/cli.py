@@ -18,11 +18,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['doc']} [env {ENV_PREFIX}{f.name.upper()}]"
         if _base_type(f) is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif f.metadata.get("repeat"):
-            parser.add_argument(flag, dest=f.name, action="append", default=None, metavar="VALUE",
-                                help=help_text)
+            parser.add_argument(flag, dest=f.name, action="append", default=None, metavar="VALUE", help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
@@ -67,8 +65,7 @@ def serve(settings: Settings) -> None:
 
     handler = logging.StreamHandler()
     handler.setFormatter(
-        JsonFormatter() if settings.log_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if settings.log_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     install_log_filters(handler, log_content=settings.log_content)
@@ -116,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_settings_flags(serve_parser)
     sub.add_parser("models", help="list, locate and install models (hushgate models --help)", add_help=False)
     sub.add_parser("keys", help="make API keys and their hashes (hushgate keys --help)", add_help=False)
-    sub.add_parser("transcribe", help="transcribe an audio file (or - for stdin) through a running gateway",
-                   add_help=False)
+    sub.add_parser(
+        "transcribe", help="transcribe an audio file (or - for stdin) through a running gateway", add_help=False
+    )
     sub.add_parser("speak", help="synthesize text to a WAV file through a running gateway", add_help=False)
     sub.add_parser("translate", help="translate text through a running gateway", add_help=False)
     if argv[:1] == ["keys"]:

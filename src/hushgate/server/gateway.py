@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hushgate.server.auth import Authenticator
+from hushgate.server.auth import Authenticator, Principal
 from hushgate.server.hub import EngineHub
 from hushgate.server.metrics import Metrics
 from hushgate.server.runtime import Runtime
@@ -29,6 +30,10 @@ class Gateway:
     auth: Authenticator
     sessions: set[Drainable] = field(default_factory=set)
     per_key: dict[str, int] = field(default_factory=dict)
+    per_address: dict[str, int] = field(default_factory=dict)
+    per_token: dict[str, int] = field(default_factory=dict)
+    # Connections waiting to send `start`, oldest first; each event is set to evict it.
+    waiting: dict[asyncio.Event, None] = field(default_factory=dict)
     ready: bool = False
     draining: bool = False
     load_error: str | None = None
@@ -42,17 +47,28 @@ class Gateway:
         for session in list(self.sessions):
             session.drain()
 
+    def count(self, principal: Principal, address: str | None, step: int = 1) -> None:
+        """Add (or with ``step=-1`` remove) one session for its key, address and token."""
+        for counts, key in (
+            (self.per_key, principal.key_id),
+            (self.per_address, address),
+            (self.per_token, principal.token_id),
+        ):
+            if key is None:
+                continue
+            counts[key] = counts.get(key, 0) + step
+            if counts[key] <= 0:
+                del counts[key]
+
     @asynccontextmanager
-    async def admitted(self, session: Drainable, key_id: str) -> AsyncIterator[None]:
-        """Count a live session everywhere it is counted, for as long as it runs."""
+    async def admitted(self, session: Drainable, principal: Principal, address: str | None) -> AsyncIterator[None]:
+        """Count a live session everywhere it is counted, for as long as it runs (see ``admission``)."""
         self.metrics.session_opened()
         self.sessions.add(session)
-        self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
+        self.count(principal, address)
         try:
             yield
         finally:
             self.metrics.session_closed()
             self.sessions.discard(session)
-            self.per_key[key_id] -= 1
-            if not self.per_key[key_id]:
-                del self.per_key[key_id]
+            self.count(principal, address, -1)

@@ -62,8 +62,12 @@ class EngineHub:
         self.load_seconds: dict[str, float] = {}
         self.encoder: SpeakerEncoder | None = None
         self.encoder_runner: EngineRunner | None = None
-        self.sealer = Sealer(settings.voiceprint_key, previous_keys=settings.voiceprint_keys_previous,
-                             deployment_id=settings.deployment_id, ttl_s=settings.voiceprint_ttl_s)
+        self.sealer = Sealer(
+            settings.voiceprint_key,
+            previous_keys=settings.voiceprint_keys_previous,
+            deployment_id=settings.deployment_id,
+            ttl_s=settings.voiceprint_ttl_s,
+        )
 
     def load(self) -> None:
         """Load every configured engine; slow, so the app calls it in a thread."""
@@ -77,12 +81,16 @@ class EngineHub:
             if key not in loaded:
                 spec = self._registry.get(engine, "stt")
                 started = time.perf_counter()
-                extra: dict[str, Any] = {"workers": s.stt_concurrency, "beam_size": s.whisper_beam_size,
-                                         "whisper_context": s.whisper_context,
-                                         "final_window": s.whisper_final_window,
-                                         "left_context_s": s.whisper_left_context_s,
-                                         "device": s.whisper_device, "compute_type": s.whisper_compute_type,
-                                         "switch_margin": s.language_switch_margin}
+                extra: dict[str, Any] = {
+                    "workers": s.stt_concurrency,
+                    "beam_size": s.whisper_beam_size,
+                    "whisper_context": s.whisper_context,
+                    "final_window": s.whisper_final_window,
+                    "left_context_s": s.whisper_left_context_s,
+                    "device": s.whisper_device,
+                    "compute_type": s.whisper_compute_type,
+                    "switch_margin": s.language_switch_margin,
+                }
                 try:
                     transcriber = spec.factory(
                         EngineOptions(model=model, models_dir=s.models_dir, threads=s.engine_threads, extra=extra)
@@ -97,8 +105,9 @@ class EngineHub:
                 if not isinstance(transcriber, Transcriber):
                     raise TypeError(f"engine {engine!r} did not build a Transcriber")
                 self.load_seconds[f"{engine}:{transcriber.model}"] = time.perf_counter() - started
-                log.info("loaded stt engine %s model %s in %.1f s", engine, transcriber.model,
-                         time.perf_counter() - started)
+                log.info(
+                    "loaded stt engine %s model %s in %.1f s", engine, transcriber.model, time.perf_counter() - started
+                )
                 loaded[key] = transcriber
             transcriber = loaded[key]
             runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
@@ -114,7 +123,8 @@ class EngineHub:
             if isinstance(translator, Translator):
                 runner = self._runtime.add(f"translate:{name}", s.translate_concurrency)
                 self._translators.append(
-                    TranslationBatcher(PivotTranslator(translator), runner, max_waiting=s.engine_queue))
+                    TranslationBatcher(PivotTranslator(translator), runner, max_waiting=s.engine_queue)
+                )
         if s.speaker_encoder:
             encoder = self._load_optional(s.speaker_encoder, "speaker")
             if isinstance(encoder, SpeakerEncoder):
@@ -212,18 +222,25 @@ class EngineHub:
         return {
             "stt": stt,
             "language_detection": {
-                "engine": identifier.transcriber.name, "model": identifier.transcriber.model,
+                "engine": identifier.transcriber.name,
+                "model": identifier.transcriber.model,
                 "languages": list(identifier.transcriber.languages),
-            } if identifier else None,
+            }
+            if identifier
+            else None,
             "speech_translation": [
                 {"engine": t.name, "model": t.model, "target": "en", "sources": [c for c in t.languages if c != "en"]}
-                for t in {id(r.transcriber): r.transcriber for r in self._routes.values() if self.speaks_english(r)}
-                .values()
+                for t in {
+                    id(r.transcriber): r.transcriber for r in self._routes.values() if self.speaks_english(r)
+                }.values()
             ],
             "vad": {"engine": self._vad.name if self._vad else None},
             "translate": [
-                {"engine": b.translator.name, "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()],
-                 "pivots": {f"{a}-{t}": p for (a, t), p in _pivots(b.translator).items()}}
+                {
+                    "engine": b.translator.name,
+                    "pairs": [f"{a}-{t}" for a, t in b.translator.pairs()],
+                    "pivots": {f"{a}-{t}": p for (a, t), p in _pivots(b.translator).items()},
+                }
                 for b in self._translators
             ],
             "tts": [

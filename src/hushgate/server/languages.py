@@ -102,14 +102,18 @@ def plan_speech(hub: EngineHub, start: Start, settings: Settings) -> tuple[Speec
             text_targets.append(target)
         else:
             pairs = ", ".join(f"{a}-{b}" for a, b in hub.pairs()) or "none"
-            complaints.append(ProtocolError(
-                ErrorCode.ENGINE_UNAVAILABLE,
-                f"no translation from {language!r} to {target!r}; installed pairs: {pairs}",
-            ))
+            complaints.append(
+                ProtocolError(
+                    ErrorCode.ENGINE_UNAVAILABLE,
+                    f"no translation from {language!r} to {target!r}; installed pairs: {pairs}",
+                )
+            )
     options = None
     if source is None or speech_targets:
         options = SpeechOptions(
-            language=source, candidates=candidates, switching=settings.language_switching,
+            language=source,
+            candidates=candidates,
+            switching=settings.language_switching,
             translate_to_english=bool(speech_targets),
         )
     plan = SpeechPlan(route, language, options, tuple(speech_targets), tuple(text_targets))

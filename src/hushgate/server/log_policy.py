@@ -56,8 +56,7 @@ class CredentialRedactor(logging.Filter):
 class FrameDumpFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from_socket_library = record.name == "uvicorn.error" or record.name.startswith("websockets")
-        return not (from_socket_library and isinstance(record.msg, str)
-                    and record.msg.startswith(_FRAME_DUMP_PREFIXES))
+        return not (from_socket_library and isinstance(record.msg, str) and record.msg.startswith(_FRAME_DUMP_PREFIXES))
 
 
 class ThirdPartyContentFilter(logging.Filter):

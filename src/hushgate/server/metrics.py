@@ -27,14 +27,16 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         calls = CounterMetricFamily("hushgate_engine_calls", "Engine calls completed", labels=["engine"])
-        busy = CounterMetricFamily("hushgate_engine_busy_seconds", "Time spent inside engine calls",
-                                   labels=["engine"])
-        delay = CounterMetricFamily("hushgate_engine_queue_delay_seconds",
-                                    "Time calls waited for an engine slot", labels=["engine"])
-        waiting = GaugeMetricFamily("hushgate_engine_waiting", "Calls waiting for an engine slot",
-                                    labels=["engine"])
-        rtf = GaugeMetricFamily("hushgate_engine_real_time_factor",
-                                "Engine compute seconds per second of audio (speech-to-text)", labels=["engine"])
+        busy = CounterMetricFamily("hushgate_engine_busy_seconds", "Time spent inside engine calls", labels=["engine"])
+        delay = CounterMetricFamily(
+            "hushgate_engine_queue_delay_seconds", "Time calls waited for an engine slot", labels=["engine"]
+        )
+        waiting = GaugeMetricFamily("hushgate_engine_waiting", "Calls waiting for an engine slot", labels=["engine"])
+        rtf = GaugeMetricFamily(
+            "hushgate_engine_real_time_factor",
+            "Engine compute seconds per second of audio (speech-to-text)",
+            labels=["engine"],
+        )
         for key, runner in self._runtime.runners.items():
             calls.add_metric([key], runner.stats.calls)
             busy.add_metric([key], runner.stats.busy_s)
@@ -55,11 +57,14 @@ class Metrics:
         self.audio_seconds = Counter("hushgate_audio_seconds", "Audio received", registry=r)
         self.utterances = Counter("hushgate_utterances", "Finals delivered", registry=r)
         self.final_latency = Histogram(
-            "hushgate_final_latency_seconds", "End of speech (VAD) to final ready to send",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            "hushgate_final_latency_seconds",
+            "End of speech (VAD) to final ready to send",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
-        self.rejections = Counter("hushgate_rejections", "Refused sessions and requests, by reason",
-                                  ["reason"], registry=r)
+        self.rejections = Counter(
+            "hushgate_rejections", "Refused sessions and requests, by reason", ["reason"], registry=r
+        )
         self.bytes_in = Counter("hushgate_bytes_in", "WebSocket payload bytes received", registry=r)
         self.bytes_out = Counter("hushgate_bytes_out", "WebSocket payload bytes sent", registry=r)
         self._stt_audio_s: dict[str, float] = {}

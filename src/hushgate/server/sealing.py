@@ -55,8 +55,14 @@ class SealedContent:
 
 
 class Sealer:
-    def __init__(self, key_material: str | None, *, previous_keys: Sequence[str] = (),
-                 deployment_id: str = "hushgate", ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(
+        self,
+        key_material: str | None,
+        *,
+        previous_keys: Sequence[str] = (),
+        deployment_id: str = "hushgate",
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
         # An empty setting is no key: say so rather than claim exports survive.
         self._keys = KeyRing(PURPOSE, key_material or None, previous_keys)
         self.persistent = self._keys.persistent
@@ -67,17 +73,19 @@ class Sealer:
         return b"|".join((AAD, key_id.encode(), self._deployment.encode()))
 
     def seal(self, content: SealedContent, *, now: float | None = None) -> str:
-        payload = json.dumps({
-            "id": content.voiceprint_id,
-            "v": base64.b64encode(content.vector.astype("<f4").tobytes()).decode(),
-            "n": content.count,
-            "ms": content.speech_ms,
-            "label": content.label,
-            "pass": content.passphrase,
-            "model": content.model,
-            "exp": math.ceil((time.time() if now is None else now) + self._ttl_s),
-            "dep": self._deployment,
-        }).encode()
+        payload = json.dumps(
+            {
+                "id": content.voiceprint_id,
+                "v": base64.b64encode(content.vector.astype("<f4").tobytes()).decode(),
+                "n": content.count,
+                "ms": content.speech_ms,
+                "label": content.label,
+                "pass": content.passphrase,
+                "model": content.model,
+                "exp": math.ceil((time.time() if now is None else now) + self._ttl_s),
+                "dep": self._deployment,
+            }
+        ).encode()
         key = self._keys.current
         nonce = os.urandom(NONCE_BYTES)
         blob = nonce + AESGCM(key.key).encrypt(nonce, payload, self._aad(key.key_id))
@@ -86,7 +94,7 @@ class Sealer:
     def open(self, sealed: str, *, now: float | None = None) -> SealedContent:
         if not sealed.startswith(PREFIX):
             raise SealError("not a voiceprint (or one sealed by an older version: enroll again)")
-        key_id, _, body = sealed[len(PREFIX):].partition(".")
+        key_id, _, body = sealed[len(PREFIX) :].partition(".")
         key = self._keys.find(key_id)
         if key is None:
             raise SealError("voiceprint was sealed under a key this server does not hold")
@@ -97,8 +105,12 @@ class Sealer:
             deployment = payload["dep"]
             vector = np.frombuffer(base64.b64decode(payload["v"]), dtype="<f4").astype(np.float32)
             content = SealedContent(
-                voiceprint_id=str(payload["id"]), vector=vector, count=int(payload["n"]),
-                speech_ms=int(payload["ms"]), label=payload["label"], passphrase=payload["pass"],
+                voiceprint_id=str(payload["id"]),
+                vector=vector,
+                count=int(payload["n"]),
+                speech_ms=int(payload["ms"]),
+                label=payload["label"],
+                passphrase=payload["pass"],
                 model=str(payload["model"]),
             )
         except (InvalidTag, ValueError, KeyError, TypeError) as exc:

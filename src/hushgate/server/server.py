@@ -61,8 +61,12 @@ class DrainingServer(uvicorn.Server):
             # Runs as a signal handler: only set flags; on_tick does the work.
             self._drain_deadline = time.monotonic() + self._gateway.settings.drain_timeout_s
             self._gateway.drain()
-            log.info("%s: draining %d sessions for up to %.0f s", signal.Signals(sig).name,
-                     len(self._gateway.sessions), self._gateway.settings.drain_timeout_s)
+            log.info(
+                "%s: draining %d sessions for up to %.0f s",
+                signal.Signals(sig).name,
+                len(self._gateway.sessions),
+                self._gateway.settings.drain_timeout_s,
+            )
             return
         super().handle_exit(sig, frame)
 

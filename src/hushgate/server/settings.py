@@ -44,36 +44,75 @@ class Settings:
     )
     api_keys: tuple[str, ...] = field(
         default=(),
-        metadata=_doc("SHA-256 hashes (`sha256:HEX`) of the API keys clients may use; make one with "
-                      "`hushgate keys new`. None: only loopback clients are served.", repeat=True),
+        metadata=_doc(
+            "SHA-256 hashes (`sha256:HEX`) of the API keys clients may use; make one with "
+            "`hushgate keys new`. None: only loopback clients are served.",
+            repeat=True,
+        ),
     )
     token_secret: str | None = field(
         default=None,
-        metadata=_doc("Secret that signs browser tokens; set the same one on every replica. "
-                      "Unset: random per process (tokens die with it)."),
+        metadata=_doc(
+            "Secret that signs browser tokens; set the same one on every replica. "
+            "Unset: random per process (tokens die with it)."
+        ),
     )
     token_secrets_previous: tuple[str, ...] = field(
         default=(),
-        metadata=_doc("Token secrets being rotated out: tokens they signed still verify until they expire; new "
-                      "tokens are signed with `token_secret`.", repeat=True),
+        metadata=_doc(
+            "Token secrets being rotated out: tokens they signed still verify until they expire; new "
+            "tokens are signed with `token_secret`.",
+            repeat=True,
+        ),
     )
     token_ttl_s: float = field(default=300.0, metadata=_doc("Default lifetime of a token from `POST /v1/tokens`."))
     allowed_origins: tuple[str, ...] = field(
         default=(),
-        metadata=_doc("Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
-                      "pages always may. `*` allows any.", repeat=True),
+        metadata=_doc(
+            "Origins whose pages may connect (e.g. `https://app.example.com`); the gateway's own "
+            "pages always may. `*` allows any.",
+            repeat=True,
+        ),
     )
     loopback_addresses: tuple[str, ...] = field(
         default=("127.0.0.1", "::1"),
-        metadata=_doc("Client addresses taken for this machine's own user when no API keys are configured "
-                      "(the `Host` must name one of them or `localhost` too). Not all of 127/8: a sidecar in "
-                      "the same pod connects from 127.0.0.6.", repeat=True),
+        metadata=_doc(
+            "Client addresses taken for this machine's own user when no API keys are configured "
+            "(the `Host` must name one of them or `localhost` too). Not all of 127/8: a sidecar in "
+            "the same pod connects from 127.0.0.6.",
+            repeat=True,
+        ),
     )
     no_auth: bool = field(
         default=False, metadata=_doc("Serve every address without credentials. Only behind your own auth proxy.")
     )
-    max_sessions_per_key: int = field(
-        default=0, metadata=_doc("Sessions one API key may hold at once; 0: only the global limit.")
+    max_sessions_per_key: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Sessions (and HTTP API requests) one API key may hold at once, its browser tokens included; "
+            "unset: half of `max_sessions`; 0: only the global limit."
+        ),
+    )
+    max_sessions_per_address: int | None = field(
+        default=None,
+        metadata=_doc(
+            "Sessions one client address may hold at once (loopback is exempt: a local proxy makes "
+            "every client look alike); unset: a quarter of `max_sessions`; 0: no cap."
+        ),
+    )
+    max_sessions_per_token: int = field(
+        default=1,
+        metadata=_doc(
+            "Sessions one browser token may hold at once (a token is reusable until it expires, "
+            "but not in parallel); 0: no cap."
+        ),
+    )
+    max_pending: int = field(
+        default=32,
+        metadata=_doc(
+            "Connections that have not sent `start` yet (on `/vosk`: their first audio), server-wide; "
+            "one more closes the oldest waiting one (1013), so idle connections cannot lock others out."
+        ),
     )
     drain_timeout_s: float = field(
         default=30.0,
@@ -88,7 +127,7 @@ class Settings:
         metadata=_doc(
             "Language → speech-to-text engine table: `LANG=ENGINE[:MODEL]`, comma-separated in the "
             "environment, repeated as a flag. MODEL is a catalogue name or a path. `*=ENGINE[:MODEL]` serves "
-            "every other language that model knows, and `language: \"auto\"` (skipped with a warning when "
+            'every other language that model knows, and `language: "auto"` (skipped with a warning when '
             "not installed, if other entries exist).",
             repeat=True,
         ),
@@ -96,13 +135,15 @@ class Settings:
     default_language: str = field(default="en", metadata=_doc("Language of a session whose `start` names none."))
     translators: tuple[str, ...] = field(
         default=("apertium", "argos"),
-        metadata=_doc("Translation engines to load, in order of preference; one that is not installed is skipped.",
-                      repeat=True),
+        metadata=_doc(
+            "Translation engines to load, in order of preference; one that is not installed is skipped.", repeat=True
+        ),
     )
     synthesizers: tuple[str, ...] = field(
         default=("piper", "espeak"),
-        metadata=_doc("Text-to-speech engines to load, in order of preference (a language's first voice wins).",
-                      repeat=True),
+        metadata=_doc(
+            "Text-to-speech engines to load, in order of preference (a language's first voice wins).", repeat=True
+        ),
     )
     speaker_encoder: str = field(
         default="resemblyzer",
@@ -110,13 +151,18 @@ class Settings:
     )
     voiceprint_key: str | None = field(
         default=None,
-        metadata=_doc("Secret that seals exported voiceprints; set the same one on every replica. "
-                      "Unset: random per process, so exports do not survive a restart."),
+        metadata=_doc(
+            "Secret that seals exported voiceprints; set the same one on every replica. "
+            "Unset: random per process, so exports do not survive a restart."
+        ),
     )
     voiceprint_keys_previous: tuple[str, ...] = field(
         default=(),
-        metadata=_doc("Voiceprint keys being rotated out: blobs they sealed still open; new exports are sealed "
-                      "with `voiceprint_key`.", repeat=True),
+        metadata=_doc(
+            "Voiceprint keys being rotated out: blobs they sealed still open; new exports are sealed "
+            "with `voiceprint_key`.",
+            repeat=True,
+        ),
     )
     voiceprint_ttl_s: float = field(
         default=90 * 86_400.0,
@@ -124,8 +170,10 @@ class Settings:
     )
     deployment_id: str = field(
         default="hushgate",
-        metadata=_doc("Names this deployment; sealed voiceprints carry it and open only where it matches. "
-                      "Give staging and production different ones."),
+        metadata=_doc(
+            "Names this deployment; sealed voiceprints carry it and open only where it matches. "
+            "Give staging and production different ones."
+        ),
     )
     enroll_needed_ms: int = field(
         default=15_000, metadata=_doc("Speech an enrollment collects unless the request asks otherwise (floor 4000).")
@@ -160,8 +208,10 @@ class Settings:
     )
     language_switching: bool = field(
         default=False,
-        metadata=_doc("Sessions with `language: \"auto\"` may change language between utterances (off: the first "
-                      "confident detection holds for the session)."),
+        metadata=_doc(
+            'Sessions with `language: "auto"` may change language between utterances (off: the first '
+            "confident detection holds for the session)."
+        ),
     )
     language_switch_margin: float = field(
         default=0.4,
@@ -176,7 +226,9 @@ class Settings:
     )
     whisper_context: bool = field(
         default=False,
-        metadata=_doc("Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."),
+        metadata=_doc(
+            "Give Whisper the session's earlier text as a prompt (off: it made the tiny model invent endings)."
+        ),
     )
     whisper_left_context_s: float = field(
         default=3.0,
@@ -198,7 +250,13 @@ class Settings:
     max_frame_bytes: int = field(
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
     )
-    start_timeout_s: float = field(default=10.0, metadata=_doc("Time a client has to send `start`."))
+    start_timeout_s: float = field(
+        default=5.0,
+        metadata=_doc(
+            "Time a client has to send `start` (on `/vosk`: its first audio); it is closed after that "
+            "(1008), whatever else it sent."
+        ),
+    )
     header_timeout_s: float = field(
         default=10.0,
         metadata=_doc("Time a connection has to finish its request headers; slower ones are closed (slowloris)."),
@@ -211,13 +269,19 @@ class Settings:
     max_session_s: float = field(default=4 * 3600.0, metadata=_doc("Longest session."))
     control_rate_per_s: float = field(
         default=50.0,
-        metadata=_doc("Control messages (everything but audio) one session may send per second, with bursts "
-                      "of twice that; the excess is refused as `overloaded`."),
+        metadata=_doc(
+            "Control messages (everything but audio) one session may send per second, with bursts "
+            "of twice that; a message costs 1 plus 1 per KiB and is charged before it is decoded. "
+            "The excess is refused as `overloaded`; a client that keeps going after another burst's "
+            "worth of refusals is closed (1008)."
+        ),
     )
     lag_warning_ms: int = field(
         default=10_000,
-        metadata=_doc("When audio waits longer than this for speech-to-text, the client is told (`overloaded`, "
-                      "not fatal) instead of silently lagging."),
+        metadata=_doc(
+            "When audio waits longer than this for speech-to-text, the client is told (`overloaded`, "
+            "not fatal) instead of silently lagging."
+        ),
     )
     outbox_events: int = field(
         default=256,
@@ -229,18 +293,20 @@ class Settings:
     )
     max_upload_bytes: int = field(
         default=25 * 1024 * 1024,
-        metadata=_doc("Largest request body of the OpenAI-compatible HTTP API (an audio file upload); larger is "
-                      "refused (413) before it is read."),
+        metadata=_doc(
+            "Largest request body of the OpenAI-compatible HTTP API (an audio file upload); larger is "
+            "refused (413) before it is read."
+        ),
     )
     max_file_s: float = field(
         default=3 * 3600.0,
-        metadata=_doc("Longest audio file the HTTP API transcribes, after decoding (a small compressed file can "
-                      "hold hours)."),
+        metadata=_doc(
+            "Longest audio file the HTTP API transcribes, after decoding (a small compressed file can hold hours)."
+        ),
     )
     wyoming_uri: str = field(
         default="",
-        metadata=_doc("Also serve the Wyoming protocol (Home Assistant) here, e.g. `tcp://0.0.0.0:10300`; "
-                      "empty: off."),
+        metadata=_doc("Also serve the Wyoming protocol (Home Assistant) here, e.g. `tcp://0.0.0.0:10300`; empty: off."),
     )
 
     # Mapping from the outside world.
@@ -278,9 +344,12 @@ class Settings:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
         for name in ("token_secret", "voiceprint_key", "token_secrets_previous", "voiceprint_keys_previous"):
             value = getattr(self, name)
-            if any(0 < len(secret) < MIN_SECRET_CHARS for secret in ((value,) if isinstance(value, str) else value or ())):
-                raise SettingsError(f"{name} must be at least {MIN_SECRET_CHARS} characters (`hushgate keys new` "
-                                    "makes one)")
+            if any(
+                0 < len(secret) < MIN_SECRET_CHARS for secret in ((value,) if isinstance(value, str) else value or ())
+            ):
+                raise SettingsError(
+                    f"{name} must be at least {MIN_SECRET_CHARS} characters (`hushgate keys new` makes one)"
+                )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -295,12 +364,27 @@ class Settings:
         for key in self.api_keys:
             if not key.startswith("sha256:") or len(key) != 71:
                 raise SettingsError("api_keys holds hashes (sha256:HEX), not keys: see `hushgate keys new`")
+        for name in ("max_sessions_per_key", "max_sessions_per_address", "max_sessions_per_token"):
+            if (getattr(self, name) or 0) < 0:
+                raise SettingsError(f"{name} must not be negative")
+        if self.max_pending < 1 or self.start_timeout_s <= 0:
+            raise SettingsError("max_pending must be at least 1 and start_timeout_s positive")
         if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
             raise SettingsError("max_upload_bytes must be at least 1024 and max_file_s positive")
         if self.wyoming_uri and not self.wyoming_uri.startswith(("tcp://", "unix://")):
             raise SettingsError(f"wyoming_uri must be tcp://HOST:PORT or unix://PATH, not {self.wyoming_uri!r}")
         self.stt_table()
         return self
+
+    def session_caps(self) -> tuple[int, int, int]:
+        """(per key, per address, per token); 0 means no cap of that kind."""
+        per_key = self.max_sessions_per_key
+        per_address = self.max_sessions_per_address
+        return (
+            max(1, self.max_sessions // 2) if per_key is None else per_key,
+            max(1, self.max_sessions // 4) if per_address is None else per_address,
+            self.max_sessions_per_token,
+        )
 
     def stt_table(self) -> dict[str, tuple[str, str | None]]:
         """``{language: (engine, model or None)}``."""

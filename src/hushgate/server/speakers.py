@@ -123,12 +123,16 @@ class SpeakerBook:
 
     # Enrollment ------------------------------------------------------------------
 
-    def begin_enrollment(self, request_id: str | None, label: str | None, passphrase: str | None,
-                         needed_ms: int, first_utterance: int) -> None:
-        self.enrollment = Enrollment(request_id, label, passphrase, max(MIN_ENROLL_MS, needed_ms),
-                                     first_utterance=first_utterance)
+    def begin_enrollment(
+        self, request_id: str | None, label: str | None, passphrase: str | None, needed_ms: int, first_utterance: int
+    ) -> None:
+        self.enrollment = Enrollment(
+            request_id, label, passphrase, max(MIN_ENROLL_MS, needed_ms), first_utterance=first_utterance
+        )
 
-    def add_enrollment_speech(self, vector: Embedding, speech_ms: int, text: str) -> tuple[bool | None, Voiceprint | None]:
+    def add_enrollment_speech(
+        self, vector: Embedding, speech_ms: int, text: str
+    ) -> tuple[bool | None, Voiceprint | None]:
         """Count one utterance; returns (passphrase matched or None, the voiceprint once complete)."""
         enrollment = self.enrollment
         if enrollment is None:
@@ -147,8 +151,12 @@ class SpeakerBook:
             return matched, None
         mean = np.average(np.stack(enrollment.vectors), axis=0, weights=enrollment.weights)
         voiceprint = Voiceprint(
-            id=str(uuid.uuid4()), vector=_unit(mean), count=len(enrollment.vectors),
-            speech_ms=enrollment.speech_ms, label=enrollment.label, passphrase=enrollment.passphrase,
+            id=str(uuid.uuid4()),
+            vector=_unit(mean),
+            count=len(enrollment.vectors),
+            speech_ms=enrollment.speech_ms,
+            label=enrollment.label,
+            passphrase=enrollment.passphrase,
         )
         for v in enrollment.vectors:
             v.fill(0.0)

@@ -62,8 +62,10 @@ from starlette.websockets import WebSocket
 
 from hushgate.engines.base import Transcript
 from hushgate.server import admission
+from hushgate.server.admission import Gate, evicted_error
 from hushgate.server.audio import AudioInput
-from hushgate.server.errors import BadRequest, Busy, ClientGone, to_wire
+from hushgate.server.drain import next_or_drain
+from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.segmenter import Segment, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
@@ -114,8 +116,13 @@ def apply_config(raw: object, current: VoskConfig) -> VoskConfig:
     if "sample_rate" in raw:
         rate = raw["sample_rate"]
         # vosk-server does float(sample_rate): 16000.0 is fine, 44100.5 or "16k" is not.
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
-                or rate != int(rate) or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not math.isfinite(rate)
+            or rate != int(rate)
+            or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ
+        ):
             raise _unsupported(f"sample_rate must be a whole number {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ}")
         config = replace(config, sample_rate_hz=int(rate))
     if "words" in raw:
@@ -178,6 +185,7 @@ class VoskSession:
         route: SttRoute,
         language: str,
         on_event: Callable[[str, Any], None],
+        gate: Gate,
         max_session_s: float | None = None,
         default_sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ,
     ) -> None:
@@ -187,6 +195,7 @@ class VoskSession:
         self._hub = hub
         self._language = language
         self._on_event = on_event
+        self._gate = gate
         self._inbox = Inbox(transport, settings, on_event, max_session_s=max_session_s)
         self._recognition = Recognition(route, settings, EngineCalls(), on_event)
         self._config = VoskConfig(sample_rate_hz=default_sample_rate_hz)
@@ -203,7 +212,10 @@ class VoskSession:
         code, reason = CloseCode.NORMAL, "eof"
         client_gone = False
         try:
-            code, reason = await self._serve()
+            first = await self._await_audio()
+            if first is not None:
+                async with self._gate.session(self):  # counted from the first audio; refused: 1013
+                    code, reason = await self._serve(first)
         except ClientGone:
             client_gone = True
         except Exception as exc:  # noqa: BLE001 - every failure ends in a close code
@@ -217,10 +229,42 @@ class VoskSession:
                 await close_quietly(self._transport, int(code), reason)
             log.info(
                 "vosk session %s closed code=%d audio_ms=%d utterances=%d",
-                self.id, int(code), self._audio_path[0].audio_ms if self._audio_path else 0, self._utterances,
+                self.id,
+                int(code),
+                self._audio_path[0].audio_ms if self._audio_path else 0,
+                self._utterances,
             )
 
-    async def _serve(self) -> tuple[CloseCode, str]:
+    async def _await_audio(self) -> bytes | None:
+        """The first audio frame; None when the client said `eof` first (answered already).
+
+        Until then the connection waits to start (see ``admission``): ``config``
+        frames are taken but do not extend ``start_timeout_s``.
+        """
+        deadline = time.monotonic() + self._settings.start_timeout_s
+        with self._gate.waiting() as evicted:
+            while True:
+                try:
+                    frame = await next_or_drain(self._inbox.receive, evicted, deadline - time.monotonic())
+                except TimeoutError:
+                    raise NotStarted("no audio received in time", close=CloseCode.POLICY) from None
+                if frame is None:
+                    raise evicted_error()
+                if isinstance(frame, bytes):
+                    return frame
+                message = parse_text_frame(frame)
+                if "config" in message:
+                    self._configure(message["config"])
+                elif message.get("eof"):
+                    await self._reply({"text": ""})
+                    return None
+                elif message.get("reset"):
+                    await self._reply({"text": ""})
+                else:
+                    raise _unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
+
+    async def _serve(self, first: bytes) -> tuple[CloseCode, str]:
+        await self._reply(await self._audio(first))
         while True:
             frame = await self._inbox.next()
             if isinstance(frame, InputEnded):
@@ -251,8 +295,12 @@ class VoskSession:
 
     async def _open(self) -> tuple[AudioInput, Segmenter]:
         self._audio_path = open_audio_path(
-            self._hub, self._settings, VadOptions(), source_rate_hz=self._config.sample_rate_hz,
-            engine_rate_hz=self._recognition.rate_hz)
+            self._hub,
+            self._settings,
+            VadOptions(),
+            source_rate_hz=self._config.sample_rate_hz,
+            engine_rate_hz=self._recognition.rate_hz,
+        )
         try:
             await self._recognition.open(self._language, self._config.words)
         except Exception as exc:  # noqa: BLE001 - becomes the close code
@@ -311,7 +359,9 @@ class VoskSession:
             # closing (1013 when overloaded) at least tells them to come back later.
             raise to_wire(exc, "speech-to-text failed", fatal=True, session=self.id) from None
         if ended:
-            return self._final_reply([(r or Transcript(""), end) for r, end in zip(results, ended, strict=True)], ended_at)
+            return self._final_reply(
+                [(r or Transcript(""), end) for r, end in zip(results, ended, strict=True)], ended_at
+            )
         if final:
             return {"text": ""}
         latest = results[-1] if results else None
@@ -362,8 +412,9 @@ def make_vosk_endpoint(
             return
         transport = WebSocketTransport(websocket)
         language = websocket.query_params.get("language") or settings.default_language
+        address = admission.client_address(websocket)
         try:
-            refusal = admission.refusal(gateway, principal)
+            refusal = admission.refusal(gateway, principal, address)  # at once when full; audio checks again
             if refusal is not None:
                 raise refusal
             route = stt_route(gateway.hub, language)
@@ -373,12 +424,17 @@ def make_vosk_endpoint(
             await close_quietly(transport, int(exc.close or CloseCode.POLICY), exc.message)
             return
         session = VoskSession(
-            transport=transport, settings=settings, hub=gateway.hub, route=route, language=language,
-            on_event=gateway.metrics.on_event, max_session_s=principal.max_session_s,
+            transport=transport,
+            settings=settings,
+            hub=gateway.hub,
+            route=route,
+            language=language,
+            on_event=gateway.metrics.on_event,
+            gate=admission.Gate(gateway, principal, address),
+            max_session_s=principal.max_session_s,
             default_sample_rate_hz=default_sample_rate_hz,
         )
         # Counted with /v1/stream's sessions, so limits are shared and SIGTERM drains it too.
-        async with gateway.admitted(session, principal.key_id):
-            await session.run()
+        await session.run()
 
     return endpoint

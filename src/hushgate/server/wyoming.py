@@ -23,8 +23,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from wyoming.asr import (
@@ -57,15 +55,17 @@ from wyoming.tts import (
 
 from hushgate.engines.base import EngineError, Pcm16
 from hushgate.engines.base import Transcript as EngineTranscript
+from hushgate.server import admission
 from hushgate.server.audio import AudioInput
+from hushgate.server.auth import Principal
+from hushgate.server.errors import GatewayError, to_wire
+from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.metrics import Metrics
 from hushgate.server.openai.transcribe import (
     Utterance,
     UtteranceCutter,
     decode_utterance,
 )
-from hushgate.server.runtime import Overloaded
 from hushgate.server.settings import Settings
 from hushgate.wire import ProtocolError
 
@@ -76,15 +76,8 @@ ATTRIBUTION = Attribution(name="hushgate", url="https://github.com/")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class WyomingGateway(Protocol):
-    settings: Settings
-    hub: EngineHub
-    ready: bool
-    draining: bool
-
-    metrics: Metrics
-
-    def admitted(self, session: Any, key_id: str) -> AbstractAsyncContextManager[None]: ...
+WyomingGateway = Gateway
+WYOMING = Principal("wyoming")
 
 
 class ClientError(Exception):
@@ -147,8 +140,11 @@ class _Transcription:
 
     def _start(self, utterances: list[Utterance]) -> None:
         for utt in utterances:
-            self.decodes.append(asyncio.ensure_future(
-                self.route.runner.run(decode_utterance, self.route, self.language, False, utt.pcm)))
+            self.decodes.append(
+                asyncio.ensure_future(
+                    self.route.runner.run(decode_utterance, self.route, self.language, False, utt.pcm)
+                )
+            )
 
     async def finish(self) -> list[str]:
         tail = self.input.drain()
@@ -180,14 +176,14 @@ class WyomingConnection:
         self._reader.feed_eof()
 
     async def run(self) -> None:
-        gateway = self._gateway
+        peer = self._writer.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else None
         try:
-            if not gateway.ready or gateway.draining or gateway.metrics.active >= self._settings.max_sessions:
-                await self._send(Error(text="the server is busy or not ready; try again shortly",
-                                       code="unavailable").event())
-                return
-            async with gateway.admitted(self, "wyoming"):
+            # Wyoming has no credentials: every connection is the `wyoming` principal, capped per address.
+            async with admission.session(self._gateway, self, WYOMING, address):
                 await self._serve()
+        except GatewayError as exc:  # refused: the same refusal as /v1/stream's 1013, as a Wyoming error
+            await self._send_error(exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -198,8 +194,9 @@ class WyomingConnection:
     async def _serve(self) -> None:
         while True:
             try:
-                event = await asyncio.wait_for(read_event(self._reader, self._settings.max_frame_bytes),
-                                               self._settings.idle_timeout_s)
+                event = await asyncio.wait_for(
+                    read_event(self._reader, self._settings.max_frame_bytes), self._settings.idle_timeout_s
+                )
             except TimeoutError:
                 return
             except ClientError as exc:
@@ -214,8 +211,13 @@ class WyomingConnection:
                 if self._transcription is not None:
                     self._transcription.cancel()
                 self._transcription = None
-            except Overloaded:
-                await self._send(Error(text="the engines are overloaded; try again shortly", code="overloaded").event())
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - told to the client the way every endpoint tells it
+                await self._send_error(to_wire(exc, f"{event.type} failed", session="wyoming"))
+
+    async def _send_error(self, error: ProtocolError) -> None:
+        await self._send(Error(text=error.message, code=error.code.value).event())
 
     async def _send(self, event: Event) -> None:
         await async_write_event(event, self._writer)
@@ -258,8 +260,10 @@ class WyomingConnection:
 
     def _begin(self, start: AudioStart) -> None:
         if start.width != 2 or start.channels != 1:
-            raise ClientError(f"only 16-bit mono audio is accepted, not {start.width * 8}-bit with "
-                              f"{start.channels} channels", "unsupported-audio")
+            raise ClientError(
+                f"only 16-bit mono audio is accepted, not {start.width * 8}-bit with {start.channels} channels",
+                "unsupported-audio",
+            )
         if not 8_000 <= start.rate <= 48_000:
             raise ClientError(f"sample rate must be 8000–48000 Hz, not {start.rate}", "unsupported-audio")
         language = self._language or self._settings.default_language
@@ -323,19 +327,54 @@ class WyomingConnection:
             route = hub.stt(language)
             if route is None:
                 continue
-            model = models.setdefault(route.transcriber.model, AsrModel(
-                name=route.transcriber.model, attribution=ATTRIBUTION, installed=True,
-                description=f"{route.transcriber.name} {route.transcriber.model}", version=None, languages=[]))
+            model = models.setdefault(
+                route.transcriber.model,
+                AsrModel(
+                    name=route.transcriber.model,
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description=f"{route.transcriber.name} {route.transcriber.model}",
+                    version=None,
+                    languages=[],
+                ),
+            )
             model.languages.append(language)
-        voices = [TtsVoice(name=v.id, attribution=ATTRIBUTION, installed=True, description=v.description or v.id,
-                           version=None, languages=[v.language]) for v in hub.voices()]
+        voices = [
+            TtsVoice(
+                name=v.id,
+                attribution=ATTRIBUTION,
+                installed=True,
+                description=v.description or v.id,
+                version=None,
+                languages=[v.language],
+            )
+            for v in hub.voices()
+        ]
         return Info(
-            asr=[AsrProgram(name="hushgate", attribution=ATTRIBUTION, installed=True,
-                            description="hushgate speech-to-text", version=None, models=list(models.values()),
-                            supports_transcript_streaming=True)],
-            tts=[TtsProgram(name="hushgate", attribution=ATTRIBUTION, installed=True,
-                            description="hushgate text-to-speech", version=None, voices=voices,
-                            supports_synthesize_streaming=True)] if voices else [],
+            asr=[
+                AsrProgram(
+                    name="hushgate",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description="hushgate speech-to-text",
+                    version=None,
+                    models=list(models.values()),
+                    supports_transcript_streaming=True,
+                )
+            ],
+            tts=[
+                TtsProgram(
+                    name="hushgate",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    description="hushgate text-to-speech",
+                    version=None,
+                    voices=voices,
+                    supports_synthesize_streaming=True,
+                )
+            ]
+            if voices
+            else [],
         )
 
 
@@ -359,8 +398,9 @@ class WyomingServer:
     async def start(self) -> None:
         parts = urlsplit(self._uri)
         if parts.scheme == "tcp":
-            self._server = await asyncio.start_server(self._accept, parts.hostname, parts.port,
-                                                      limit=HEADER_LIMIT_BYTES)
+            self._server = await asyncio.start_server(
+                self._accept, parts.hostname, parts.port, limit=HEADER_LIMIT_BYTES
+            )
         elif parts.scheme == "unix":
             self._server = await asyncio.start_unix_server(self._accept, parts.path, limit=HEADER_LIMIT_BYTES)
         else:

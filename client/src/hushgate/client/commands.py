@@ -67,8 +67,12 @@ class TranscriptWriter:
                 self._waiting.append((event, None))
                 if self.target is None:
                     self._release(all_=True)
-        elif isinstance(event, Translation) and event.utterance is not None and not event.provisional \
-                and event.target == self.target:
+        elif (
+            isinstance(event, Translation)
+            and event.utterance is not None
+            and not event.provisional
+            and event.target == self.target
+        ):
             if self.fmt == "json":
                 self._json(to_wire(event))
             for i, (final, _) in enumerate(self._waiting):
@@ -103,9 +107,12 @@ class TranscriptWriter:
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway's stream URL (default {DEFAULT_URL})")
-    parser.add_argument("--api-key", default=None,
-                        help=f"API key, sent as Authorization: Bearer (default: ${KEY_ENV}; prefer the environment, "
-                             "command lines are visible to other users)")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key, sent as Authorization: Bearer (default: ${KEY_ENV}; prefer the environment, "
+        "command lines are visible to other users)",
+    )
     parser.add_argument("--msgpack", action="store_true", help="use the msgpack encoding instead of JSON")
 
 
@@ -140,17 +147,30 @@ def transcribe_main(argv: list[str]) -> int:
     """``hushgate transcribe FILE``: captions for an audio file (or ``-``, stdin), on stdout."""
     prog = "hushgate transcribe"
     parser = argparse.ArgumentParser(prog=prog, description="Transcribe an audio file through the gateway.")
-    parser.add_argument("file", help="an audio file: WAV, or with PyAV installed MP3, Ogg/Opus, FLAC, M4A, WebM …; "
-                                     "'-' reads it from stdin")
-    parser.add_argument("--format", dest="fmt", choices=("text", "json", "srt", "vtt"), default="text",
-                        help="text: one line per utterance; json: one final/translation event per line; "
-                             "srt / vtt: subtitles (default text)")
-    parser.add_argument("--translate", metavar="LANG", default=None,
-                        help="translate each utterance into LANG; text, srt and vtt then show the translation")
+    parser.add_argument(
+        "file",
+        help="an audio file: WAV, or with PyAV installed MP3, Ogg/Opus, FLAC, M4A, WebM …; '-' reads it from stdin",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("text", "json", "srt", "vtt"),
+        default="text",
+        help="text: one line per utterance; json: one final/translation event per line; "
+        "srt / vtt: subtitles (default text)",
+    )
+    parser.add_argument(
+        "--translate",
+        metavar="LANG",
+        default=None,
+        help="translate each utterance into LANG; text, srt and vtt then show the translation",
+    )
     parser.add_argument("--language", default=None, help="language spoken in the file (default: the server's)")
-    parser.add_argument("--realtime", action="store_true",
-                        help="send the audio at its own pace, as a live source would (default: as fast as the "
-                             "server takes it)")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="send the audio at its own pace, as a live source would (default: as fast as the server takes it)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no warnings")
     _add_connection_flags(parser)
     args = parser.parse_args(argv)
@@ -194,8 +214,13 @@ def _progress_bar(total_s: float) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
-    return tqdm(total=total_s, unit="s", file=sys.stderr, leave=False,
-                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
+    return tqdm(
+        total=total_s,
+        unit="s",
+        file=sys.stderr,
+        leave=False,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]",
+    )
 
 
 async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | MediaSource) -> int:
@@ -216,7 +241,11 @@ async def _transcribe(prog: str, args: argparse.Namespace, source: WavSource | M
     chunks = _paced(source.chunks(chunk_ms), source.rate_hz, args.realtime)
     try:
         async for event in _client(args).stream(
-            chunks, source.rate_hz, language=args.language, partials=False, words=args.fmt == "json",
+            chunks,
+            source.rate_hz,
+            language=args.language,
+            partials=False,
+            words=args.fmt == "json",
             translate=[args.translate] if args.translate else None,
         ):
             if progress is not None and isinstance(event, (Final, Ended)):
@@ -255,8 +284,9 @@ def speak_main(argv: list[str]) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
 
     async def work() -> int:
-        pcm, rate = await _client(args).speak_pcm(text, voice=args.voice, sample_rate=args.sample_rate,
-                                                  language=args.language)
+        pcm, rate = await _client(args).speak_pcm(
+            text, voice=args.voice, sample_rate=args.sample_rate, language=args.language
+        )
         data = wav_bytes(pcm, rate)
         if args.output == "-":
             sys.stdout.buffer.write(data)
@@ -294,7 +324,6 @@ def translate_main(argv: list[str]) -> int:
     return _run(prog, work)
 
 
-
 def package_version(distribution: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -305,7 +334,9 @@ def package_version(distribution: str) -> str:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "transcribe": transcribe_main, "speak": speak_main, "translate": translate_main,
+    "transcribe": transcribe_main,
+    "speak": speak_main,
+    "translate": translate_main,
 }
 
 

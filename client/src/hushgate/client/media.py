@@ -92,8 +92,9 @@ class MediaSource:
             import av
             from av.error import FFmpegError
         except ImportError:
-            raise MediaError(f"{name}: reading this audio format needs PyAV: "
-                             "pip install 'hushgate-client[formats]'") from None
+            raise MediaError(
+                f"{name}: reading this audio format needs PyAV: pip install 'hushgate-client[formats]'"
+            ) from None
         try:
             with av.open(self._open(), mode="r", metadata_errors="ignore") as container:
                 if not container.streams.audio:

@@ -41,8 +41,9 @@ class Form:
 
 
 async def read_capped(request: Request, limit_bytes: int) -> bytes:
-    too_large = ApiError(413, f"the request body is larger than this server's limit of {limit_bytes} bytes",
-                         code="request_too_large")
+    too_large = ApiError(
+        413, f"the request body is larger than this server's limit of {limit_bytes} bytes", code="request_too_large"
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise too_large
@@ -70,8 +71,9 @@ def parse_multipart(body: bytes, content_type: str) -> Form:
     kind, params = _header_params(content_type)
     boundary = params.get("boundary")
     if kind != "multipart/form-data" or not boundary:
-        raise ApiError(400, "the body must be multipart/form-data (a `file` part and form fields)",
-                       code="invalid_content_type")
+        raise ApiError(
+            400, "the body must be multipart/form-data (a `file` part and form fields)", code="invalid_content_type"
+        )
     delimiter = b"--" + boundary.encode("latin-1")
     parts = body.split(delimiter)
     if len(parts) < 3 or not parts[-1].startswith(b"--"):

@@ -31,9 +31,16 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
         return JSONResponse(
-            {"error": {"message": self.message, "type": _TYPES.get(self.status, "invalid_request_error"),
-                       "param": self.param, "code": self.code}},
-            status_code=self.status, headers=headers,
+            {
+                "error": {
+                    "message": self.message,
+                    "type": _TYPES.get(self.status, "invalid_request_error"),
+                    "param": self.param,
+                    "code": self.code,
+                }
+            },
+            status_code=self.status,
+            headers=headers,
         )
 
 

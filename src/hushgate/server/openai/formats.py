@@ -40,8 +40,18 @@ class FileTranscript:
 
 
 _LANGUAGE_NAMES = {
-    "en": "english", "de": "german", "es": "spanish", "fr": "french", "pt": "portuguese", "it": "italian",
-    "nl": "dutch", "ko": "korean", "ja": "japanese", "zh": "chinese", "ru": "russian", "pl": "polish",
+    "en": "english",
+    "de": "german",
+    "es": "spanish",
+    "fr": "french",
+    "pt": "portuguese",
+    "it": "italian",
+    "nl": "dutch",
+    "ko": "korean",
+    "ja": "japanese",
+    "zh": "chinese",
+    "ru": "russian",
+    "pl": "polish",
 }
 
 
@@ -72,8 +82,15 @@ def verbose(result: FileTranscript, *, words: bool) -> dict[str, Any]:
         "text": result.text,
         "segments": [
             {
-                "id": i, "seek": 0, "start": s.t0_ms / 1000, "end": s.t1_ms / 1000, "text": s.text.strip(),
-                "tokens": [], "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0,
+                "id": i,
+                "seek": 0,
+                "start": s.t0_ms / 1000,
+                "end": s.t1_ms / 1000,
+                "text": s.text.strip(),
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": 0.0,
+                "compression_ratio": 0.0,
                 "no_speech_prob": 0.0,
             }
             for i, s in enumerate(_spoken(result.segments))
@@ -82,7 +99,8 @@ def verbose(result: FileTranscript, *, words: bool) -> dict[str, Any]:
     if words:
         body["words"] = [
             {"word": w.w.strip(), "start": w.t0_ms / 1000, "end": w.t1_ms / 1000}
-            for s in result.segments for w in s.words
+            for s in result.segments
+            for w in s.words
         ]
     return body
 
@@ -97,5 +115,11 @@ def delta_event(text: str) -> bytes:
 
 
 def done_event(text: str) -> bytes:
-    return sse({"type": "transcript.text.done", "text": text, "logprobs": None,
-                "usage": {"type": "tokens", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
+    return sse(
+        {
+            "type": "transcript.text.done",
+            "text": text,
+            "logprobs": None,
+            "usage": {"type": "tokens", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        }
+    )

@@ -28,15 +28,47 @@ Task = Literal["transcribe", "translate"]
 STT_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 TTS_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 # OpenAI's voice names: clients send one by default, so each means the default voice.
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
-                 "marin", "cedar")
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
 
-TRANSCRIPTION_FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature",
-                        "timestamp_granularities[]", "timestamp_granularities", "stream", "include[]", "include",
-                        "chunking_strategy", "known_speaker_names[]", "known_speaker_references[]"}
+TRANSCRIPTION_FIELDS = {
+    "file",
+    "model",
+    "language",
+    "prompt",
+    "response_format",
+    "temperature",
+    "timestamp_granularities[]",
+    "timestamp_granularities",
+    "stream",
+    "include[]",
+    "include",
+    "chunking_strategy",
+    "known_speaker_names[]",
+    "known_speaker_references[]",
+}
 TRANSLATION_FIELDS = {"file", "model", "prompt", "response_format", "temperature", "language"}
-IGNORED_TRANSCRIPTION = ("prompt", "temperature", "include[]", "chunking_strategy", "known_speaker_names[]",
-                         "known_speaker_references[]")
+IGNORED_TRANSCRIPTION = (
+    "prompt",
+    "temperature",
+    "include[]",
+    "chunking_strategy",
+    "known_speaker_names[]",
+    "known_speaker_references[]",
+)
 SPEECH_FIELDS = {"model", "input", "voice", "response_format", "speed", "instructions", "stream_format"}
 IGNORED_SPEECH = ("instructions",)
 MAX_SPEECH_INPUT_CHARS = 4096
@@ -106,12 +138,21 @@ def audio_request(form: Form, task: Task, hub: EngineHub, settings: Settings) ->
     language = None if identifier is not None else named or settings.default_language
     route = identifier if language is None else hub.stt(language)
     if route is None:
-        raise bad_param("language", f"no speech-to-text engine for language {language!r}; available: "
-                        f"{', '.join(hub.languages)}", code="unsupported_language")
-    if task == "translate" and language is not None and language.split("-")[0] != "en" \
-            and not hub.speech_translation(route, language.split("-")[0], "en") and hub.translator(language, "en") is None:
-        raise bad_param("language", f"no translation from {language!r} into English is installed",
-                        code="unsupported_language")
+        raise bad_param(
+            "language",
+            f"no speech-to-text engine for language {language!r}; available: {', '.join(hub.languages)}",
+            code="unsupported_language",
+        )
+    if (
+        task == "translate"
+        and language is not None
+        and language.split("-")[0] != "en"
+        and not hub.speech_translation(route, language.split("-")[0], "en")
+        and hub.translator(language, "en") is None
+    ):
+        raise bad_param(
+            "language", f"no translation from {language!r} into English is installed", code="unsupported_language"
+        )
     temperature = form.get("temperature")
     if temperature:
         try:
@@ -124,7 +165,9 @@ def audio_request(form: Form, task: Task, hub: EngineHub, settings: Settings) ->
     granularities = form.fields.get("timestamp_granularities[]", []) + form.fields.get("timestamp_granularities", [])
     for value in granularities:
         if value not in ("word", "segment"):
-            raise bad_param("timestamp_granularities[]", f"timestamp granularity must be word or segment, not {value!r}")
+            raise bad_param(
+                "timestamp_granularities[]", f"timestamp granularity must be word or segment, not {value!r}"
+            )
     if granularities and fmt != "verbose_json":
         raise bad_param("timestamp_granularities[]", "timestamp_granularities needs response_format=verbose_json")
     stream = _flag(form, "stream") if task == "transcribe" else False
@@ -158,11 +201,18 @@ def speech_request(body: dict[str, Any], hub: EngineHub, settings: Settings) -> 
     if fmt not in SPEECH_FORMATS:
         raise bad_param("response_format", f"response_format must be one of {', '.join(SPEECH_FORMATS)}, not {fmt!r}")
     if fmt not in available_formats():
-        raise bad_param("response_format", f"this server's FFmpeg cannot encode {fmt}; use one of "
-                        f"{', '.join(available_formats())}", code="unsupported_format")
+        raise bad_param(
+            "response_format",
+            f"this server's FFmpeg cannot encode {fmt}; use one of {', '.join(available_formats())}",
+            code="unsupported_format",
+        )
     speed = body.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) \
-            or not 0.25 <= speed <= 4.0:
+    if (
+        isinstance(speed, bool)
+        or not isinstance(speed, (int, float))
+        or not math.isfinite(speed)
+        or not 0.25 <= speed <= 4.0
+    ):
         raise bad_param("speed", f"speed must be a number from 0.25 to 4.0, not {speed!r}")
     stream_format = body.get("stream_format", "audio")
     if stream_format != "audio":

@@ -87,7 +87,8 @@ async def plan_file(req: AudioRequest, hub: EngineHub, utterances: list[Pcm16], 
         if identifier is not None:
             try:
                 found = await identifier.runner.run(
-                    identify, identifier, opening_speech(utterances, identifier.transcriber.sample_rate_hz))
+                    identify, identifier, opening_speech(utterances, identifier.transcriber.sample_rate_hz)
+                )
             except Overloaded:
                 raise ApiError(503, "speech-to-text is overloaded; try again shortly", code="overloaded") from None
         language = found or default_language
@@ -101,6 +102,7 @@ async def plan_file(req: AudioRequest, hub: EngineHub, utterances: list[Pcm16], 
         return FilePlan(route, language, True, None)
     batcher = hub.translator(language, "en")
     if batcher is None:
-        raise bad_param("language", f"no translation from {language!r} into English is installed",
-                        code="unsupported_language")
+        raise bad_param(
+            "language", f"no translation from {language!r} into English is installed", code="unsupported_language"
+        )
     return FilePlan(route, language, False, batcher)

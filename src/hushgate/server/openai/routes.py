@@ -13,16 +13,17 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hushgate.engines.base import EngineError, Pcm16
-from hushgate.server.auth import Authenticator, Principal
-from hushgate.server.hub import EngineHub
-from hushgate.server.metrics import Metrics
+from hushgate.server import admission
+from hushgate.server.auth import Principal, Scope
+from hushgate.server.errors import Busy
+from hushgate.server.gateway import Gateway
 from hushgate.server.openai.body import parse_json_object, parse_multipart, read_capped
 from hushgate.server.openai.errors import ApiError
 from hushgate.server.openai.formats import (
@@ -45,31 +46,11 @@ from hushgate.server.openai.params import (
 from hushgate.server.openai.plan import FilePlan, plan_file
 from hushgate.server.openai.speech import MEDIA_TYPES, Encoder
 from hushgate.server.openai.transcribe import CutFile, cut_file, segments
-from hushgate.server.runtime import Overloaded, Runtime
-from hushgate.server.settings import Settings
+from hushgate.server.runtime import Overloaded
 
 log = logging.getLogger("hushgate.openai")
 SPEECH_BODY_BYTES = 256 * 1024  # a 4096-character input and its few fields, with room to spare
 CREATED = 1_700_000_000  # OpenAI lists a creation time per model; these have none worth telling
-
-
-class Drainable(Protocol):
-    def drain(self) -> None: ...
-
-
-class GatewayLike(Protocol):
-    """What these routes use of the app's gateway (``hushgate.server.app.Gateway``)."""
-
-    settings: Settings
-    hub: EngineHub
-    runtime: Runtime
-    metrics: Metrics
-    auth: Authenticator
-    per_key: dict[str, int]
-    ready: bool
-    draining: bool
-
-    def admitted(self, session: Drainable, key_id: str) -> AbstractAsyncContextManager[None]: ...
 
 
 class _HttpRequest:
@@ -79,57 +60,58 @@ class _HttpRequest:
         return None
 
 
-def make_routes(gateway: GatewayLike) -> list[Route]:
+def make_routes(gateway: Gateway) -> list[Route]:
     settings, hub = gateway.settings, gateway.hub
     decoder = gateway.runtime.add("decode", settings.stt_concurrency)
 
-    def admit(request: Request) -> Principal:
-        auth = gateway.auth
+    def admit(request: Request, scope: Scope = "stream") -> Principal:
         # OpenAI clients always send a bearer value; with no keys to check it
         # against (loopback mode, or --no-auth) it carries no meaning.
-        bearer = request.headers.get("authorization") if auth.keys_configured and not auth.no_auth else None
-        decision = auth.decide(
-            client_host=request.client.host if request.client else None, authorization=bearer, token=None,
-            origin=request.headers.get("origin"), host=request.headers.get("host"),
-        )
+        bearer = gateway.auth.keys_configured and not gateway.auth.no_auth
+        decision = admission.decide(gateway, request, scope, bearer=bearer)
         if decision.outcome != "ok" or decision.principal is None:
-            gateway.metrics.on_event("rejected", "unauthorized")
-            status = 401 if decision.outcome == "unauthorized" else 403
-            raise ApiError(status, f"{decision.reason} (send the API key as Authorization: Bearer KEY)",
-                           code="invalid_api_key" if status == 401 else "forbidden")
+            status = admission.denial_status(gateway, decision)
+            raise ApiError(
+                status,
+                f"{decision.reason} (send the API key as Authorization: Bearer KEY)",
+                code="invalid_api_key" if status == 401 else "forbidden",
+            )
         return decision.principal
 
-    def check_capacity(principal: Principal) -> None:
-        if not gateway.ready or gateway.draining:
-            raise ApiError(503, "the server is shutting down" if gateway.draining else
-                           "engines are still loading; try again shortly", code="unavailable")
-        if gateway.metrics.active >= settings.max_sessions:
-            gateway.metrics.on_event("rejected", "overloaded")
-            raise ApiError(503, f"the server is at its limit of {settings.max_sessions} sessions",
-                           code="overloaded")
-        per_key = settings.max_sessions_per_key
-        if per_key and gateway.per_key.get(principal.key_id, 0) >= per_key:
-            gateway.metrics.on_event("rejected", "overloaded")
-            raise ApiError(429, f"this key is at its limit of {per_key} concurrent requests",
-                           code="rate_limit_exceeded")
+    def check_capacity(request: Request, principal: Principal) -> None:
+        """The WebSocket's refusal, told the OpenAI way: 429 for a cap of one's own, else 503."""
+        refused = admission.refusal(gateway, principal, admission.client_address(request))
+        if refused is None:
+            return
+        gateway.metrics.on_event("rejected", refused.code.value)
+        if isinstance(refused, admission.OverCap):
+            raise ApiError(429, refused.message, code="rate_limit_exceeded")
+        raise ApiError(503, refused.message, code="overloaded" if isinstance(refused, Busy) else "unavailable")
+
+    def counted(request: Request, principal: Principal) -> AbstractAsyncContextManager[None]:
+        return gateway.admitted(_HttpRequest(), principal, admission.client_address(request))
 
     async def audio(request: Request, task: Task) -> Response:
         try:
             principal = admit(request)
-            check_capacity(principal)
+            check_capacity(request, principal)
             body = await read_capped(request, settings.max_upload_bytes)
             req = audio_request(parse_multipart(body, request.headers.get("content-type", "")), task, hub, settings)
             del body
             if req.stream:
                 cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
                 plan = await plan_file(req, hub, [u.pcm for u in cut.utterances], settings.default_language)
-                return StreamingResponse(stream_text(req, plan, cut, principal), media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-store"})
-            async with gateway.admitted(_HttpRequest(), principal.key_id):
+                return StreamingResponse(
+                    stream_text(req, plan, cut, counted(request, principal)),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-store"},
+                )
+            async with counted(request, principal):
                 cut = await cut_file(settings, hub, decoder, req.upload.data, req.route.transcriber.sample_rate_hz)
                 plan = await plan_file(req, hub, [u.pcm for u in cut.utterances], settings.default_language)
-                result = FileTranscript(req.task, plan.language, cut.duration_ms,
-                                        tuple([s async for s in transcribed(req, plan, cut)]))
+                result = FileTranscript(
+                    req.task, plan.language, cut.duration_ms, tuple([s async for s in transcribed(req, plan, cut)])
+                )
             return render(result, req.response_format, words=req.words)
         except ApiError as exc:
             return exc.response()
@@ -149,8 +131,10 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
             yield segment
         log.info("%s: %d ms of audio in %.2f s", req.task, cut.duration_ms, time.perf_counter() - started)
 
-    async def stream_text(req: AudioRequest, plan: FilePlan, cut: CutFile, principal: Principal) -> AsyncIterator[bytes]:
-        async with gateway.admitted(_HttpRequest(), principal.key_id):
+    async def stream_text(
+        req: AudioRequest, plan: FilePlan, cut: CutFile, count: AbstractAsyncContextManager[None]
+    ) -> AsyncIterator[bytes]:
+        async with count:
             texts: list[str] = []
             try:
                 async for segment in transcribed(req, plan, cut):
@@ -171,8 +155,8 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
 
     async def speech(request: Request) -> Response:
         try:
-            principal = admit(request)
-            check_capacity(principal)
+            principal = admit(request, "tts")
+            check_capacity(request, principal)
             req = speech_request(parse_json_object(await read_capped(request, SPEECH_BODY_BYTES)), hub, settings)
             route = req.voice
             try:
@@ -184,12 +168,15 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
                 raise ApiError(503, "speech synthesis is overloaded; try again shortly", code="overloaded") from None
         except ApiError as exc:
             return exc.response()
-        return StreamingResponse(spoken(req, chunks, principal), media_type=MEDIA_TYPES[req.response_format],
-                                 headers={"X-Voice": req.voice.voice.id, "Cache-Control": "no-store"})
+        return StreamingResponse(
+            spoken(req, chunks, counted(request, principal)),
+            media_type=MEDIA_TYPES[req.response_format],
+            headers={"X-Voice": req.voice.voice.id, "Cache-Control": "no-store"},
+        )
 
-    async def spoken(req: SpeechRequest, chunks: Any, principal: Principal) -> AsyncIterator[bytes]:
+    async def spoken(req: SpeechRequest, chunks: Any, count: AbstractAsyncContextManager[None]) -> AsyncIterator[bytes]:
         route = req.voice
-        async with gateway.admitted(_HttpRequest(), principal.key_id):
+        async with count:
             encoder = await route.runner.run(Encoder, req.response_format, route.voice.sample_rate_hz, req.speed)
             if head := encoder.start():
                 yield head
@@ -228,9 +215,16 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
         for language in hub.languages:
             route = hub.stt(language)
             if route is not None:
-                entries.append({"id": route.transcriber.model, "object": "model", "created": CREATED,
-                                "owned_by": route.transcriber.name, "capability": "transcription",
-                                "languages": [language]})
+                entries.append(
+                    {
+                        "id": route.transcriber.model,
+                        "object": "model",
+                        "created": CREATED,
+                        "owned_by": route.transcriber.name,
+                        "capability": "transcription",
+                        "languages": [language],
+                    }
+                )
         merged: dict[str, dict[str, Any]] = {}
         for entry in entries:  # one model may serve several languages
             merged.setdefault(entry["id"], {**entry, "languages": []})["languages"] += entry["languages"]
@@ -239,11 +233,30 @@ def make_routes(gateway: GatewayLike) -> list[Route]:
             {"id": a, **alias, "capability": "transcription", "languages": hub.languages} for a in STT_ALIASES
         ]
         voices = hub.voices()
-        data += [{"id": engine, "object": "model", "created": CREATED, "owned_by": engine, "capability": "speech",
-                  "voices": [v.id for v in voices if v.engine == engine]} for engine in sorted({v.engine for v in voices})]
+        data += [
+            {
+                "id": engine,
+                "object": "model",
+                "created": CREATED,
+                "owned_by": engine,
+                "capability": "speech",
+                "voices": [v.id for v in voices if v.engine == engine],
+            }
+            for engine in sorted({v.engine for v in voices})
+        ]
         data += [{"id": a, **alias, "capability": "speech", "voices": [v.id for v in voices]} for a in TTS_ALIASES]
-        data += [{"id": v.id, "object": "voice", "created": CREATED, "owned_by": v.engine, "capability": "voice",
-                  "language": v.language, "sample_rate": v.sample_rate_hz} for v in voices]
+        data += [
+            {
+                "id": v.id,
+                "object": "voice",
+                "created": CREATED,
+                "owned_by": v.engine,
+                "capability": "voice",
+                "language": v.language,
+                "sample_rate": v.sample_rate_hz,
+            }
+            for v in voices
+        ]
         return data
 
     return [

@@ -23,7 +23,11 @@ from hushgate.engines.base import Pcm16
 SpeechFormat = Literal["wav", "pcm", "flac", "mp3", "opus", "aac"]
 SPEECH_FORMATS: tuple[SpeechFormat, ...] = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MEDIA_TYPES: dict[SpeechFormat, str] = {
-    "wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
     "aac": "audio/aac",
 }
 # format → (FFmpeg muxer, encoder, sample rates it takes or None for any)
@@ -56,8 +60,14 @@ def available_formats() -> list[SpeechFormat]:
 def wav_header(rate_hz: int) -> bytes:
     """A 16-bit mono WAV header whose sizes say "until the end of the stream"."""
     unknown = 0xFFFFFFFF
-    return (b"RIFF" + struct.pack("<I", unknown) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate_hz,
-            rate_hz * 2, 2, 16) + b"data" + struct.pack("<I", unknown))
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate_hz, rate_hz * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
 
 
 class _Sink:
@@ -93,8 +103,9 @@ class Encoder:
             out_rate = rate_hz if rates is None or rate_hz in rates else min(r for r in rates if r >= rate_hz)
             self._container = av.open(self._sink, mode="w", format=muxer)
             self._stream = self._container.add_stream(codec, rate=out_rate, layout="mono")
-            self._resampler = av.AudioResampler(format=self._stream.codec_context.format.name, layout="mono",
-                                                rate=out_rate)
+            self._resampler = av.AudioResampler(
+                format=self._stream.codec_context.format.name, layout="mono", rate=out_rate
+            )
 
     def start(self) -> bytes:
         return wav_header(self.rate_hz) if self.fmt == "wav" else b""
@@ -143,7 +154,9 @@ class _Tempo:
 
         self.rate_hz = rate_hz
         self._graph = av.filter.Graph()
-        source = self._graph.add_abuffer(format="s16", sample_rate=rate_hz, layout="mono", time_base=Fraction(1, rate_hz))
+        source = self._graph.add_abuffer(
+            format="s16", sample_rate=rate_hz, layout="mono", time_base=Fraction(1, rate_hz)
+        )
         node = source
         for factor in _tempo_stages(speed):
             stage = self._graph.add("atempo", f"{factor:.6f}")

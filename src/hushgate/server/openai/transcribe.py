@@ -55,8 +55,10 @@ class UtteranceCutter:
         self.rate_hz = rate_hz
         self.samples = 0
         self._segmenter = Segmenter(
-            hub.vad.open(aggressiveness=settings.vad_aggressiveness), silence_ms=settings.silence_ms,
-            max_utterance_ms=settings.max_utterance_ms, preroll_ms=settings.preroll_ms,
+            hub.vad.open(aggressiveness=settings.vad_aggressiveness),
+            silence_ms=settings.silence_ms,
+            max_utterance_ms=settings.max_utterance_ms,
+            preroll_ms=settings.preroll_ms,
             hangover_ms=settings.hangover_ms,
         )
         self._pieces: list[Pcm16] = []
@@ -88,7 +90,7 @@ def cut(settings: Settings, hub: EngineHub, data: bytes, rate_hz: int) -> CutFil
     pcm = decode_file(data, rate_hz=rate_hz, max_duration_s=settings.max_file_s)
     cutter = UtteranceCutter(settings, hub, rate_hz)
     block = rate_hz  # one second at a time, as a live client would send it
-    utterances = [u for i in range(0, len(pcm), block) for u in cutter.push(pcm[i:i + block])]
+    utterances = [u for i in range(0, len(pcm), block) for u in cutter.push(pcm[i : i + block])]
     return CutFile(len(pcm) * 1000 // rate_hz, tuple(utterances + cutter.flush()))
 
 
@@ -98,11 +100,9 @@ async def cut_file(settings: Settings, hub: EngineHub, runner: EngineRunner, dat
     except AudioTooLong as exc:
         raise ApiError(413, str(exc), param="file", code="audio_too_long") from None
     except MediaError as exc:
-        raise ApiError(400, f"could not decode the audio file: {exc}", param="file",
-                       code="invalid_audio") from None
+        raise ApiError(400, f"could not decode the audio file: {exc}", param="file", code="invalid_audio") from None
     except Overloaded:
-        raise ApiError(503, "the server is busy decoding other files; try again shortly",
-                       code="overloaded") from None
+        raise ApiError(503, "the server is busy decoding other files; try again shortly", code="overloaded") from None
 
 
 def decode_utterance(route: SttRoute, language: str, words: bool, pcm: Pcm16) -> Transcript:
@@ -123,10 +123,16 @@ def decode_next(stream: TranscriberStream, pcm: Pcm16) -> Transcript:
 
 def on_file_clock(utt: Utterance, result: Transcript) -> Segment:
     """The utterance's text with its word times moved from the utterance's clock to the file's."""
-    return Segment(utt.index, utt.t0_ms, utt.t1_ms, result.text.strip(), tuple(
-        Word(w.w, min(utt.t1_ms, utt.t0_ms + w.t0_ms), min(utt.t1_ms, utt.t0_ms + w.t1_ms), w.conf)
-        for w in result.words
-    ))
+    return Segment(
+        utt.index,
+        utt.t0_ms,
+        utt.t1_ms,
+        result.text.strip(),
+        tuple(
+            Word(w.w, min(utt.t1_ms, utt.t0_ms + w.t0_ms), min(utt.t1_ms, utt.t0_ms + w.t1_ms), w.conf)
+            for w in result.words
+        ),
+    )
 
 
 async def segments(plan: FilePlan, cut_file: CutFile, *, words: bool) -> AsyncIterator[Segment]:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from hushgate.server.admission import Gate, evicted_error
+from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.hub import EngineHub
+from hushgate.server.intake import SMALL_FRAME_BYTES, ControlBudget, is_audio
 from hushgate.server.languages import plan_speech
 from hushgate.server.outbox import Outbox
 from hushgate.server.session.calls import EngineCalls
@@ -31,7 +33,7 @@ from hushgate.server.session.ready import ready_event
 from hushgate.server.session.speaking import Speaking
 from hushgate.server.session.voiceprints import Voiceprints
 from hushgate.server.settings import Settings
-from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly
+from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, close_quietly, frame_bytes
 from hushgate.wire import (
     Audio,
     ClientMessage,
@@ -52,7 +54,7 @@ from hushgate.wire import (
     VoiceprintExport,
     VoiceprintImport,
 )
-from hushgate.wire.codec import Codec
+from hushgate.wire.codec import Codec, Frame
 
 log = logging.getLogger("hushgate.session")
 
@@ -89,6 +91,7 @@ class Session:
         hub: EngineHub,
         codec: Codec,
         transport: Transport,
+        gate: Gate,
         on_event: Callable[[str, Any], None] | None = None,
         max_session_s: float | None = None,
     ) -> None:
@@ -98,6 +101,7 @@ class Session:
         self._hub = hub
         self._codec = codec
         self._transport = transport
+        self._gate = gate
         self._on_event = on_event or (lambda _name, _value: None)
         self._inbox = Inbox(transport, settings, self._on_event, max_session_s=max_session_s)
         self._outbox = Outbox(settings.outbox_events)
@@ -106,9 +110,7 @@ class Session:
         self._serving = False  # the tasks run: a fatal error may find the client not reading
         self._end_reason = "stop"
         self._close_code = CloseCode.NORMAL
-        # Token bucket for control messages: refill rate and a burst of twice that.
-        self._control_tokens = 2 * settings.control_rate_per_s
-        self._control_refilled = time.monotonic()
+        self._budget = ControlBudget(settings.control_rate_per_s)
 
     @property
     def voiceprints(self) -> Voiceprints | None:
@@ -126,17 +128,19 @@ class Session:
     async def run(self) -> None:
         close_code, close_reason = CloseCode.NORMAL, "stopped"
         try:
-            parts = await self._await_start()
-            self._serving = True
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._read(parts), name=f"{self.id}-read")
-                    tasks.create_task(parts.listening.work(), name=f"{self.id}-listen")
-                    tasks.create_task(parts.speaking.translate(), name=f"{self.id}-translate")
-                    tasks.create_task(self._speak(parts), name=f"{self.id}-speak")
-                    tasks.create_task(self._send(), name=f"{self.id}-send")
-            except BaseExceptionGroup as group:
-                raise _first(group) from None
+            start = await self._await_start()
+            async with self._gate.session(self):  # counted from here on; refused: 1013
+                parts = await self._begin(start)
+                self._serving = True
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._read(parts), name=f"{self.id}-read")
+                        tasks.create_task(parts.listening.work(), name=f"{self.id}-listen")
+                        tasks.create_task(parts.speaking.translate(), name=f"{self.id}-translate")
+                        tasks.create_task(self._speak(parts), name=f"{self.id}-speak")
+                        tasks.create_task(self._send(), name=f"{self.id}-send")
+                except BaseExceptionGroup as group:
+                    raise _first(group) from None
             close_code, close_reason = self._close_code, self._end_reason
         except ClientGone:
             close_code, close_reason = CloseCode.NORMAL, "client gone"
@@ -178,15 +182,19 @@ class Session:
 
     # Start -------------------------------------------------------------------
 
-    async def _await_start(self) -> _Parts:
-        try:
-            frame = await asyncio.wait_for(self._inbox.receive(), self._settings.start_timeout_s)
-        except TimeoutError:
-            raise NotStarted("no `start` received in time", close=CloseCode.POLICY) from None
+    async def _await_start(self) -> Start:
+        with self._gate.waiting() as evicted:
+            try:
+                frame = await next_or_drain(self._inbox.receive, evicted, self._settings.start_timeout_s)
+            except TimeoutError:
+                raise NotStarted("no `start` received in time", close=CloseCode.POLICY) from None
+        if frame is None:
+            raise evicted_error()
+        self._budget.check_size(frame_bytes(frame))  # `start` itself is not charged
         message = self._codec.decode(frame, started=False)
         if not isinstance(message, Start):  # the codec guarantees this; keep the type checker honest
             raise NotStarted("the first message must be `start`", close=CloseCode.POLICY)
-        return await self._begin(message)
+        return message
 
     async def _begin(self, start: Start) -> _Parts:
         plan, complaints = plan_speech(self._hub, start, self._settings)
@@ -200,9 +208,7 @@ class Session:
         self._transition(State.STREAMING)
         self._on_event("session_started", None)
         self._outbox.put(
-            ready_event(
-                self.id, start, plan, self._hub, self._settings, max_session_s=self._inbox.max_session_s
-            )
+            ready_event(self.id, start, plan, self._hub, self._settings, max_session_s=self._inbox.max_session_s)
         )
         speaking.open()
         voiceprints.open()
@@ -218,27 +224,28 @@ class Session:
                 await self._stop(parts)
                 return
             try:
-                message = self._codec.decode(frame, started=True)
-                if not isinstance(message, Audio):
-                    self._spend_control_token(message)
-                if await self._handle(message, parts):
+                message = self._decode(frame)
+                if message is not None and await self._handle(message, parts):
                     return
             except ProtocolError as exc:
                 if exc.fatal:
                     raise
                 self._outbox.put(exc.event())
 
-    def _spend_control_token(self, message: ClientMessage) -> None:
-        if isinstance(message, Stop):
-            return  # always honoured: refusing it would keep the session open
-        rate = self._settings.control_rate_per_s
-        now = time.monotonic()
-        self._control_tokens = min(2 * rate, self._control_tokens + (now - self._control_refilled) * rate)
-        self._control_refilled = now
-        if self._control_tokens < 1:
-            self._on_event("rejected", "control_rate")
-            raise Busy(f"more than {rate:g} control messages per second", request_id=getattr(message, "id", None))
-        self._control_tokens -= 1
+    def _decode(self, frame: Frame) -> ClientMessage | None:
+        """The frame's message, or None when it was refused undecoded for the control rate (see intake)."""
+        if is_audio(frame, self._codec.name):
+            return self._codec.decode(frame, started=True)
+        size = frame_bytes(frame)
+        if self._budget.charge(size):
+            return self._codec.decode(frame, started=True)
+        if size <= SMALL_FRAME_BYTES:
+            # `stop` is always honoured (refusing it would keep the session open); small frames are cheap.
+            message = self._codec.decode(frame, started=True)
+            if isinstance(message, Stop):
+                return message
+        self._on_event("rejected", "control_rate")
+        raise Busy(f"more than {self._settings.control_rate_per_s:g} control messages per second")
 
     async def _handle(self, message: ClientMessage, parts: _Parts) -> bool:
         """Act on one message; True when the client asked to stop."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hushgate.server.hub import EngineHub
+from hushgate.server.intake import ControlBudget
 from hushgate.server.languages import SpeechPlan
 from hushgate.server.settings import Settings
 from hushgate.wire import Ready, Start
@@ -58,6 +59,7 @@ def limits(settings: Settings, hub: EngineHub, *, max_session_s: float) -> dict[
         "outbox_events": s.outbox_events,
         "enroll_needed_ms": s.enroll_needed_ms,
         "control_rate_per_s": s.control_rate_per_s,
+        "max_control_bytes": ControlBudget(s.control_rate_per_s).max_frame_bytes,
         "max_text_chars": s.max_text_chars,
         "speak_queue": s.speak_queue,
         "voiceprint_exports_survive_restart": hub.sealer.persistent,

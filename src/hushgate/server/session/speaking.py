@@ -46,7 +46,11 @@ class SpeakJob:
 
 class Speaking:
     def __init__(
-        self, context: SessionContext, start: Start, language: str, plan: SpeechPlan,
+        self,
+        context: SessionContext,
+        start: Start,
+        language: str,
+        plan: SpeechPlan,
         complaints: Sequence[ProtocolError] = (),
     ) -> None:
         self._start = start
