@@ -1,4 +1,4 @@
-"""The Resemblyzer speaker encoder (src/hushgate/engines/resemblyzer.py): a numpy port, run on the real weights.
+"""The Resemblyzer speaker encoder (src/hushgate/engines/resemblyzer*.py): a numpy port, run on the real weights.
 
 How the port is verified: against the original. Resemblyzer 0.1.4 itself (torch
 2.13 CPU, librosa 0.11) was run once, outside this repository, on two
@@ -41,20 +41,10 @@ import numpy.typing as npt
 import pytest
 
 from hushgate.engines.base import EngineError, EngineOptions, ModelNotFound, SpeakerEncoder
-from hushgate.engines.resemblyzer import (
-    DEFAULT_MODEL,
-    DIMENSIONS,
-    PULL_HINT,
-    SAMPLE_RATE_HZ,
-    SPEC,
-    ResemblyzerEncoder,
-    RestrictedUnpickler,
-    WeightsError,
-    create,
-    mel_filterbank,
-    read_torch_state_dict,
-    window_starts,
-)
+from hushgate.engines.resemblyzer import DEFAULT_MODEL, PULL_HINT, SPEC, ResemblyzerEncoder, create
+from hushgate.engines.resemblyzer_checkpoint import RestrictedUnpickler, WeightsError, read_torch_state_dict
+from hushgate.engines.resemblyzer_features import SAMPLE_RATE_HZ, mel_filterbank, window_starts
+from hushgate.engines.resemblyzer_network import DIMENSIONS
 from tests.audio_helpers import read_wav
 
 REFERENCE = Path(__file__).parent / "data" / "ge2e_reference.json"

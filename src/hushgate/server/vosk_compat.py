@@ -35,7 +35,8 @@ Where this endpoint differs, on purpose:
   1003, and server limits (sessions, idle time, session length, frame size)
   are the gateway's, with the same close codes as ``/v1/stream``.
 
-Only the protocol is here. Admission, the frame size cap, the idle and
+Only the protocol is here, and its text messages are parsed in
+``hushgate.server.vosk_config``. Admission, the frame size cap, the idle and
 session-length limits and the drain are ``/v1/stream``'s own
 (``hushgate.server.admission``, ``hushgate.server.transport``); the audio path,
 partial cadence, word times and engine calls are the session's speech-to-text
@@ -51,11 +52,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -65,7 +64,7 @@ from hushgate.server import admission
 from hushgate.server.admission import Gate, evicted_error
 from hushgate.server.audio import AudioInput
 from hushgate.server.drain import next_or_drain
-from hushgate.server.errors import BadRequest, Busy, ClientGone, NotStarted, to_wire
+from hushgate.server.errors import Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.segmenter import Segment, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
@@ -81,9 +80,8 @@ from hushgate.server.session.recognition import (
 )
 from hushgate.server.settings import Settings
 from hushgate.server.transport import SEND_TIMEOUT_S, Inbox, InputEnded, Transport, WebSocketTransport, close_quietly
+from hushgate.server.vosk_config import DEFAULT_SAMPLE_RATE_HZ, VoskConfig, apply_config, parse_text_frame, unsupported
 from hushgate.wire import (
-    MAX_SAMPLE_RATE_HZ,
-    MIN_SAMPLE_RATE_HZ,
     CloseCode,
     ProtocolError,
     VadOptions,
@@ -91,72 +89,7 @@ from hushgate.wire import (
 )
 
 log = logging.getLogger("hushgate.vosk")
-DEFAULT_SAMPLE_RATE_HZ = 16_000
 Reply = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class VoskConfig:
-    """What a client may set with ``{"config": ...}``; defaults are vosk-server's."""
-
-    sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ
-    words: bool = True  # vosk-server's VOSK_SHOW_WORDS defaults to on
-    phrase_list: tuple[str, ...] | None = None
-
-
-def _unsupported(message: str) -> BadRequest:
-    return BadRequest(message, close=CloseCode.UNSUPPORTED_DATA)
-
-
-def apply_config(raw: object, current: VoskConfig) -> VoskConfig:
-    """``current`` updated by a client's ``config`` object; keys it leaves out keep their value."""
-    if not isinstance(raw, dict):
-        raise _unsupported("`config` must be an object")
-    config = current
-    if "sample_rate" in raw:
-        rate = raw["sample_rate"]
-        # vosk-server does float(sample_rate): 16000.0 is fine, 44100.5 or "16k" is not.
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float))
-            or not math.isfinite(rate)
-            or rate != int(rate)
-            or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ
-        ):
-            raise _unsupported(f"sample_rate must be a whole number {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ}")
-        config = replace(config, sample_rate_hz=int(rate))
-    if "words" in raw:
-        words = raw["words"]
-        if not isinstance(words, (bool, int)):
-            raise _unsupported("words must be true or false")
-        config = replace(config, words=bool(words))
-    if "max_alternatives" in raw:
-        alternatives = raw["max_alternatives"]
-        if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 0:
-            raise _unsupported("max_alternatives must be a whole number")
-        if alternatives > 0:
-            raise _unsupported("max_alternatives > 0 is not supported by this server")
-    if "phrase_list" in raw:
-        phrases = raw["phrase_list"]
-        if phrases is not None and (not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases)):
-            raise _unsupported("phrase_list must be a list of strings")
-        config = replace(config, phrase_list=tuple(phrases) if phrases is not None else None)
-    # Other keys ("model", ...) are ignored, as vosk-server ignores keys it does not know.
-    return config
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_text_frame(text: str) -> dict[str, Any]:
-    try:
-        message = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise BadRequest("text frames must be JSON", close=CloseCode.INVALID_PAYLOAD) from None
-    if not isinstance(message, dict):
-        raise _unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
-    return message
 
 
 def _seconds(ms: int) -> float:
@@ -261,7 +194,7 @@ class VoskSession:
                 elif message.get("reset"):
                     await self._reply({"text": ""})
                 else:
-                    raise _unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
+                    raise unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
 
     async def _serve(self, first: bytes) -> tuple[CloseCode, str]:
         await self._reply(await self._audio(first))
@@ -283,12 +216,12 @@ class VoskSession:
             elif message.get("reset"):
                 await self._reply(await self._flush())
             else:
-                raise _unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
+                raise unsupported('expected {"config": ...}, {"eof": 1} or {"reset": 1}')
 
     def _configure(self, raw: object) -> None:
         config = apply_config(raw, self._config)
         if self._audio_path is not None and config != self._config:
-            raise _unsupported("config must come before the first audio frame")
+            raise unsupported("config must come before the first audio frame")
         self._config = config
 
     # Audio -----------------------------------------------------------------

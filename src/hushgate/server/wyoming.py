@@ -10,16 +10,16 @@ spoken sentence by sentence as the text streams in) → ``audio-start``,
 Audio is cut by the session's segmenter as it arrives and each utterance is
 decoded as soon as it ends, through the engine's runner like every other
 request. Events are read with bounds the ``wyoming`` library's own reader does
-not have (header line, data and payload sizes), so a client cannot make the
-server buffer more than one audio frame. A connection counts as a session
-(``max_sessions``), ends after ``idle_timeout_s`` of silence, and keeps its
-audio and text only in memory.
+not have (header line, data and payload sizes; see ``wyoming_events``), so a
+client cannot make the server buffer more than one audio frame; ``info`` is
+built in ``wyoming_info``. A connection counts as a session (``max_sessions``),
+ends after ``idle_timeout_s`` of silence, and keeps its audio and text only in
+memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -35,15 +35,7 @@ from wyoming.asr import (
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
-from wyoming.info import (
-    AsrModel,
-    AsrProgram,
-    Attribution,
-    Describe,
-    Info,
-    TtsProgram,
-    TtsVoice,
-)
+from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.tts import (
     Synthesize,
@@ -67,55 +59,16 @@ from hushgate.server.openai.transcribe import (
     decode_utterance,
 )
 from hushgate.server.settings import Settings
+from hushgate.server.wyoming_events import HEADER_LIMIT_BYTES, ClientError, read_event
+from hushgate.server.wyoming_info import describe
 from hushgate.wire import ProtocolError
 
 log = logging.getLogger("hushgate.wyoming")
-HEADER_LIMIT_BYTES = 64 * 1024
-DATA_LIMIT_BYTES = 64 * 1024
-ATTRIBUTION = Attribution(name="hushgate", url="https://github.com/")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 WyomingGateway = Gateway
 WYOMING = Principal("wyoming")
-
-
-class ClientError(Exception):
-    """The client sent something the server cannot use; told to it as a Wyoming `error`."""
-
-    def __init__(self, text: str, code: str) -> None:
-        super().__init__(text)
-        self.code = code
-
-
-async def read_event(reader: asyncio.StreamReader, max_payload_bytes: int) -> Event | None:
-    try:
-        line = await reader.readline()
-    except (asyncio.LimitOverrunError, ValueError):
-        raise ClientError(f"event header longer than {HEADER_LIMIT_BYTES} bytes", "too-large") from None
-    if not line:
-        return None
-    try:
-        header = json.loads(line)
-        kind = header["type"]
-        data = header.get("data") or {}
-        data_length = int(header.get("data_length") or 0)
-        payload_length = int(header.get("payload_length") or 0)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ClientError("an event header is not a JSON object with a type", "bad-event") from None
-    if not isinstance(kind, str) or not isinstance(data, dict) or data_length < 0 or payload_length < 0:
-        raise ClientError("an event header is not a JSON object with a type", "bad-event")
-    if data_length > DATA_LIMIT_BYTES or payload_length > max_payload_bytes:
-        raise ClientError(f"event data over {DATA_LIMIT_BYTES} or payload over {max_payload_bytes} bytes", "too-large")
-    if data_length:
-        try:
-            extra = json.loads(await reader.readexactly(data_length))
-        except ValueError:
-            raise ClientError("event data is not JSON", "bad-event") from None
-        if isinstance(extra, dict):
-            data.update(extra)
-    payload = await reader.readexactly(payload_length) if payload_length else None
-    return Event(type=kind, data=data, payload=payload)
 
 
 class _Transcription:
@@ -224,7 +177,7 @@ class WyomingConnection:
 
     async def _handle(self, event: Event) -> None:
         if Describe.is_type(event.type):
-            await self._send(self.info().event())
+            await self._send(describe(self._hub).event())
         elif Ping.is_type(event.type):
             await self._send(Pong(text=Ping.from_event(event).text).event())
         elif Transcribe.is_type(event.type):
@@ -319,63 +272,6 @@ class WyomingConnection:
         if self._audio_open:
             await self._send(AudioStop().event())
             self._audio_open = False
-
-    def info(self) -> Info:
-        hub = self._hub
-        models: dict[str, AsrModel] = {}
-        for language in hub.languages:
-            route = hub.stt(language)
-            if route is None:
-                continue
-            model = models.setdefault(
-                route.transcriber.model,
-                AsrModel(
-                    name=route.transcriber.model,
-                    attribution=ATTRIBUTION,
-                    installed=True,
-                    description=f"{route.transcriber.name} {route.transcriber.model}",
-                    version=None,
-                    languages=[],
-                ),
-            )
-            model.languages.append(language)
-        voices = [
-            TtsVoice(
-                name=v.id,
-                attribution=ATTRIBUTION,
-                installed=True,
-                description=v.description or v.id,
-                version=None,
-                languages=[v.language],
-            )
-            for v in hub.voices()
-        ]
-        return Info(
-            asr=[
-                AsrProgram(
-                    name="hushgate",
-                    attribution=ATTRIBUTION,
-                    installed=True,
-                    description="hushgate speech-to-text",
-                    version=None,
-                    models=list(models.values()),
-                    supports_transcript_streaming=True,
-                )
-            ],
-            tts=[
-                TtsProgram(
-                    name="hushgate",
-                    attribution=ATTRIBUTION,
-                    installed=True,
-                    description="hushgate text-to-speech",
-                    version=None,
-                    voices=voices,
-                    supports_synthesize_streaming=True,
-                )
-            ]
-            if voices
-            else [],
-        )
 
 
 class WyomingServer:
