@@ -216,7 +216,7 @@ def test_each_final_of_a_stream_decodes_with_the_end_of_the_one_before(server, c
 
 
 def test_a_final_that_loops_is_decoded_again_by_sampling(server, corpus, monkeypatch) -> None:  # noqa: ANN001
-    from hushgate.engines import whisper
+    from hushgate.engines import whisper_decode
 
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     pcm, reference = next((pcm, ref) for name, pcm, ref in corpus if name == "misc/jfk.wav")
@@ -226,7 +226,7 @@ def test_a_final_that_loops_is_decoded_again_by_sampling(server, corpus, monkeyp
         checked.append(text)
         return len(checked) == 1
 
-    monkeypatch.setattr(whisper, "looks_looped", first_one_loops)
+    monkeypatch.setattr(whisper_decode, "looks_looped", first_one_loops)
     result = transcriber.decode_short(pcm.astype(np.float32) / 32768, "en", "", True)
     assert len(checked) >= 3  # greedy, a sampled candidate, the text kept
     assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.2, result.text
