@@ -2,6 +2,7 @@
 
     python bench/accuracy.py [--models whisper-tiny.en,whisper-base] [--models-dir DIR]
                              [--languages en,de,es,fr,pt] [--pace full,realtime] [--parallel 4]
+                             [--serve-args "--endpointing text"]
 
 For each model, a server is spawned (``hushgate serve`` on loopback, every
 language the model knows routed to it) and every transcribed recording of the
@@ -36,6 +37,7 @@ import asyncio
 import csv
 import json
 import re
+import shlex
 import time
 import wave
 from collections import Counter
@@ -243,7 +245,7 @@ def run_model(name: str, args: argparse.Namespace) -> list[list[str]]:
     }
     if args.models_dir is not None:
         env["HUSHGATE_MODELS_DIR"] = str(args.models_dir)
-    server = SpawnedServer([], env)
+    server = SpawnedServer(shlex.split(args.serve_args), env)
     print(f"server: {server.describe()}", flush=True)
     server.start()
     streamed: dict[str, dict[Path, Streamed]] = {}
@@ -310,6 +312,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="files streamed at once at real-time pace")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the offline decode")
     parser.add_argument("--verbose", action="store_true", help="print every hypothesis")
+    parser.add_argument("--serve-args", default="", help='more `hushgate serve` flags, e.g. "--endpointing text"')
     args = parser.parse_args()
     args.languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
     args.pace = [p.strip() for p in args.pace.split(",") if p.strip()]

@@ -53,6 +53,14 @@ class FakeTranscriberStream:
             self._owner.open_streams -= 1
 
 
+class FakePunctuatedStream(FakeTranscriberStream):
+    """Text endpointing's side of the fake: the text so far, ended with the owner's ``punctuation``."""
+
+    def text_so_far(self) -> Transcript:
+        words = self._words()
+        return Transcript(" ".join(words) + self._owner.punctuation if words else "")
+
+
 class FakeTranscriber:
     name = "fake"
     model = "fake-model"
@@ -66,18 +74,21 @@ class FakeTranscriber:
         final_delay_s: float = 0.0,
         fail_on_accept: bool = False,
         real_time_factor: float = 0.0,
+        punctuation: str | None = None,
     ) -> None:
         self.delay_s = delay_s
         self.real_time_factor = real_time_factor
         self.final_delay_s = final_delay_s
         self.fail_on_accept = fail_on_accept
+        self.punctuation = punctuation or ""
+        self._punctuates = punctuation is not None
         self.open_streams = 0
         self.lock = threading.Lock()
 
     def open_stream(self, *, language: str, words: bool) -> FakeTranscriberStream:
         with self.lock:
             self.open_streams += 1
-        return FakeTranscriberStream(self)
+        return FakePunctuatedStream(self) if self._punctuates else FakeTranscriberStream(self)
 
     def close(self) -> None:
         pass

@@ -78,6 +78,21 @@ class TranscriberStream(Protocol):
 
 
 @runtime_checkable
+class PunctuatedStream(TranscriberStream, Protocol):
+    """Optional: a stream whose text ends its sentences with punctuation (Whisper's does).
+
+    The gateway then judges a pause by the text before it (text endpointing):
+    a finished sentence ends the utterance sooner, a sentence that goes on
+    keeps it open longer. Engines that write no punctuation must not offer
+    this, or every pause would look like a sentence going on.
+    """
+
+    def text_so_far(self) -> Transcript:
+        """Text of all audio accepted so far, however little came since the last partial."""
+        ...
+
+
+@runtime_checkable
 class Transcriber(Protocol):
     """A loaded speech-to-text model, shared by every session that uses it."""
 

@@ -12,6 +12,8 @@ raised the word error rate sharply):
   uncapped decode of a short window tends to loop, and skip timestamp tokens;
 * words on which two successive partial decodes agree are committed and forced
   as the decoder prefix of the next one, so the text on screen stops flickering;
+* ``text_so_far()`` is the same partial decode on demand: the gateway's text
+  endpointing asks it at a pause and judges the pause by Whisper's punctuation;
 * the final is one decode of the same kind with Whisper's timestamp tokens that
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
@@ -137,6 +139,7 @@ class WhisperStream:
         self._committed: list[str] = []
         self._previous: list[str] = []
         self._last_text = ""
+        self._decoded = ""
         self._context = ""
         self._left: LeftContext | None = None
         self._left_language = language
@@ -154,6 +157,25 @@ class WhisperStream:
         new_ms = (self._samples - self._samples_at_last_partial) * 1000 // SAMPLE_RATE_HZ
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
+        text = self._decode_partial()
+        if not text or text == self._last_text:
+            return None
+        self._last_text = text
+        return Transcript(text)
+
+    def text_so_far(self) -> Transcript:
+        """The text of all audio accepted so far, decoded now unless the last decode saw it all.
+
+        Text endpointing asks this at a pause: unlike ``partial()`` it answers
+        however little audio came since, and with unchanged text too.
+        """
+        if self._samples > self._samples_at_last_partial:
+            text = self._decode_partial()
+            if text:
+                self._last_text = text  # shown as a partial: the next one must differ
+        return Transcript(self._decoded)
+
+    def _decode_partial(self) -> str:
         self._samples_at_last_partial = self._samples
         text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed))
         words = text.split()
@@ -167,10 +189,8 @@ class WhisperStream:
         if agreed > len(self._committed):
             self._committed = words[:agreed]
         self._previous = words
-        if not text or text == self._last_text:
-            return None
-        self._last_text = text
-        return Transcript(text)
+        self._decoded = text
+        return text
 
     def finish(self) -> Transcript:
         audio = self._audio()
@@ -198,6 +218,7 @@ class WhisperStream:
         self._committed = []
         self._previous = []
         self._last_text = ""
+        self._decoded = ""
         return result
 
     def close(self) -> None:

@@ -58,6 +58,8 @@ class _Inner(Protocol):
 
     def partial(self) -> Transcript | None: ...
 
+    def text_so_far(self) -> Transcript: ...
+
     def finish(self) -> Transcript: ...
 
     def close(self) -> None: ...
@@ -163,13 +165,20 @@ class SpeechStream:
         self._guess = chooser.choose(self._owner.detect_language(audio), self._speech_ms(), final=final)
         return self._guess
 
-    def partial(self) -> Transcript | None:
+    def _steer(self) -> bool:
+        """Decode in the language guessed so far; False while there is too little speech to know it."""
         guess = self._detect(final=False)
         if self._chooser is not None:
             if guess is None:
-                return None  # too little speech to know which language to show
+                return False
             self._inner.language = guess.language
-        return self._inner.partial()
+        return True
+
+    def partial(self) -> Transcript | None:
+        return self._inner.partial() if self._steer() else None
+
+    def text_so_far(self) -> Transcript:
+        return self._inner.text_so_far() if self._steer() else Transcript("")
 
     def finish(self) -> Transcript:
         guess = self._detect(final=True)

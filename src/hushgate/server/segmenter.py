@@ -6,6 +6,15 @@ clipped, confirms onset over a short window so a click does not open an
 utterance, keeps a short hangover after the last voiced frame, and holds back
 the rest of a pause so the engine never decodes long silences.
 All times are milliseconds on the session's audio clock.
+
+With text endpointing (:class:`TextEndpointing`) a pause is also judged by
+what was said: once a pause reaches the hangover the segmenter emits
+:class:`PauseSeen`, the session decodes the utterance so far and hands back a
+:data:`Verdict` with :meth:`Segmenter.judge`. A finished sentence then ends
+the utterance after ``early_ms`` of pause, text that plainly goes on waits
+``hold_ms`` longer than ``silence_ms`` for speech to resume, and without a
+verdict (none yet, or an engine that does not punctuate) ``silence_ms`` ends
+it as before: the segmenter never waits for a decode.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 from hushgate.engines.base import Pcm16, VoiceActivity
 
 EndReason = Literal["silence", "flush", "max_length"]
+Verdict = Literal["ends", "continues"]
 ONSET_WINDOW_MS = 100
 ONSET_FRACTION = 0.6
 # An utterance this close to its longest (or within a fifth of it, for short
@@ -53,7 +63,44 @@ class UtteranceEnd:
     reason: EndReason
 
 
-Segment: TypeAlias = UtteranceStart | UtteranceAudio | UtteranceEnd
+@dataclass(frozen=True, slots=True)
+class PauseSeen:
+    """A pause inside an utterance reached the hangover: a verdict on it is welcome."""
+
+    utterance: int
+    pause: int
+    """Which pause of the session this is; a verdict names it so a stale one is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextEndpointing:
+    early_ms: int
+    """Pause that ends an utterance whose text ends a sentence (at least the hangover, at most ``silence_ms``)."""
+    hold_ms: int
+    """Pause beyond ``silence_ms`` an utterance whose text goes on waits for more speech."""
+
+
+Segment: TypeAlias = UtteranceStart | UtteranceAudio | UtteranceEnd | PauseSeen
+
+
+# Sentence ends in the scripts Whisper writes. "..." is not one: Whisper marks
+# speech that trails off with it, a pause inside a thought.
+SENTENCE_END = frozenset(".?!。？！؟।")
+GOES_ON = frozenset(",;:-–—、，；：")
+CLOSERS = "\"'”’»)]」』"
+
+
+def text_verdict(text: str) -> Verdict | None:
+    """What the text heard before a pause says about it; None: nothing to go by."""
+    text = text.rstrip().rstrip(CLOSERS).rstrip()
+    if not text or text.endswith(("...", "…")):
+        return None
+    last = text[-1]
+    if last in SENTENCE_END:
+        return "ends"
+    if last in GOES_ON or last.isalnum():
+        return "continues"
+    return None
 
 
 class Segmenter:
@@ -65,6 +112,7 @@ class Segmenter:
         max_utterance_ms: int,
         preroll_ms: int,
         hangover_ms: int,
+        text: TextEndpointing | None = None,
     ) -> None:
         self._vad = vad
         self._frame = vad.frame_samples
@@ -78,6 +126,15 @@ class Segmenter:
         self._cut_from_frames = self._max_frames - round(min(CUT_LOOKAHEAD_MS, max_utterance_ms / 5) / frame_ms)
         self._cut_pause_frames = min(self._silence_frames, max(1, round(CUT_PAUSE_MS / frame_ms)))
         self._preroll_frames = round(preroll_ms / frame_ms)
+        # A pause is judged from where its audio stops being sent (the hangover).
+        self._text = text
+        self._probe_frames = max(1, self._hangover_frames)
+        early_frames = math.ceil(text.early_ms / frame_ms) if text else self._silence_frames
+        self._early_frames = min(self._silence_frames, max(self._probe_frames, early_frames))
+        self._held_frames = self._silence_frames + (math.ceil(text.hold_ms / frame_ms) if text else 0)
+        self._pauses = 0  # pauses probed so far in the session
+        self._probed: int | None = None  # the pause going on, once probed
+        self._verdict: Verdict | None = None  # on that pause
         # Room for the pre-roll before the onset plus the onset window itself.
         self._ring: deque[tuple[Pcm16, bool]] = deque(maxlen=self._preroll_frames + self._onset_frames)
         self._leftover = np.zeros(0, np.int16)
@@ -96,6 +153,26 @@ class Segmenter:
     def next_utterance(self) -> int:
         """Index the next utterance to start will get (one in progress has started already)."""
         return self._utterance + 1
+
+    def wants_verdict(self, utterance: int, pause: int) -> bool:
+        """Whether ``pause`` of ``utterance`` is still going on and not judged yet."""
+        return self._in_speech and utterance == self._utterance and pause == self._probed and self._verdict is None
+
+    def judge(self, utterance: int, pause: int, verdict: Verdict) -> None:
+        """What the text says about a pause; ignored once speech resumed or the utterance ended.
+
+        It takes effect from the next frame pushed: an utterance whose pause is
+        already past what the verdict allows ends then.
+        """
+        if self.wants_verdict(utterance, pause):
+            self._verdict = verdict
+
+    def _silence_needed(self) -> int:
+        if self._verdict == "ends":
+            return self._early_frames
+        if self._verdict == "continues":
+            return self._held_frames
+        return self._silence_frames
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self._rate
@@ -136,11 +213,16 @@ class Segmenter:
         if voiced:
             self._send(self._pending + [frame], out)
             self._pending = []
+            self._probed, self._verdict = None, None
         else:
             self._pending.append(frame)
+            if self._text is not None and len(self._pending) == self._probe_frames:
+                self._pauses += 1
+                self._probed = self._pauses
+                out.append(PauseSeen(self._utterance, self._pauses))
             length_frames = self._emitted_samples // self._frame + len(self._pending)
             near_limit = length_frames >= self._cut_from_frames and len(self._pending) >= self._cut_pause_frames
-            if len(self._pending) >= self._silence_frames or near_limit:
+            if len(self._pending) >= self._silence_needed() or near_limit:
                 held = self._pending[self._hangover_frames :]
                 self._end("silence" if not near_limit else "max_length", self._pending[: self._hangover_frames], out)
                 # The held-back pause becomes pre-roll for whatever comes next.
@@ -188,3 +270,4 @@ class Segmenter:
         self._in_speech = False
         self._pending = []
         self._emitted_samples = 0
+        self._probed, self._verdict = None, None

@@ -246,6 +246,21 @@ class Settings:
     max_utterance_ms: int = field(default=15_000, metadata=_doc("Default longest utterance before a forced cut."))
     preroll_ms: int = field(default=300, metadata=_doc("Audio kept before speech onset so first syllables survive."))
     hangover_ms: int = field(default=200, metadata=_doc("Silence kept after the last speech frame of an utterance."))
+    endpointing: str = field(
+        default="vad",
+        metadata=_doc(
+            "How a pause ends an utterance: `vad`, after `silence_ms`; `text`, also by what was said, for "
+            "engines that punctuate (Whisper): see `endpoint_early_ms` and `endpoint_hold_ms`."
+        ),
+    )
+    endpoint_early_ms: int = field(
+        default=300,
+        metadata=_doc("With `endpointing` text: pause that ends an utterance whose text ends a sentence."),
+    )
+    endpoint_hold_ms: int = field(
+        default=700,
+        metadata=_doc("With `endpointing` text: pause beyond `silence_ms` that text going on waits for more speech."),
+    )
     max_sessions: int = field(default=16, metadata=_doc("Concurrent sessions; one more is closed with 1013."))
     max_frame_bytes: int = field(
         default=1 << 20, metadata=_doc("Largest WebSocket frame accepted; larger closes with 1009.")
@@ -340,6 +355,10 @@ class Settings:
             raise SettingsError(f"whisper_final_window must be short or full, not {self.whisper_final_window!r}")
         if not 100 <= self.silence_ms <= 5000:
             raise SettingsError("silence_ms must be 100–5000")
+        if self.endpointing not in ("vad", "text"):
+            raise SettingsError(f"endpointing must be vad or text, not {self.endpointing!r}")
+        if not (0 <= self.endpoint_early_ms <= 5000 and 0 <= self.endpoint_hold_ms <= 5000):
+            raise SettingsError("endpoint_early_ms and endpoint_hold_ms must be 0–5000")
         if not 1000 <= self.max_utterance_ms <= 30_000:
             raise SettingsError("max_utterance_ms must be 1000–30000 (Whisper sees at most 30 s)")
         for name in ("token_secret", "voiceprint_key", "token_secrets_previous", "voiceprint_keys_previous"):

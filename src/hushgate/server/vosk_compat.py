@@ -20,7 +20,8 @@ The protocol, as vosk-server publishes it:
 
 Where this endpoint differs, on purpose:
 
-* utterances are cut by the gateway's VAD segmenter, not Kaldi's endpointer;
+* utterances are cut by the gateway's VAD segmenter (judging pauses by the
+  text too with ``endpointing`` text and Whisper), not Kaldi's endpointer;
   two utterances ending inside one large frame are answered as one ``text``
   (their texts joined) so that the one-reply-per-frame rule still holds;
 * ``phrase_list`` is accepted and ignored (no engine here takes a grammar);
@@ -67,7 +68,15 @@ from hushgate.server.drain import next_or_drain
 from hushgate.server.errors import Busy, ClientGone, NotStarted, to_wire
 from hushgate.server.gateway import Gateway
 from hushgate.server.hub import EngineHub, SttRoute
-from hushgate.server.segmenter import Segment, Segmenter, UtteranceAudio, UtteranceEnd, UtteranceStart
+from hushgate.server.segmenter import (
+    PauseSeen,
+    Segment,
+    Segmenter,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+    text_verdict,
+)
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.session.recognition import (
     Recognition,
@@ -280,8 +289,11 @@ class VoskSession:
                 self._utterance = None
                 self._partial = {"partial": ""}  # vosk's partial starts empty after a result
         utt = self._utterance
-        if not final and not ended and utt is not None and recognition.partial_due(utt):
-            recognition.ask_partial(utt, steps)
+        pause = None
+        if not final and not ended and utt is not None:
+            pause = self._pause_to_judge(segments)
+            if pause is not None or recognition.partial_due(utt):
+                recognition.ask_partial(utt, steps, probe=pause is not None)
         if not steps:
             return {"text": ""} if final else self._partial
         ended_at = time.monotonic()
@@ -298,6 +310,10 @@ class VoskSession:
         if final:
             return {"text": ""}
         latest = results[-1] if results else None
+        if pause is not None and self._audio_path is not None:
+            verdict = text_verdict(latest.text if latest is not None else "")
+            if verdict is not None:
+                self._audio_path[1].judge(pause.utterance, pause.pause, verdict)
         if latest is not None and latest.text and utt is not None:
             reply: Reply = {"partial": latest.text}
             if self._config.words and latest.words:
@@ -306,6 +322,14 @@ class VoskSession:
             self._partial = reply
         # None means "nothing new": the client sees the last partial again.
         return self._partial
+
+    def _pause_to_judge(self, segments: list[Segment]) -> PauseSeen | None:
+        """A pause of this frame worth a decode: the engine punctuates and the segmenter waits on it."""
+        if not self._recognition.punctuated or self._audio_path is None:
+            return None
+        segmenter = self._audio_path[1]
+        pauses = [s for s in segments if isinstance(s, PauseSeen) and segmenter.wants_verdict(s.utterance, s.pause)]
+        return pauses[-1] if pauses else None
 
     def _final_reply(self, finals: list[tuple[Transcript, UtteranceEnd]], ended_at: float) -> Reply:
         for _ in finals:

@@ -20,7 +20,14 @@ from hushgate.server.backlog import Backlog, EndOfStream
 from hushgate.server.errors import Busy, to_wire
 from hushgate.server.hub import SttRoute
 from hushgate.server.languages import SpeechPlan
-from hushgate.server.segmenter import Segment, UtteranceAudio, UtteranceEnd, UtteranceStart
+from hushgate.server.segmenter import (
+    PauseSeen,
+    Segment,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+    text_verdict,
+)
 from hushgate.server.session.context import SessionContext
 from hushgate.server.session.recognition import (
     Recognition,
@@ -123,9 +130,14 @@ class Listening:
                         if isinstance(nxt, UtteranceAudio):
                             chunks.append(nxt.pcm)
                     if current is not None:
-                        # With the end already queued, a partial would only delay the final.
-                        ending = isinstance(self._backlog.peek(), UtteranceEnd)
+                        # With the end already queued, a partial would only delay the final;
+                        # with a pause to judge, the probe is the partial.
+                        nxt = self._backlog.peek()
+                        ending = isinstance(nxt, UtteranceEnd) or (isinstance(nxt, PauseSeen) and self._judging(nxt))
                         await self._transcribe(current, np.concatenate(chunks), partial_allowed=not ending)
+                case PauseSeen():
+                    if current is not None and self._judging(item):
+                        await self._judge(current, item)
                 case UtteranceEnd():
                     if current is not None:
                         await self._finish(current, item)
@@ -171,9 +183,35 @@ class Listening:
             return
         partial = results[0] if results else None
         if partial is not None and partial.text:
-            t1_ms = recognition.t1_ms(utt)
-            self._outbox.put(Partial(utterance=utt.index, text=partial.text, t0_ms=utt.t0_ms, t1_ms=t1_ms))
-            self._speaking.heard_partial(utt.index, partial.text, t1_ms)
+            self._show_partial(utt, partial.text)
+
+    def _show_partial(self, utt: Utterance, text: str) -> None:
+        utt.text = text
+        t1_ms = self.recognition.t1_ms(utt)
+        self._outbox.put(Partial(utterance=utt.index, text=text, t0_ms=utt.t0_ms, t1_ms=t1_ms))
+        self._speaking.heard_partial(utt.index, text, t1_ms)
+
+    def _judging(self, pause: PauseSeen) -> bool:
+        """Whether a pause is worth a decode: the engine punctuates and the segmenter still waits on it."""
+        return self.recognition.punctuated and self._segmenter.wants_verdict(pause.utterance, pause.pause)
+
+    async def _judge(self, utt: Utterance, pause: PauseSeen) -> None:
+        """Decode the utterance so far and tell the segmenter what its text says about the pause."""
+        if utt.failed:
+            return
+        steps: list[Step] = []
+        self.recognition.ask_partial(utt, steps, probe=True)
+        try:
+            (heard,) = await self.recognition.run(steps)
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            self._failed(utt, exc)
+            return
+        text = heard.text if heard is not None else ""
+        verdict = text_verdict(text)
+        if verdict is not None:
+            self._segmenter.judge(pause.utterance, pause.pause, verdict)
+        if text and text != utt.text and self._start.partials:
+            self._show_partial(utt, text)
 
     def _failed(self, utt: Utterance, exc: Exception) -> None:
         if utt.failed:

@@ -15,18 +15,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from hushgate.engines.base import EngineError, Pcm16, TranscriberStream, Transcript, Word
+from hushgate.engines.base import EngineError, Pcm16, PunctuatedStream, TranscriberStream, Transcript, Word
 from hushgate.server.audio import AudioInput
 from hushgate.server.errors import EngineUnavailable
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.runtime import Overloaded
-from hushgate.server.segmenter import Segmenter, UtteranceStart
+from hushgate.server.segmenter import Segmenter, TextEndpointing, UtteranceStart
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.settings import Settings
 from hushgate.wire import CloseCode, VadOptions, WordTiming
 
 EventSink = Callable[[str, Any], None]
-Step = tuple[Literal["accept", "partial", "finish"], Pcm16 | None]
+Step = tuple[Literal["accept", "partial", "probe", "finish"], Pcm16 | None]
 
 
 def open_audio_path(
@@ -48,6 +48,7 @@ def open_audio_path(
         max_utterance_ms=min(_pick(vad.max_utterance_ms, s.max_utterance_ms), s.max_utterance_ms),
         preroll_ms=s.preroll_ms,
         hangover_ms=s.hangover_ms,
+        text=TextEndpointing(s.endpoint_early_ms, s.endpoint_hold_ms) if s.endpointing == "text" else None,
     )
     return AudioInput(source_rate_hz, engine_rate_hz, encoding), segmenter
 
@@ -77,6 +78,7 @@ class Utterance:
     t0_ms: int
     samples: int = 0  # at the engine's rate, given to the engine or pending
     samples_at_partial: int = 0
+    text: str = ""  # of the latest partial decode
     failed: bool = False
     pending: list[Pcm16] = field(default_factory=list)  # heard, not yet given to the engine
     audio: list[Pcm16] | None = None  # kept only while a speaker decision needs it
@@ -90,6 +92,8 @@ def _run_steps(stream: TranscriberStream, steps: list[Step]) -> list[Transcript 
             stream.accept(pcm)
         elif kind == "partial":
             results.append(stream.partial())
+        elif kind == "probe":
+            results.append(stream.text_so_far() if isinstance(stream, PunctuatedStream) else None)
         elif kind == "finish":
             results.append(stream.finish())
     return results
@@ -104,6 +108,8 @@ class Recognition:
         self._calls = calls
         self._on_event = on_event
         self._stream: TranscriberStream | None = None
+        self.punctuated = False
+        """Whether the stream's text can judge a pause (text endpointing)."""
         self._opener: Callable[[], TranscriberStream] = lambda: route.transcriber.open_stream(language="", words=False)
 
     @property
@@ -118,6 +124,7 @@ class Recognition:
             self._stream = await self._calls.run(self.route.runner, self._opener)
         except EngineError as exc:
             raise EngineUnavailable(str(exc), close=CloseCode.UNSUPPORTED_DATA) from None
+        self.punctuated = isinstance(self._stream, PunctuatedStream)
 
     def reopen(self) -> None:
         """A fresh stream after a failed final, so the next utterance starts clean."""
@@ -174,9 +181,10 @@ class Recognition:
         steps.append(("accept", pcm))
         self._on_event("stt_audio_ms", (self.route.runner.name, len(pcm) * 1000 // self.rate_hz))
 
-    def ask_partial(self, utt: Utterance, steps: list[Step]) -> None:
+    def ask_partial(self, utt: Utterance, steps: list[Step], *, probe: bool = False) -> None:
+        """A partial decode; a ``probe`` one decodes everything heard to judge the pause after it."""
         self.feed(utt, steps)
-        steps.append(("partial", None))
+        steps.append(("probe" if probe else "partial", None))
         utt.samples_at_partial = utt.samples
 
     def ask_final(self, utt: Utterance, steps: list[Step]) -> None:
