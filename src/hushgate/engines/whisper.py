@@ -49,7 +49,7 @@ import numpy as np
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, left_context
-from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, WhisperDecoder
+from hushgate.engines.whisper_decode import FINAL_TOKENS_PER_S, SAMPLE_RATE_HZ, TOKENS_PER_S, WhisperDecoder
 from hushgate.engines.whisper_language import SpeechStream
 
 # Whisper's decoder context is 448 tokens; half of it may be prompt.
@@ -157,7 +157,7 @@ class WhisperStream:
         new_ms = (self._samples - self._samples_at_last_partial) * 1000 // SAMPLE_RATE_HZ
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
-        text = self._decode_partial()
+        text = self._decode_partial(TOKENS_PER_S)
         if not text or text == self._last_text:
             return None
         self._last_text = text
@@ -170,14 +170,16 @@ class WhisperStream:
         however little audio came since, and with unchanged text too.
         """
         if self._samples > self._samples_at_last_partial:
-            text = self._decode_partial()
+            # A final's token budget: at a partial's, French or Spanish text was cut
+            # off mid-sentence and looked like a sentence going on.
+            text = self._decode_partial(FINAL_TOKENS_PER_S)
             if text:
                 self._last_text = text  # shown as a partial: the next one must differ
         return Transcript(self._decoded)
 
-    def _decode_partial(self) -> str:
+    def _decode_partial(self, tokens_per_s: float) -> str:
         self._samples_at_last_partial = self._samples
-        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed))
+        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed), tokens_per_s)
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
         # it may still be cut off mid-speech.

@@ -38,6 +38,9 @@ ONSET_FRACTION = 0.6
 # speech has few long pauses: 60 ms is the gap between two words.
 CUT_LOOKAHEAD_MS = 3_000
 CUT_PAUSE_MS = 60
+# Text endpointing judges no pause of a shorter utterance: Whisper's text of
+# less audio is mostly invented ("Thank you.", "y", "A"), not heard.
+PROBE_MIN_AUDIO_MS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,9 @@ class Segmenter:
         if self.wants_verdict(utterance, pause):
             self._verdict = verdict
 
+    def _probe_worthy(self) -> bool:
+        return self._emitted_samples * 1000 >= PROBE_MIN_AUDIO_MS * self._rate
+
     def _silence_needed(self) -> int:
         if self._verdict == "ends":
             return self._early_frames
@@ -216,7 +222,7 @@ class Segmenter:
             self._probed, self._verdict = None, None
         else:
             self._pending.append(frame)
-            if self._text is not None and len(self._pending) == self._probe_frames:
+            if self._text is not None and len(self._pending) == self._probe_frames and self._probe_worthy():
                 self._pauses += 1
                 self._probed = self._pauses
                 out.append(PauseSeen(self._utterance, self._pauses))

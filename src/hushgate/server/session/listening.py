@@ -208,6 +208,7 @@ class Listening:
             return
         text = heard.text if heard is not None else ""
         verdict = text_verdict(text)
+        log.debug("session %s utterance %d pause %d: %s", self._session_id, utt.index, pause.pause, verdict)
         if verdict is not None:
             self._segmenter.judge(pause.utterance, pause.pause, verdict)
         if text and text != utt.text and self._start.partials:
