@@ -78,9 +78,7 @@ class WhisperDecoder:
         # The encoder downsamples by two, so it needs an even frame count.
         return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
 
-    def decode_partial(
-        self, audio: np.ndarray, language: str, prefix: str, tokens_per_s: float = TOKENS_PER_S
-    ) -> str:
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, tokens_per_s: float = TOKENS_PER_S) -> str:
         import ctranslate2
 
         tok = self.tokenizer(language)
