@@ -3,7 +3,7 @@
 Each voice of ``../shared/audio`` becomes a `Voice`: what it is enrolled from,
 what it is tested on when enrolled, and what it says when it is a stranger.
 `embed_bank` embeds all of it once into a flat `Bank` (one row per cut), so
-that the fixed split, every fold and every draw only index arrays. A bank can be
+that every fold and every draw only index arrays. A bank can be
 saved to and loaded from an ``.npz`` file (vectors of public recordings, never
 of anything a server heard), so that repeated runs skip the embedding.
 """
@@ -27,24 +27,14 @@ PROBE_CUTS = 3  # cuts per length of a recording heard from a stranger
 ENROLL_S = 8
 MIN_ENROLLABLE_S = 12
 
-# The fixed split (drawn once, stratified by sex and recording length): the shipped thresholds
-# are calibrated on the cohort and calibration voices; the held-out ones are never used for a
-# choice (tests/test_speaker_open_set.py scores them). Cross-validation uses every voice.
-COHORT = (  # noqa: SIM905
-    "26 32 211 226 250 254 311 1737 1743 1898 1926 1963 1970 2002 2007 "
-    "2092 2136 2384 2416 2514 2843 2989 3214 3259 3374 3436 3486 3664 3807"
-).split()
-CALIBRATION = (  # noqa: SIM905
-    "27 200 233 298 302 322 328 374 1594 1624 1867 2196 2391 "
-    "2436 2764 2817 2836 2911 3112 3235 3240 3242 3526 3607 3699 3723"
-).split()
-HELD_OUT = (  # noqa: SIM905
-    "19 163 196 198 201 229 248 289 307 332 1553 1578 1723 1841 1992 2159 2182 2289 2518 2691 2893 2910 2952 3168 3440"
-).split()
 # LibriSpeech readers of librispeech/ (several recordings each): the recordings they are enrolled from.
-CALIBRATION_READERS = {"2412": ("2412-153948-0000",), "251": ("251-137823-0003", "251-118436-0001")}
-HELD_OUT_READERS = {"1089": ("1089-134686-0000",), "1221": ("1221-135766-0001",)}
-HELD_OUT_STRANGERS_ONLY = ("misc/jfk.wav", "misc/vosk_test.wav")
+READERS = {
+    "2412": ("2412-153948-0000",),
+    "251": ("251-137823-0003", "251-118436-0001"),
+    "1089": ("1089-134686-0000",),
+    "1221": ("1221-135766-0001",),
+}
+STRANGERS_ONLY = ("misc/jfk.wav", "misc/vosk_test.wav")  # one recording each: never enrolled
 
 Matrix = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -54,7 +44,6 @@ Flags = npt.NDArray[np.bool_]
 @dataclass
 class Voice:
     name: str
-    split: str  # the fixed split: "cohort" | "calibration" | "held-out"
     stratum: str  # folds are balanced over strata: sex and enrollability, readers, other material
     unit: str  # voices of one unit always share a fold (FLEURS files of one language may share a speaker)
     enroll: list[Pcm] = field(default_factory=list)  # empty: never enrolled
@@ -81,41 +70,34 @@ def trimmed(pcm: Pcm, frame_samples: int = 320) -> Pcm:
 
 
 def load_voices(audio: Path) -> list[Voice]:
-    """Every voice, in the order of the fixed split's lists (so its draws stay what they were)."""
-    strangers: dict[str, tuple[Pcm, str]] = {}
+    """Every voice: the ``strangers/`` readers (in ``speakers.tsv`` order), the LibriSpeech readers, the rest."""
+    voices: list[Voice] = []
     with (audio / "strangers" / "speakers.tsv").open(encoding="utf-8") as table:
         for row in csv.DictReader(table, delimiter="\t"):
-            strangers[row["speaker"]] = (trimmed(read_flac(audio / row["file"])), row["sex"])
-    voices: list[Voice] = []
-    for split, names in (("cohort", COHORT), ("calibration", CALIBRATION), ("held-out", HELD_OUT)):
-        for name in names:
-            pcm, sex = strangers[name]
+            pcm = trimmed(read_flac(audio / row["file"]))
             enrollable = len(pcm) >= MIN_ENROLLABLE_S * SAMPLE_RATE_HZ
-            voice = Voice(name, split, f"{sex} {'long' if enrollable else 'short'}", name, probes=[pcm])
+            voice = Voice(
+                row["speaker"], f"{row['sex']} {'long' if enrollable else 'short'}", row["speaker"], probes=[pcm]
+            )
             if enrollable:
-                voice.enroll, voice.tests = (
-                    [pcm[: ENROLL_S * SAMPLE_RATE_HZ]],
-                    [(pcm[ENROLL_S * SAMPLE_RATE_HZ :], False)],
-                )
+                voice.enroll = [pcm[: ENROLL_S * SAMPLE_RATE_HZ]]
+                voice.tests = [(pcm[ENROLL_S * SAMPLE_RATE_HZ :], False)]
             voices.append(voice)
-    for split, readers in (("calibration", CALIBRATION_READERS), ("held-out", HELD_OUT_READERS)):
-        for name, enroll_stems in readers.items():
-            voice = Voice(f"ls-{name}", split, "reader", name)
-            for path in sorted((audio / "librispeech").glob(f"{name}-*.wav")):
-                pcm = trimmed(load_wav(path))
-                voice.probes.append(pcm)
-                if path.stem in enroll_stems:
-                    voice.enroll.append(pcm)
-                else:
-                    voice.tests.append((pcm, True))
-            voices.append(voice)
-    for relative in HELD_OUT_STRANGERS_ONLY:
-        voices.append(
-            Voice(Path(relative).stem, "held-out", "other", relative, probes=[trimmed(load_wav(audio / relative))])
-        )
+    for name, enroll_stems in READERS.items():
+        voice = Voice(f"ls-{name}", "reader", name)
+        for path in sorted((audio / "librispeech").glob(f"{name}-*.wav")):
+            pcm = trimmed(load_wav(path))
+            voice.probes.append(pcm)
+            if path.stem in enroll_stems:
+                voice.enroll.append(pcm)
+            else:
+                voice.tests.append((pcm, True))
+        voices.append(voice)
+    for relative in STRANGERS_ONLY:
+        voices.append(Voice(Path(relative).stem, "other", relative, probes=[trimmed(load_wav(audio / relative))]))
     for path in sorted((audio / "fleurs").glob("*.wav")):
         language = path.stem.split("-")[1]
-        voices.append(Voice(path.stem, "held-out", "fleurs", f"fleurs-{language}", probes=[trimmed(load_wav(path))]))
+        voices.append(Voice(path.stem, "fleurs", f"fleurs-{language}", probes=[trimmed(load_wav(path))]))
     return voices
 
 
@@ -124,7 +106,6 @@ class Bank:
     """Every embedded cut, one row each, with the voice it belongs to and how it is used."""
 
     names: list[str]
-    splits: list[str]
     strata: list[str]
     units: list[str]
     models: Matrix  # one voiceprint per voice; a zero row when it is never enrolled
@@ -144,15 +125,12 @@ class Bank:
     @staticmethod
     def load(path: Path) -> Bank:
         with np.load(path) as data:
-            text = {k: [str(x) for x in data[k]] for k in ("names", "splits", "strata", "units")}
+            text = {k: [str(x) for x in data[k]] for k in ("names", "strata", "units")}
             return Bank(
-                text["names"], text["splits"], text["strata"], text["units"],
+                text["names"], text["strata"], text["units"],
                 data["models"], data["enrollable"], data["vectors"], data["owner"], data["cut_ms"],
                 data["length_ms"], data["rank"], data["genuine"], data["cross"],
             )  # fmt: skip
-
-    def voices(self, *splits: str) -> Flags:
-        return np.isin(np.asarray(self.splits), splits)
 
 
 def embed_bank(encoder: ResemblyzerEncoder, voices: Sequence[Voice], cut_lengths_ms: Sequence[int]) -> Bank:
@@ -180,7 +158,6 @@ def embed_bank(encoder: ResemblyzerEncoder, voices: Sequence[Voice], cut_lengths
     columns = list(zip(*rows, strict=True))
     return Bank(
         names=[v.name for v in voices],
-        splits=[v.split for v in voices],
         strata=[v.stratum for v in voices],
         units=[v.unit for v in voices],
         models=models,

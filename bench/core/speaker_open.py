@@ -118,15 +118,15 @@ class Decision:
 @dataclass(frozen=True)
 class Method:
     """A score and the rule that calibrates a `Decision` on it: per band, the lowest threshold on a grid of
-    ``step`` at which at most ``target_fa`` of the calibration strangers' cuts of ``lengths_ms`` are named. Band
-    i runs from ``edges_ms[i]`` (the first from 0) to the next edge (the last without end)."""
+    ``step`` at which at most ``target_fa[i]`` of the calibration strangers' cuts of ``lengths_ms`` are named.
+    Band i runs from ``edges_ms[i]`` (the first from 0) to the next edge (the last without end)."""
 
     name: str
     score: Callable[[Bank, Flags | None], Matrix]  # (bank, cohort cuts or None) -> [voice, cut]
     uses_cohort: bool
     step: float
     edges_ms: tuple[int, ...]
-    target_fa: float
+    target_fa: tuple[float, ...]  # one per band
     margin: float = 0.0
     interpolate: bool = False
 
@@ -142,7 +142,7 @@ class Method:
             finite = scores[np.isfinite(scores)]
             threshold = float(np.ceil(np.max(finite) / self.step) * self.step) if len(finite) else 0.0
             for candidate in np.sort(np.unique(np.ceil(finite / self.step) * self.step)):
-                if np.mean(scores >= candidate) <= self.target_fa:
+                if np.mean(scores >= candidate) <= self.target_fa[i]:
                     threshold = float(candidate)
                     break
             points.append((edge, round(threshold, 4)))
