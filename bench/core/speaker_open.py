@@ -136,8 +136,8 @@ class Method:
         points: list[tuple[int, float]] = []
         for i, edge in enumerate(self.edges_ms):
             lower_ms = 0 if i == 0 else edge
-            upper = self.edges_ms[i + 1] if i + 1 < len(self.edges_ms) else np.iinfo(np.int64).max
-            in_band = strangers & (trials.length_ms >= lower_ms) & (trials.length_ms < upper)
+            upper_ms = self.edges_ms[i + 1] if i + 1 < len(self.edges_ms) else np.iinfo(np.int64).max
+            in_band = strangers & (trials.length_ms >= lower_ms) & (trials.length_ms < upper_ms)
             scores = np.where(passes[in_band], trials.best[in_band], -np.inf)
             finite = scores[np.isfinite(scores)]
             threshold = float(np.ceil(np.max(finite) / self.step) * self.step) if len(finite) else 0.0
