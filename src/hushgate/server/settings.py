@@ -114,6 +114,18 @@ class Settings:
             "one more closes the oldest waiting one (1013), so idle connections cannot lock others out."
         ),
     )
+    session_rate_per_min: float = field(
+        default=60.0,
+        metadata=_doc(
+            "Sessions one client address, and separately one API key (its tokens included), may start per "
+            "minute once its burst is spent; an OpenAI-API request counts as one. Loopback is exempt. Over it: "
+            "`overloaded`, 1013 (HTTP: 429 with `Retry-After`); 0: no limit."
+        ),
+    )
+    session_rate_burst: int = field(
+        default=20,
+        metadata=_doc("Sessions an address or key may start in a row before `session_rate_per_min` applies."),
+    )
     drain_timeout_s: float = field(
         default=30.0,
         metadata=_doc("On SIGTERM: how long running sessions may go on before they are finished and closed (1001)."),
@@ -367,6 +379,8 @@ class Settings:
         for name in ("max_sessions_per_key", "max_sessions_per_address", "max_sessions_per_token"):
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name} must not be negative")
+        if not 0 <= self.session_rate_per_min <= 60_000 or not 1 <= self.session_rate_burst <= 10_000:
+            raise SettingsError("session_rate_per_min must be 0–60000 and session_rate_burst 1–10000")
         if self.max_pending < 1 or self.start_timeout_s <= 0:
             raise SettingsError("max_pending must be at least 1 and start_timeout_s positive")
         if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
