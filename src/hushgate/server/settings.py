@@ -12,20 +12,16 @@ import dataclasses
 import ipaddress
 import math
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hushgate.server.settings_parse import SettingsError, markdown_table, parse_value
+
 ENV_PREFIX = "HUSHGATE_"
 # Shortest token secret or voiceprint key accepted (`hushgate keys new` makes 47 characters).
 MIN_SECRET_CHARS = 32
-
-
-class SettingsError(ValueError):
-    """A setting has a value the gateway cannot use."""
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -330,7 +326,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = parse_value(f, raw)
+                values[f.name] = parse_value(cls, f, raw, ENV_PREFIX)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -414,46 +410,9 @@ class Settings:
         return table
 
 
-def _base_type(f: dataclasses.Field[Any]) -> Any:
-    hint = typing.get_type_hints(Settings)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return args[0]
-    return hint
-
-
-def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = _base_type(f)
-    try:
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if typing.get_origin(kind) is tuple:
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if kind is Path:
-            return Path(raw).expanduser() if raw else None
-        return kind(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
-
-
 def settings_table() -> str:
     """Markdown table of every setting, for docs/settings.md."""
-    rows = [
-        "| flag | environment | default | meaning |",
-        "|---|---|---|---|",
-    ]
-    for f in dataclasses.fields(Settings):
-        default = f.default
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        rows.append(
-            f"| `--{f.name.replace('_', '-')}` | `{ENV_PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |"
-        )
-    return "\n".join(rows)
+    return markdown_table(Settings, ENV_PREFIX)
 
 
 if __name__ == "__main__":
