@@ -29,8 +29,8 @@ MIN_ENROLL_MS = 4_000
 # allow it) of strangers' cuts of that length were named as one of 10 enrolled people.
 # Cross-validated on voices left out of the calibration, that rule gave 0.8-1.7 % false
 # accepts from 2 s on, at 4.8 % false rejects at 2 s and at most 2.1 % beyond; under 2 s it
-# leaves about a third of genuine speech unnamed. Plain cosine beat adaptive S-norm, 2/4 s steps, one 1 %
-# target and a best-vs-second margin.
+# leaves about a third of genuine speech unnamed. Plain cosine beat adaptive S-norm, steps at
+# 2 and 4 s, a 1 % target throughout and a best-vs-second margin.
 THRESHOLDS: tuple[tuple[int, float], ...] = (
     (1_000, 0.77),
     (2_000, 0.785),
