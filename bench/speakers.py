@@ -66,9 +66,10 @@ gives one per voice in ``ESPEAK_VOICES`` (accents and variants). They are
 labelled ``synthetic`` in the output.
 
 ``--what-if 2000:0.67,4000:0.70,inf:0.78`` also counts, per band, the false
-accepts and rejects the same trials would give at other cosine thresholds
-(written like ``THRESHOLDS`` in ``src/hushgate/server/speakers.py``), from the recovered
-cosines; ``--json FILE`` keeps every trial.
+accepts and rejects the same trials would give at other cosine thresholds, one per
+band of speech (a step rule: upper bound in ms, then the cosine; the shipped ``THRESHOLDS``
+in ``src/hushgate/server/speakers.py`` are instead points joined by straight lines), from
+the recovered cosines; ``--json FILE`` keeps every trial.
 
 Usage::
 
@@ -299,7 +300,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--what-if",
         metavar="BANDS",
-        help="also count FA/FR at other cosine thresholds, given like THRESHOLDS as "
+        help="also count FA/FR at other cosine thresholds, one per band of speech, as "
         "UPPER_MS:COSINE,...,inf:COSINE, e.g. 2000:0.67,4000:0.70,inf:0.78",
     )
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -201,3 +202,109 @@ async def test_wyoming_is_admitted_like_every_other_entry_point() -> None:
             event = await asyncio.wait_for(wyoming.read_event(), 10)
         assert event is not None and event.type == "info"
         await wait_until(lambda: server.counters.active == 0)
+
+
+# Session starts are paced per address (loopback exempt) and per key. Here 127.0.0.1 is not taken for
+# loopback, so its starts are paced; 127.0.0.2 is another client. One token every 200 ms.
+PACED = dataclasses.replace(
+    SETTINGS, no_auth=True, loopback_addresses=("::1",), session_rate_per_min=300.0, session_rate_burst=3
+)
+REFILL_S = 60 / PACED.session_rate_per_min
+
+
+class _RateClock:
+    """The server's session-rate clock, stopped: nothing refills while a test spends a burst, however slow."""
+
+    def __init__(self, server: Running) -> None:
+        self.now_s = time.monotonic()
+        self._shift_s: float | None = None
+        server.app.state.gateway.session_rate.clock = self
+
+    def __call__(self) -> float:
+        return self.now_s if self._shift_s is None else time.monotonic() + self._shift_s
+
+    def run(self) -> None:
+        """Let real time pass again, from the current reading."""
+        self._shift_s = self.now_s - time.monotonic()
+
+
+async def _try_session(url: str, **kw: Any) -> dict[str, Any]:
+    """Start a session and end it; its first event: `ready`, or the refusal (then closed with 1013)."""
+    client = await Client.connect(url, **kw)
+    with contextlib.suppress(websockets.ConnectionClosed):  # refused on arrival: it may be closed already
+        await client.ws.send(START)
+    first = await client.next_event()
+    if first["type"] == "ready":
+        await client.finish()
+    else:
+        assert (await client.closed()).close_code == 1013, first
+    return first
+
+
+async def _wyoming_refusal(port: int) -> str:
+    """The error a Wyoming client is told when it asks to be described."""
+    from wyoming.client import AsyncTcpClient
+    from wyoming.error import Error
+    from wyoming.info import Describe
+
+    async with AsyncTcpClient("127.0.0.1", port) as wyoming:
+        await wyoming.write_event(Describe().event())
+        event = await asyncio.wait_for(wyoming.read_event(), 10)
+    assert event is not None and Error.is_type(event.type), event
+    error = Error.from_event(event)
+    return f"{error.code}: {error.text}"
+
+
+async def test_an_address_that_starts_sessions_too_fast_is_paced_on_every_entry_point() -> None:
+    from tests.conftest import free_port
+
+    wyoming_port = free_port()
+    settings = dataclasses.replace(PACED, wyoming_uri=f"tcp://127.0.0.1:{wyoming_port}")
+    with serve(settings, [fake_spec()]) as server:
+        clock = _RateClock(server)
+        for _ in range(settings.session_rate_burst):
+            assert (await _try_session(server.ws()))["type"] == "ready"
+        refused = await _try_session(server.ws())
+        assert refused["code"] == "overloaded" and "address starts sessions too fast" in refused["message"]
+        async with websockets.connect(f"ws://127.0.0.1:{server.port}/vosk") as vosk:  # the same bucket
+            await vosk.wait_closed()
+        assert vosk.close_code == 1013
+        assert (await _wyoming_refusal(wyoming_port)).startswith("overloaded: this address starts sessions too fast")
+        assert (await _try_session(server.ws(), local_addr=("127.0.0.2", 0)))["type"] == "ready"  # another client
+        clock.now_s += REFILL_S / 2
+        assert (await _try_session(server.ws()))["type"] == "error"  # half a token
+        waiting_since = time.monotonic()
+        clock.run()
+        while (await _try_session(server.ws()))["type"] != "ready":  # a refusal costs nothing: retry
+            assert time.monotonic() - waiting_since < 30, "no token came back"
+            await asyncio.sleep(REFILL_S / 4)
+        assert time.monotonic() - waiting_since >= 0.99 * REFILL_S / 2  # the other half, in real time
+        rejections = server.counters.rejections.labels(reason="session_rate")._value.get()
+        assert rejections >= 4  # /v1/stream twice, /vosk, Wyoming, and any retries while waiting
+
+
+async def test_a_key_and_its_tokens_share_one_pace_and_http_says_when_to_retry() -> None:
+    settings = dataclasses.replace(
+        SETTINGS,
+        api_keys=(hash_key(KEY), hash_key(OTHER_KEY)),
+        token_secret="s3cret-admission-0123456789abcdef",
+        session_rate_per_min=PACED.session_rate_per_min,
+        session_rate_burst=3,
+    )
+    with serve(settings, [fake_spec()]) as server:  # the client is on loopback: only its key is paced
+        _RateClock(server)
+        auth = {"Authorization": f"Bearer {KEY}"}
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            token = (await http.post("/v1/tokens", headers=auth)).json()["token"]  # not a session: free
+            assert (await _try_session(server.ws(f"token={token}")))["type"] == "ready"
+            assert (await _try_session(server.ws(), additional_headers=auth))["type"] == "ready"
+            admitted = await http.post("/v1/audio/transcriptions", headers=auth)
+            assert admitted.status_code == 400  # charged, then refused for its (missing) body
+            refused = await http.post("/v1/audio/transcriptions", headers=auth)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.headers
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+            assert "key starts sessions too fast" in refused.json()["error"]["message"]
+            assert (await _try_session(server.ws(f"token={token}")))["code"] == "overloaded"  # its key's pace
+            other = await http.post("/v1/audio/transcriptions", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+            assert other.status_code == 400
+        assert server.counters.rejections.labels(reason="session_rate")._value.get() == 2

@@ -58,6 +58,8 @@ def test_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"HUSHGATE_WHISPER_FINAL_WINDOW": "long"},
         {"HUSHGATE_ENDPOINTING": "words"},
         {"HUSHGATE_ENDPOINT_HOLD_MS": "-1"},
+        {"HUSHGATE_SESSION_RATE_PER_MIN": "-1"},
+        {"HUSHGATE_SESSION_RATE_BURST": "0"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:

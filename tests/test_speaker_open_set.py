@@ -1,9 +1,12 @@
-"""Open-set decisions hold on people the thresholds were not set on: real encoder, real voices.
+"""Open-set decisions of the server's own code on real voices: real encoder, shipped thresholds.
 
-The voices are the *held-out* ones of ``bench/speaker_open_set.py`` (``strangers/`` readers and
-LibriSpeech readers 1089 and 1221 from ``../shared/audio``); the thresholds in
-``hushgate.server.speakers`` were chosen on its calibration voices, which do not appear here.
-Ten people are enrolled, as in the session that found strangers named as enrolled people.
+The voices are 25 ``strangers/`` readers and LibriSpeech readers 1089 and 1221 from
+``../shared/audio`` (the held-out group of an earlier fixed split). The thresholds in
+``hushgate.server.speakers`` are now calibrated on all voices of ``bench/speaker_open_set.py``,
+these included; the estimate on voices the thresholds were not set on is that bench's
+cross-validation (docs/speakers.md). This is a cheap check that ``SpeakerBook.identify`` with the
+shipped curve names strangers rarely and enrolled people reliably, between the curve's points
+too. Ten people are enrolled, as in the session that found strangers named as enrolled people.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ def read_flac(path: Path) -> npt.NDArray[np.int16]:
 
 
 def cuts_of(speaker: str, pcm: npt.NDArray[np.int16]) -> list[Cut]:
-    """The whole recording and its first 2 s and 4 s (the lengths the target is stated for)."""
+    """The whole recording and its first 2, 3 and 4 s (the target is stated from 2 s; 3 s falls between
+    two of the threshold curve's points)."""
     cuts = [Cut(speaker, "full", pcm)]
-    cuts += [Cut(speaker, f"{s} s", pcm[: s * RATE_HZ]) for s in (2, 4) if len(pcm) >= s * RATE_HZ]
+    cuts += [Cut(speaker, f"{s} s", pcm[: s * RATE_HZ]) for s in (2, 3, 4) if len(pcm) >= s * RATE_HZ]
     return cuts
 
 
@@ -103,22 +107,22 @@ def population(encoder: ResemblyzerEncoder, audio_dir: Path) -> Iterator[Populat
 def test_held_out_strangers_are_not_taken_for_enrolled_people(
     population: Population, encoder: ResemblyzerEncoder
 ) -> None:
-    assert len(population.book.voiceprints) == 10 and len(population.strangers) >= 45
+    assert len(population.book.voiceprints) == 10 and len(population.strangers) >= 70
     accepted = []
     for cut in population.strangers:
         identity = population.book.identify(encoder.embed(cut.pcm), cut.speech_ms, diarize=False)
         if identity is not None:
             accepted.append((cut.speaker, cut.what, identity.label, identity.score))
-    # The target is 2 % of strangers' utterances of 2 s or more; one of ~50 allowed.
+    # The target is 2 % of strangers' utterances of 2 s or more; one of ~70 allowed.
     assert len(accepted) <= 1, accepted
 
 
 def test_enrolled_people_are_still_identified(population: Population, encoder: ResemblyzerEncoder) -> None:
-    assert len(population.genuine) >= 20
+    assert len(population.genuine) >= 35
     missed = []
     for cut in population.genuine:
         identity = population.book.identify(encoder.embed(cut.pcm), cut.speech_ms, diarize=False)
         if identity is None or identity.voiceprint_id != cut.speaker:
             missed.append((cut.speaker, cut.what, identity))
-    # The target is at most 5 % false rejects; one of ~25 allowed.
+    # The target is at most 5 % false rejects; one of ~40 allowed.
     assert len(missed) <= 1, missed

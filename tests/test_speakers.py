@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import itertools
 import time
 import weakref
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from hushgate.engines.base import EngineOptions
 from hushgate.server.settings import Settings
-from hushgate.server.speakers import SpeakerBook, calibrated, phrase_matches, threshold_for
+from hushgate.server.speakers import THRESHOLDS, SpeakerBook, calibrated, phrase_matches, threshold_for
 from tests.audio_helpers import read_wav, resample
 from tests.conftest import serve
 from tests.wsclient import Client
@@ -303,6 +304,18 @@ def test_scores_are_calibrated_around_the_length_dependent_threshold() -> None:
         assert calibrated(threshold, speech_ms) == 0.5
         assert calibrated(threshold + 0.1, speech_ms) > 0.5 > calibrated(threshold - 0.1, speech_ms)
     assert threshold_for(1_500) < threshold_for(8_000)  # short speech is judged more leniently
+
+
+def test_the_threshold_is_a_curve_through_its_points() -> None:
+    (first_ms, first), *_, (last_ms, last) = THRESHOLDS
+    for at_ms, threshold in THRESHOLDS:
+        assert threshold_for(at_ms) == pytest.approx(threshold)
+    for (a_ms, a), (b_ms, b) in itertools.pairwise(THRESHOLDS):
+        assert threshold_for((a_ms + b_ms) // 2) == pytest.approx((a + b) / 2, abs=1e-3)  # straight in between
+    assert threshold_for(first_ms - 500) == first and threshold_for(last_ms * 10) == last  # flat beyond the ends
+    # Strangers' best cosines rise with length, so a longer utterance is never judged more leniently.
+    lengths_ms = range(first_ms, last_ms + 1, 50)
+    assert all(threshold_for(a) <= threshold_for(b) for a, b in itertools.pairwise(lengths_ms))
 
 
 def test_phrase_matching_tolerates_small_slips() -> None:

@@ -122,10 +122,13 @@ class Row:
         return equal_error(self.targets, self.impostors)
 
 
-Bands = tuple[tuple[int, float], ...]  # (upper bound of the band in ms, cosine threshold), as THRESHOLDS
+Bands = tuple[tuple[int, float], ...]  # (upper bound of the band in ms, cosine threshold), a step rule
+# The shipped thresholds are points on a curve (linear in between); the rows of the tables
+# group cuts between two points, each band labelled with the threshold at its lower edge.
+SHIPPED_BANDS: Bands = tuple(zip((*(at for at, _ in THRESHOLDS[1:]), 10**9), (t for _, t in THRESHOLDS), strict=True))
 
 
-def band_of(speech_ms: int, bands: Bands = THRESHOLDS) -> str:
+def band_of(speech_ms: int, bands: Bands = SHIPPED_BANDS) -> str:
     """The threshold band a speech length falls in, e.g. ``2–4 s``."""
     lower = 0
     for upper, _ in bands[:-1]:
@@ -143,7 +146,7 @@ def threshold_in(bands: Bands, speech_ms: int) -> float:
     return next((cosine for upper, cosine in bands if speech_ms < upper), bands[-1][1])
 
 
-BANDS = band_labels(THRESHOLDS)
+BANDS = band_labels(SHIPPED_BANDS)
 
 
 def figures(

@@ -19,11 +19,21 @@ HTTP routes (the OpenAI-compatible API included) and the Wyoming server.
   ``engine_unavailable`` and 1013 while loading or draining. A connection is
   checked when it arrives (so a full server says so at once) and again at
   ``start``, which is the check that counts.
+* **Session starts** (:func:`arrival`): how fast one client address (loopback
+  exempt, as above) and one API key (its tokens included) may open sessions,
+  a token bucket each (``session_rate_per_min``, bursts of
+  ``session_rate_burst``; see ``session_rate``). Charged when a connection
+  arrives, not at ``start``: a reconnect storm that never starts is paced too,
+  and a session costs one token however long it waits to start. An HTTP request
+  and a Wyoming connection arrive and start at once. A refusal is ``overloaded``
+  and 1013 (HTTP 429 with ``Retry-After``), counted as ``rejected{session_rate}``;
+  a refusal costs no token, nor does a connection the checks above refuse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -35,13 +45,21 @@ from starlette.websockets import WebSocket
 from hushgate.server.auth import Decision, Principal, Scope
 from hushgate.server.errors import Busy, EngineUnavailable, GatewayError
 from hushgate.server.gateway import Drainable, Gateway
-from hushgate.wire import CloseCode
+from hushgate.wire import CloseCode, ProtocolError
 
 UNKEYED = frozenset({"loopback", "anonymous", "wyoming"})  # principals that are not an API key
 
 
 class OverCap(Busy):
     """A key, address or token is at its own cap (the server may still have room for others)."""
+
+
+class TooFast(OverCap):
+    """An address or key started sessions faster than ``session_rate_per_min``; it may again in ``retry_after_s``."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, close=CloseCode.TRY_AGAIN_LATER)
+        self.retry_after_s = retry_after_s
 
 
 def decide(gateway: Gateway, connection: HTTPConnection, scope: Scope, *, bearer: bool = True) -> Decision:
@@ -121,12 +139,35 @@ def refusal(gateway: Gateway, principal: Principal, address: str | None) -> Gate
     return None
 
 
-@asynccontextmanager
-async def session(gateway: Gateway, live: Drainable, principal: Principal, address: str | None) -> AsyncIterator[None]:
-    """Admit and count a session for as long as it runs; raises the refusal (1013) when it cannot have one."""
+def arrival(gateway: Gateway, principal: Principal, address: str | None) -> GatewayError | None:
+    """:func:`refusal` for a connection or request that has just arrived, which also charges its session start."""
     refused = refusal(gateway, principal, address)
     if refused is not None:
-        gateway.metrics.on_event("rejected", refused.code.value)
+        return refused
+    rate_address = address if address and not gateway.auth.is_loopback(address) else None
+    wait = gateway.session_rate.take(rate_address, None if principal.key_id in UNKEYED else principal.key_id)
+    if wait is None:
+        return None
+    wait_s = math.ceil(wait.wait_s * 10) / 10  # rounded up: a client that waits this long gets in
+    return TooFast(f"this {wait.kind} starts sessions too fast; try again in {wait_s:.1f} s", retry_after_s=wait_s)
+
+
+def rejected(gateway: Gateway, error: ProtocolError) -> None:
+    """Count a refused connection or request under its reason (the error code, or ``session_rate``)."""
+    gateway.metrics.on_event("rejected", "session_rate" if isinstance(error, TooFast) else error.code.value)
+
+
+@asynccontextmanager
+async def session(
+    gateway: Gateway, live: Drainable, principal: Principal, address: str | None, *, arriving: bool = False
+) -> AsyncIterator[None]:
+    """Admit and count a session for as long as it runs; raises the refusal (1013) when it cannot have one.
+
+    ``arriving``: the connection has just arrived and its start is charged here (see :func:`arrival`).
+    """
+    refused = (arrival if arriving else refusal)(gateway, principal, address)
+    if refused is not None:
+        rejected(gateway, refused)
         raise refused
     async with gateway.admitted(live, principal, address):
         yield

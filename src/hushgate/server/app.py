@@ -162,6 +162,8 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
                     "max_sessions_per_address": settings.session_caps()[1],
                     "max_sessions_per_token": settings.session_caps()[2],
                     "max_pending": settings.max_pending,
+                    "session_rate_per_min": settings.session_rate_per_min,
+                    "session_rate_burst": settings.session_rate_burst,
                     "start_timeout_s": settings.start_timeout_s,
                     "max_control_bytes": ControlBudget(settings.control_rate_per_s).max_frame_bytes,
                     "max_frame_bytes": settings.max_frame_bytes,
@@ -239,9 +241,9 @@ def create_app(settings: Settings | None = None, *, registry: EngineRegistry | N
             await _refuse(transport, exc, JsonCodec())
             return
         address = admission.client_address(websocket)
-        refusal = admission.refusal(gateway, principal, address)  # at once when full; `start` checks again
+        refusal = admission.arrival(gateway, principal, address)  # at once when full; `start` checks again
         if refusal is not None:
-            gateway.metrics.on_event("rejected", refusal.code.value)
+            admission.rejected(gateway, refusal)
             await _refuse(transport, refusal, codec)
             return
         session = Session(

@@ -10,14 +10,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hushgate.server.settings import ENV_PREFIX, Settings, SettingsError, _base_type, parse_value
+from hushgate.server.settings import ENV_PREFIX, Settings
+from hushgate.server.settings_parse import SettingsError, field_type, parse_value
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['doc']} [env {ENV_PREFIX}{f.name.upper()}]"
-        if _base_type(f) is bool:
+        if field_type(Settings, f) is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif f.metadata.get("repeat"):
             parser.add_argument(flag, dest=f.name, action="append", default=None, metavar="VALUE", help=help_text)
@@ -35,7 +36,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if isinstance(value, list):
             overrides[name] = tuple(part.strip() for v in value for part in v.split(",") if part.strip())
         elif isinstance(value, str):
-            overrides[name] = parse_value(f, value)
+            overrides[name] = parse_value(Settings, f, value, ENV_PREFIX)
         else:
             overrides[name] = value
     return Settings.from_env(**overrides)

@@ -12,6 +12,7 @@ from hushgate.server.auth import Authenticator, Principal
 from hushgate.server.hub import EngineHub
 from hushgate.server.metrics import Metrics
 from hushgate.server.runtime import Runtime
+from hushgate.server.session_rate import SessionRate
 from hushgate.server.settings import Settings
 
 
@@ -38,6 +39,11 @@ class Gateway:
     draining: bool = False
     load_error: str | None = None
     stuck_engines: list[str] = field(default_factory=list)
+    # Session starts per address and key (see ``admission``); built from the settings.
+    session_rate: SessionRate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.session_rate = SessionRate(self.settings.session_rate_per_min, self.settings.session_rate_burst)
 
     def drain(self) -> None:
         """Stop taking sessions; `/readyz` turns 503 so load balancers move on."""

@@ -22,7 +22,15 @@ def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 
 def _openai_errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json("an OpenAI-shaped error", _OPENAI_ERROR) for s in statuses}
+    errors = {str(s): _json("an OpenAI-shaped error", _OPENAI_ERROR) for s in statuses}
+    if "429" in errors:
+        errors["429"]["headers"] = {
+            "Retry-After": {
+                "description": "sent when requests were started too fast (session_rate_per_min): seconds to wait",
+                "schema": {"type": "integer"},
+            }
+        }
+    return errors
 
 
 _AUDIO_FORM: dict[str, Any] = {

@@ -12,20 +12,16 @@ import dataclasses
 import ipaddress
 import math
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hushgate.server.settings_parse import SettingsError, markdown_table, parse_value
+
 ENV_PREFIX = "HUSHGATE_"
 # Shortest token secret or voiceprint key accepted (`hushgate keys new` makes 47 characters).
 MIN_SECRET_CHARS = 32
-
-
-class SettingsError(ValueError):
-    """A setting has a value the gateway cannot use."""
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:
@@ -113,6 +109,18 @@ class Settings:
             "Connections that have not sent `start` yet (on `/vosk`: their first audio), server-wide; "
             "one more closes the oldest waiting one (1013), so idle connections cannot lock others out."
         ),
+    )
+    session_rate_per_min: float = field(
+        default=60.0,
+        metadata=_doc(
+            "Sessions one client address, and separately one API key (its tokens included), may start per "
+            "minute once its burst is spent; an OpenAI-API request counts as one. Loopback is exempt. Over it: "
+            "`overloaded`, 1013 (HTTP: 429 with `Retry-After`); 0: no limit."
+        ),
+    )
+    session_rate_burst: int = field(
+        default=20,
+        metadata=_doc("Sessions an address or key may start in a row before `session_rate_per_min` applies."),
     )
     drain_timeout_s: float = field(
         default=30.0,
@@ -333,7 +341,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = parse_value(f, raw)
+                values[f.name] = parse_value(cls, f, raw, ENV_PREFIX)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -386,6 +394,8 @@ class Settings:
         for name in ("max_sessions_per_key", "max_sessions_per_address", "max_sessions_per_token"):
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name} must not be negative")
+        if not 0 <= self.session_rate_per_min <= 60_000 or not 1 <= self.session_rate_burst <= 10_000:
+            raise SettingsError("session_rate_per_min must be 0–60000 and session_rate_burst 1–10000")
         if self.max_pending < 1 or self.start_timeout_s <= 0:
             raise SettingsError("max_pending must be at least 1 and start_timeout_s positive")
         if self.max_upload_bytes < 1024 or self.max_file_s <= 0:
@@ -419,46 +429,9 @@ class Settings:
         return table
 
 
-def _base_type(f: dataclasses.Field[Any]) -> Any:
-    hint = typing.get_type_hints(Settings)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return args[0]
-    return hint
-
-
-def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = _base_type(f)
-    try:
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if typing.get_origin(kind) is tuple:
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if kind is Path:
-            return Path(raw).expanduser() if raw else None
-        return kind(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc
-
-
 def settings_table() -> str:
     """Markdown table of every setting, for docs/settings.md."""
-    rows = [
-        "| flag | environment | default | meaning |",
-        "|---|---|---|---|",
-    ]
-    for f in dataclasses.fields(Settings):
-        default = f.default
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        rows.append(
-            f"| `--{f.name.replace('_', '-')}` | `{ENV_PREFIX}{f.name.upper()}` | `{shown}` | {f.metadata['doc']} |"
-        )
-    return "\n".join(rows)
+    return markdown_table(Settings, ENV_PREFIX)
 
 
 if __name__ == "__main__":

@@ -371,12 +371,12 @@ def make_vosk_endpoint(
         language = websocket.query_params.get("language") or settings.default_language
         address = admission.client_address(websocket)
         try:
-            refusal = admission.refusal(gateway, principal, address)  # at once when full; audio checks again
+            refusal = admission.arrival(gateway, principal, address)  # at once when full; audio checks again
             if refusal is not None:
                 raise refusal
             route = stt_route(gateway.hub, language)
         except ProtocolError as exc:
-            gateway.metrics.on_event("rejected", exc.code.value)
+            admission.rejected(gateway, exc)
             # vosk clients know no error message: the close code and reason are all they get.
             await close_quietly(transport, int(exc.close or CloseCode.POLICY), exc.message)
             return

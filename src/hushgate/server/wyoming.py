@@ -133,7 +133,7 @@ class WyomingConnection:
         address = peer[0] if isinstance(peer, tuple) else None
         try:
             # Wyoming has no credentials: every connection is the `wyoming` principal, capped per address.
-            async with admission.session(self._gateway, self, WYOMING, address):
+            async with admission.session(self._gateway, self, WYOMING, address, arriving=True):
                 await self._serve()
         except GatewayError as exc:  # refused: the same refusal as /v1/stream's 1013, as a Wyoming error
             await self._send_error(exc)

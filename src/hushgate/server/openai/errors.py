@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.responses import JSONResponse
 
 # The `type` OpenAI gives each status; its SDKs pick their exception class from the status.
@@ -21,15 +23,27 @@ _TYPES = {
 class ApiError(Exception):
     """A refusal to tell the client; raised anywhere in a request, answered by the route."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.retry_after_s = retry_after_s
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after_s is not None:
+            # Whole seconds (RFC 9110), rounded up so a client that obeys it is let in.
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return JSONResponse(
             {
                 "error": {

@@ -79,13 +79,17 @@ def make_routes(gateway: Gateway) -> list[Route]:
         return decision.principal
 
     def check_capacity(request: Request, principal: Principal) -> None:
-        """The WebSocket's refusal, told the OpenAI way: 429 for a cap of one's own, else 503."""
-        refused = admission.refusal(gateway, principal, admission.client_address(request))
+        """The WebSocket's refusal, told the OpenAI way: 429 for a cap of one's own, else 503.
+
+        The request's session start is charged here (see ``admission.arrival``).
+        """
+        refused = admission.arrival(gateway, principal, admission.client_address(request))
         if refused is None:
             return
-        gateway.metrics.on_event("rejected", refused.code.value)
+        admission.rejected(gateway, refused)
         if isinstance(refused, admission.OverCap):
-            raise ApiError(429, refused.message, code="rate_limit_exceeded")
+            retry_after_s = refused.retry_after_s if isinstance(refused, admission.TooFast) else None
+            raise ApiError(429, refused.message, code="rate_limit_exceeded", retry_after_s=retry_after_s)
         raise ApiError(503, refused.message, code="overloaded" if isinstance(refused, Busy) else "unavailable")
 
     def counted(request: Request, principal: Principal) -> AbstractAsyncContextManager[None]:
