@@ -166,27 +166,42 @@ def test_text_verdicts(text: str, verdict: Verdict | None) -> None:
 
 
 class ScriptedDecoder:
-    """Whisper's partial decode, scripted: the next text each time it is called."""
+    """Whisper's partial and final decodes, scripted: the next text each time one is called."""
 
     def __init__(self, *texts: str) -> None:
         self.texts = iter(texts)
-        self.calls = 0
+        self.calls: list[str] = []
+        self.left_context_s = 0.0
+        self.use_context = False
 
     def decode_partial(self, audio: np.ndarray, language: str, prefix: str, tokens_per_s: float) -> str:
-        self.calls += 1
+        self.calls.append("partial")
         return next(self.texts)
 
+    def decode_final(self, audio: np.ndarray, language: str, context: str, words: bool, **_: object) -> Transcript:
+        self.calls.append(f"final {len(audio)}")
+        return Transcript(next(self.texts))
 
-def test_whisper_answers_the_probe_however_little_audio_came() -> None:
-    owner = ScriptedDecoder("And so my fellow", "And so my fellow Americans.")
+
+def test_the_probe_is_the_final_when_no_audio_follows() -> None:
+    """The probe decodes as a final would, however little audio came since the last
+    partial; the utterance ending with no more audio then reuses it, and a probe
+    followed by more audio (speech resumed) is decoded again."""
+    owner = ScriptedDecoder("And so my fellow", "And so my fellow Americans.", "Ask not", "Ask not what.")
     stream = WhisperStream(owner, language="en", words=False)  # type: ignore[arg-type]
     stream.accept(np.zeros(16_000, np.int16))
     assert stream.partial() == Transcript("And so my fellow")
     stream.accept(np.zeros(1_600, np.int16))  # 100 ms: too little for a partial
-    assert stream.partial() is None and owner.calls == 1
+    assert stream.partial() is None
     assert stream.text_so_far() == Transcript("And so my fellow Americans.")
     assert stream.text_so_far() == Transcript("And so my fellow Americans.")  # nothing new: no decode
-    assert owner.calls == 2 and isinstance(stream, PunctuatedStream)
+    assert stream.finish() == Transcript("And so my fellow Americans.")  # the probe's decode
+    assert owner.calls == ["partial", "final 17600"] and isinstance(stream, PunctuatedStream)
+    stream.accept(np.zeros(16_000, np.int16))
+    assert stream.text_so_far() == Transcript("Ask not")
+    stream.accept(np.zeros(8_000, np.int16))  # speech resumed after the probe
+    assert stream.finish() == Transcript("Ask not what.")
+    assert owner.calls[2:] == ["final 16000", "final 24000"]
 
 
 # Through the server ---------------------------------------------------------------
@@ -213,3 +228,27 @@ async def test_a_long_pause_inside_a_sentence_keeps_one_utterance(jfk: np.ndarra
         received = await client.finish()
     finals = received.of("final")
     assert len(finals) == (1 if endpointing == "text" else 2), [(f["t0_ms"], f["t1_ms"]) for f in finals]
+
+
+def audio_of(events: list[tuple[int, Segment]]) -> list[int]:
+    """Samples sent per utterance, in order."""
+    sent: dict[int, int] = {}
+    for _at, e in events:
+        if isinstance(e, UtteranceAudio):
+            sent[e.utterance] = sent.get(e.utterance, 0) + len(e.pcm)
+    return [sent[k] for k in sorted(sent)]
+
+
+@pytest.mark.parametrize("verdict", ["ends", "continues", None])
+def test_the_probe_sees_all_the_audio_the_final_will_have(verdict: Verdict | None) -> None:
+    """The hangover goes out before the probe, so a pause that turns out to be the end adds no
+    audio after it (the probe's decode can be the final), and utterances hold the same audio
+    as with the detector alone."""
+    events = run(SPEECH_THEN_SILENCE, always(verdict))
+    probe = next(i for i, (_at, e) in enumerate(events) if isinstance(e, PauseSeen))
+    assert not any(isinstance(e, UtteranceAudio) for _at, e in events[probe:])
+    assert audio_of(events) == audio_of(run(SPEECH_THEN_SILENCE, always(None), segmenter(text=None)))
+    resumed = "#" * 60 + "." * 15 + "#" * 60 + "." * 100  # a 300 ms pause inside the speech
+    assert audio_of(run(resumed, always("continues"))) == [
+        sum(audio_of(run(resumed, always(None), segmenter(text=None))))
+    ]

@@ -49,7 +49,7 @@ import numpy as np
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, left_context
-from hushgate.engines.whisper_decode import FINAL_TOKENS_PER_S, SAMPLE_RATE_HZ, TOKENS_PER_S, WhisperDecoder
+from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, TOKENS_PER_S, WhisperDecoder
 from hushgate.engines.whisper_language import SpeechStream
 
 # Whisper's decoder context is 448 tokens; half of it may be prompt.
@@ -139,7 +139,7 @@ class WhisperStream:
         self._committed: list[str] = []
         self._previous: list[str] = []
         self._last_text = ""
-        self._decoded = ""
+        self._preview: tuple[tuple[int, str], Transcript] | None = None
         self._context = ""
         self._left: LeftContext | None = None
         self._left_language = language
@@ -164,18 +164,20 @@ class WhisperStream:
         return Transcript(text)
 
     def text_so_far(self) -> Transcript:
-        """The text of all audio accepted so far, decoded now unless the last decode saw it all.
+        """The final this audio would get, decoded now and kept.
 
-        Text endpointing asks this at a pause: unlike ``partial()`` it answers
-        however little audio came since, and with unchanged text too.
+        Text endpointing asks this at a pause and judges the pause by its
+        punctuation. When the utterance then ends with no more audio (the
+        usual case: the pause was the end), `finish` returns this decode
+        instead of decoding the same audio again, so the final does not wait
+        behind the probe: the probe was the final.
         """
-        if self._samples > self._samples_at_last_partial:
-            # A final's token budget: at a partial's, French or Spanish text was cut
-            # off mid-sentence and looked like a sentence going on.
-            text = self._decode_partial(FINAL_TOKENS_PER_S)
-            if text:
-                self._last_text = text  # shown as a partial: the next one must differ
-        return Transcript(self._decoded)
+        key = (self._samples, self.language)
+        if self._preview is None or self._preview[0] != key:
+            self._preview = (key, self._final_decode(self._audio()))
+            if self._preview[1].text:
+                self._last_text = self._preview[1].text  # shown as a partial: the next one must differ
+        return self._preview[1]
 
     def _decode_partial(self, tokens_per_s: float) -> str:
         self._samples_at_last_partial = self._samples
@@ -191,21 +193,26 @@ class WhisperStream:
         if agreed > len(self._committed):
             self._committed = words[:agreed]
         self._previous = words
-        self._decoded = text
         return text
 
-    def finish(self) -> Transcript:
-        audio = self._audio()
+    def _final_decode(self, audio: np.ndarray) -> Transcript:
+        if not len(audio):
+            return Transcript("")
         context_s = self._owner.left_context_s
         # The next final's left context needs this one's word times when only part of it fits.
         need_words = self._words or (context_s > 0 and len(audio) > context_s * SAMPLE_RATE_HZ)
         # Words of another language are no context (a language-identifying wrapper may switch).
         left = self._left if self._left_language == self.language else None
-        result = (
-            self._owner.decode_final(audio, self.language, self._context, need_words, left=left)
-            if len(audio)
-            else Transcript("")
-        )
+        return self._owner.decode_final(audio, self.language, self._context, need_words, left=left)
+
+    def finish(self) -> Transcript:
+        audio = self._audio()
+        preview, self._preview = self._preview, None
+        if preview is not None and preview[0] == (self._samples, self.language):
+            result = preview[1]
+        else:
+            result = self._final_decode(audio)
+        context_s = self._owner.left_context_s
         if context_s > 0 and result.text:
             # An utterance of noise leaves the context of the speech before it.
             self._left = left_context(audio, result.text, result.words, sample_rate_hz=SAMPLE_RATE_HZ, max_s=context_s)
@@ -220,7 +227,6 @@ class WhisperStream:
         self._committed = []
         self._previous = []
         self._last_text = ""
-        self._decoded = ""
         return result
 
     def close(self) -> None:

@@ -146,7 +146,8 @@ class Segmenter:
         self._in_speech = False
         self._t0_sample = 0
         self._emitted_samples = 0
-        self._pending: list[Pcm16] = []  # unvoiced frames inside speech, not yet sent
+        self._pending: list[Pcm16] = []  # unvoiced frames inside speech
+        self._sent = 0  # of those, how many were sent already (the hangover, at a probed pause)
 
     @property
     def in_speech(self) -> bool:
@@ -197,7 +198,7 @@ class Segmenter:
         """End the current utterance now (push-to-talk release, or the client stopping)."""
         out: list[Segment] = []
         if self._in_speech:
-            tail = list(self._pending[: self._hangover_frames])
+            tail = list(self._pending[self._sent : self._hangover_frames])
             if len(self._leftover) and len(self._pending) <= self._hangover_frames:
                 tail.append(self._leftover)  # contiguous with what was sent: keep it
             self._end("flush", tail, out)
@@ -217,26 +218,32 @@ class Segmenter:
                 self._begin(out)
             return
         if voiced:
-            self._send(self._pending + [frame], out)
-            self._pending = []
+            self._send(self._pending[self._sent :] + [frame], out)
+            self._pending, self._sent = [], 0
             self._probed, self._verdict = None, None
         else:
             self._pending.append(frame)
             if self._text is not None and len(self._pending) == self._probe_frames and self._probe_worthy():
                 self._pauses += 1
                 self._probed = self._pauses
+                # The hangover is audio the final will have whatever happens
+                # next: sent now, the decode that judges the pause can serve
+                # as the final when the pause turns out to be the end.
+                self._sent = min(len(self._pending), self._hangover_frames)
+                self._send(self._pending[: self._sent], out)
                 out.append(PauseSeen(self._utterance, self._pauses))
-            length_frames = self._emitted_samples // self._frame + len(self._pending)
+            length_frames = self._emitted_samples // self._frame + len(self._pending) - self._sent
             near_limit = length_frames >= self._cut_from_frames and len(self._pending) >= self._cut_pause_frames
             if len(self._pending) >= self._silence_needed() or near_limit:
                 held = self._pending[self._hangover_frames :]
-                self._end("silence" if not near_limit else "max_length", self._pending[: self._hangover_frames], out)
+                tail = self._pending[self._sent : self._hangover_frames]
+                self._end("silence" if not near_limit else "max_length", tail, out)
                 # The held-back pause becomes pre-roll for whatever comes next.
                 for f in held[-(self._ring.maxlen or 1) :]:
                     self._ring.append((f, False))
                 return
-        if self._emitted_samples // self._frame + len(self._pending) >= self._max_frames:
-            carried = self._pending
+        if self._emitted_samples // self._frame + len(self._pending) - self._sent >= self._max_frames:
+            carried = self._pending[self._sent :]
             self._end("max_length", [], out)
             # Speech goes on: the next utterance starts right here, with no pre-roll.
             self._in_speech = True
@@ -256,7 +263,7 @@ class Segmenter:
         self._utterance += 1
         self._in_speech = True
         self._emitted_samples = 0
-        self._pending = []
+        self._pending, self._sent = [], 0
         self._t0_sample = self._samples_seen - len(frames) * self._frame
         out.append(UtteranceStart(self._utterance, self._ms(onset_sample), self._ms(self._t0_sample)))
         self._send([f for f, _ in frames], out)
@@ -274,6 +281,6 @@ class Segmenter:
         t1_ms = t0_ms + self._emitted_samples * 1000 // self._rate
         out.append(UtteranceEnd(self._utterance, t0_ms, t1_ms, reason))
         self._in_speech = False
-        self._pending = []
+        self._pending, self._sent = [], 0
         self._emitted_samples = 0
         self._probed, self._verdict = None, None
