@@ -88,7 +88,11 @@ class PunctuatedStream(TranscriberStream, Protocol):
     """
 
     def text_so_far(self) -> Transcript:
-        """Text of all audio accepted so far, however little came since the last partial."""
+        """Text of all audio accepted so far, however little came since the last partial.
+
+        A stream may decode it as its final and keep it for ``finish`` when no
+        audio comes in between (Whisper's does).
+        """
         ...
 
 

@@ -12,8 +12,9 @@ raised the word error rate sharply):
   uncapped decode of a short window tends to loop, and skip timestamp tokens;
 * words on which two successive partial decodes agree are committed and forced
   as the decoder prefix of the next one, so the text on screen stops flickering;
-* ``text_so_far()`` is the same partial decode on demand: the gateway's text
-  endpointing asks it at a pause and judges the pause by Whisper's punctuation;
+* ``text_so_far()`` is the final's decode on demand, kept: the gateway's text
+  endpointing asks it at a pause and judges the pause by Whisper's punctuation,
+  and when no audio follows (the pause was the end) it is the final;
 * the final is one decode of the same kind with Whisper's timestamp tokens that
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
