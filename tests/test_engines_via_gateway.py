@@ -36,7 +36,7 @@ async def test_pocketsphinx_streams_partials_and_finals(audio_dir: Path) -> None
 async def test_vosk_korean_streams_partials_and_finals(tmp_path: Path) -> None:
     """Synthetic Korean (espeak-ng): no redistributable Korean recording exists here.
 
-    Asserts plumbing (partials before finals, Hangul text, word times inside each
+    Asserts plumbing (events in order, Hangul text, word times inside each
     utterance, 48 kHz input resampled), not accuracy: espeak's voice is far from
     the speech the model was trained on.
     """
@@ -58,7 +58,9 @@ async def test_vosk_korean_streams_partials_and_finals(tmp_path: Path) -> None:
     check_utterance_events(received)
     finals = received.of("final")
     assert len(finals) == 2
-    assert received.of("partial")
+    # No partial is asserted: a session behind real time skips them by design
+    # (docs/protocol.md), which a loaded machine and this large model can cause;
+    # tests/test_engine_vosk.py checks Vosk's partials without the gateway.
     assert all(re.search(r"[\uac00-\ud7a3]", f["text"]) for f in finals), [f["text"] for f in finals]
 
 
