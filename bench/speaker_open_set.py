@@ -71,6 +71,7 @@ from core.speaker_open import (
     Draws,
     Method,
     cosine_scores,
+    counts,
     cross_validate,
     snorm_scores,
 )
@@ -168,10 +169,22 @@ def shipped(bank: Bank, draws: Draws, method: Method) -> list[str]:
     fit = dataclasses.replace(draws, draws=SHIPPED_DRAWS)
     trials = fit.trials(bank, method.score(bank, None), np.ones(len(bank.names), bool), np.random.default_rng(1))
     calibrated, server = method.calibrate(trials, draws.calibration_ms), Decision(THRESHOLDS, interpolate=True)
-    return [
+    lines = [
         f"{method.name}, calibrated on all {len(bank.names)} voices ({SHIPPED_DRAWS} draws): {shown(calibrated)}",
         f"hushgate.server.speakers.THRESHOLDS: {shown(server)} ({'the same' if calibrated == server else 'DIFFERENT'})",
+        "",
+        "The server's THRESHOLDS on the voices they were calibrated on (all of them; the held-out estimate is the "
+        "cross-validation above):",
+        "",
+        "| length | calibration FA | calibration FR | FR, same recording | FR, another recording |",
+        "|---|---|---|---|---|",
     ]
+    for length, c in counts(trials, server, draws.lengths_ms).items():
+        lines.append(
+            f"| {label(length)} | {percent(c.fa, c.strangers)} | {percent(c.fr, c.genuine)} "
+            f"| {percent(c.fr_same, c.genuine_same)} | {percent(c.fr_cross, c.genuine_cross)} |"
+        )
+    return lines
 
 
 def material(bank: Bank, lengths: Sequence[int]) -> list[str]:
