@@ -201,6 +201,9 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
         if client.received.of("enrolled") and client.received.of("tts.end") and client.received.of("translation"):
             break
         await _sleep(0.1)
+    # Said when enrollment never completes (seen once in a loaded fresh-clone run): what it heard.
+    heard = [e for e in client.received.events if e["type"] in ("enroll.progress", "final", "error")]
+    assert client.received.of("enrolled"), heard
     (enrolled,) = client.received.of("enrolled")
     vid = enrolled["voiceprint_id"]
     await client.send({"type": "verify", "id": f"{rid}-v", "voiceprint_id": vid})
