@@ -171,6 +171,13 @@ class Segmenter:
         if self.wants_verdict(utterance, pause):
             self._verdict = verdict
 
+    def judge_text(self, pause: PauseSeen, text: str) -> Verdict | None:
+        """Judge ``pause`` by the text decoded up to it (:func:`text_verdict`); the verdict, if any."""
+        verdict = text_verdict(text)
+        if verdict is not None:
+            self.judge(pause.utterance, pause.pause, verdict)
+        return verdict
+
     def _probe_worthy(self) -> bool:
         return self._emitted_samples * 1000 >= PROBE_MIN_AUDIO_MS * self._rate
 

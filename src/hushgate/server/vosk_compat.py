@@ -75,7 +75,6 @@ from hushgate.server.segmenter import (
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
-    text_verdict,
 )
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.session.recognition import (
@@ -311,9 +310,7 @@ class VoskSession:
             return {"text": ""}
         latest = results[-1] if results else None
         if pause is not None and self._audio_path is not None:
-            verdict = text_verdict(latest.text if latest is not None else "")
-            if verdict is not None:
-                self._audio_path[1].judge(pause.utterance, pause.pause, verdict)
+            self._audio_path[1].judge_text(pause, latest.text if latest is not None else "")
         if latest is not None and latest.text and utt is not None:
             reply: Reply = {"partial": latest.text}
             if self._config.words and latest.words:

@@ -26,7 +26,6 @@ from hushgate.server.segmenter import (
     UtteranceAudio,
     UtteranceEnd,
     UtteranceStart,
-    text_verdict,
 )
 from hushgate.server.session.context import SessionContext
 from hushgate.server.session.recognition import (
@@ -207,10 +206,8 @@ class Listening:
             self._failed(utt, exc)
             return
         text = heard.text if heard is not None else ""
-        verdict = text_verdict(text)
+        verdict = self._segmenter.judge_text(pause, text)
         log.debug("session %s utterance %d pause %d: %s", self._session_id, utt.index, pause.pause, verdict)
-        if verdict is not None:
-            self._segmenter.judge(pause.utterance, pause.pause, verdict)
         if text and text != utt.text and self._start.partials:
             self._show_partial(utt, text)
 
