@@ -174,7 +174,7 @@ class ScriptedDecoder:
         self.left_context_s = 0.0
         self.use_context = False
 
-    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, tokens_per_s: float) -> str:
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
         self.calls.append("partial")
         return next(self.texts)
 

@@ -50,7 +50,7 @@ import numpy as np
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, left_context
-from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, TOKENS_PER_S, WhisperDecoder
+from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, WhisperDecoder
 from hushgate.engines.whisper_language import SpeechStream
 
 # Whisper's decoder context is 448 tokens; half of it may be prompt.
@@ -158,7 +158,7 @@ class WhisperStream:
         new_ms = (self._samples - self._samples_at_last_partial) * 1000 // SAMPLE_RATE_HZ
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
-        text = self._decode_partial(TOKENS_PER_S)
+        text = self._decode_partial()
         if not text or text == self._last_text:
             return None
         self._last_text = text
@@ -180,9 +180,9 @@ class WhisperStream:
                 self._last_text = self._preview[1].text  # shown as a partial: the next one must differ
         return self._preview[1]
 
-    def _decode_partial(self, tokens_per_s: float) -> str:
+    def _decode_partial(self) -> str:
         self._samples_at_last_partial = self._samples
-        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed), tokens_per_s)
+        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed))
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
         # it may still be cut off mid-speech.

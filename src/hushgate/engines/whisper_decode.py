@@ -78,7 +78,7 @@ class WhisperDecoder:
         # The encoder downsamples by two, so it needs an even frame count.
         return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
 
-    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, tokens_per_s: float = TOKENS_PER_S) -> str:
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
         import ctranslate2
 
         tok = self.tokenizer(language)
@@ -87,7 +87,7 @@ class WhisperDecoder:
         if prefix:
             prompt += tok.encode(" " + prefix)
         audio_s = len(audio) / SAMPLE_RATE_HZ
-        max_length = len(prompt) + math.ceil(tokens_per_s * audio_s) + 3
+        max_length = len(prompt) + math.ceil(TOKENS_PER_S * audio_s) + 3
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(features),
             [prompt],
