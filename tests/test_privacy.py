@@ -34,7 +34,7 @@ from hushgate.server.auth import hash_key
 from tests.audio_helpers import read_wav
 from tests.conftest import free_port
 from tests.media_helpers import encode
-from tests.wsclient import Client
+from tests.wsclient import Client, Received
 
 pytestmark = pytest.mark.slow
 WORDS = ("americans", "country")
@@ -197,21 +197,22 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
             "text": f"Ask not what your country can do for the {CANARIES['translate text']}.",
         }
     )
-    for _ in range(600):
-        if client.received.of("enrolled") and client.received.of("tts.end") and client.received.of("translation"):
-            break
-        await _sleep(0.1)
-    # Said when enrollment never completes (seen once in a loaded fresh-clone run): what it heard.
+
+    def answered(received: Received) -> bool:
+        enrollment_over = received.of("enrolled") or [e for e in received.of("error") if e.get("id") == f"{rid}-e1"]
+        return bool(enrollment_over and received.of("tts.end") and received.of("translation"))
+
+    try:
+        await client.seen(answered, timeout_s=300)
+    except TimeoutError:
+        pass  # the assertion below says what was heard
     heard = [e for e in client.received.events if e["type"] in ("enroll.progress", "final", "error")]
     assert client.received.of("enrolled"), heard
     (enrolled,) = client.received.of("enrolled")
     vid = enrolled["voiceprint_id"]
     await client.send({"type": "verify", "id": f"{rid}-v", "voiceprint_id": vid})
     await client.send({"type": "voiceprint.export", "id": f"{rid}-x", "voiceprint_id": vid})
-    for _ in range(100):
-        if client.received.of("voiceprint.exported"):
-            break
-        await _sleep(0.05)
+    await client.seen(lambda received: bool(received.of("voiceprint.exported")))
     sealed = client.received.of("voiceprint.exported")[0]["voiceprint"]
     await client.send({"type": "voiceprint.delete", "id": f"{rid}-d", "voiceprint_id": vid})
     await client.send({"type": "voiceprint.import", "id": f"{rid}-i", "voiceprint": sealed})
@@ -251,12 +252,6 @@ async def full_session(port: int, audio_dir: Path, token: str) -> list[str]:
     assert upload.status_code == 200 and "transcript.text.done" in upload.text, upload.text
     assert spoken.status_code == 200 and spoken.content
     return [f["text"].lower() for f in received.of("final")] + [upload.text.lower()]
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 @pytest.mark.parametrize("json_logs", [False, True], ids=["text-log", "json-log"])

@@ -270,10 +270,8 @@ async def test_a_dropped_connection_mid_enrollment_leaves_nothing(server, audio_
     sessions = server.app.state.gateway.sessions
     session = session_of(server, client)
     book = session.voiceprints.book
-    for _ in range(100):  # wait until some enrollment speech was counted
-        if book.enrollment is not None and book.enrollment.vectors:
-            break
-        await asyncio.sleep(0.1)
+    # Some enrollment speech was counted: its progress event says so.
+    await client.next_matching(lambda e: e["type"] == "enroll.progress" and e["speech_ms"] > 0, timeout_s=120)
     vectors = list(book.enrollment.vectors) if book.enrollment else []
     session_ref = weakref.ref(session)
     del session

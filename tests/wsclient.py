@@ -54,6 +54,7 @@ class Client:
         self.ready: dict[str, Any] = {}
         self._stashed: collections.deque[dict[str, Any]] = collections.deque()
         self._reader: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
         Client.unclosed.add(self)
 
     async def aclose(self) -> None:
@@ -132,6 +133,7 @@ class Client:
         event = decoded.raw if isinstance(decoded, UnknownEvent) else to_wire(decoded)
         self.received.events.append(event)
         self.received.times.append(now)
+        self._arrived.set()
         return event
 
     def read_in_background(self) -> None:
@@ -141,8 +143,31 @@ class Client:
                     self._decode(frame)
             except websockets.ConnectionClosed:
                 pass
+            finally:
+                self._arrived.set()  # wakes `seen`, which then sees the close
 
         self._reader = asyncio.create_task(reader())
+
+    async def seen(self, wanted: Callable[[Received], bool], timeout_s: float = 30.0) -> Received:
+        """Wait until the events read in the background satisfy ``wanted``.
+
+        For requests answered in no documented order relative to each other:
+        the test states what must have arrived, not when. Fails at
+        ``timeout_s`` or when the server closes first.
+        """
+        if self._reader is None:
+            self.read_in_background()
+        reader = self._reader
+
+        async def arrival() -> None:
+            while not wanted(self.received):
+                if reader is not None and reader.done():
+                    raise AssertionError(f"closed before the wanted events: {self.received.types}")
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(arrival(), timeout_s)
+        return self.received
 
     async def stream(
         self, pcm: np.ndarray, *, chunk_ms: int = 100, rate_hz: int = 16_000, realtime: bool = False
