@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from hushgate.engines.base import PunctuatedStream, Transcript
+from hushgate.engines.base import PunctuatedStream, Transcript, Word
 from hushgate.engines.whisper import WhisperStream
+from hushgate.engines.whisper_context import LeftContext
 from hushgate.server.segmenter import (
     PauseSeen,
     Segment,
@@ -168,19 +169,37 @@ def test_text_verdicts(text: str, verdict: Verdict | None) -> None:
 class ScriptedDecoder:
     """Whisper's partial and final decodes, scripted: the next text each time one is called."""
 
-    def __init__(self, *texts: str) -> None:
+    def __init__(self, *texts: str | Transcript, left_context_s: float = 0.0) -> None:
         self.texts = iter(texts)
         self.calls: list[str] = []
-        self.left_context_s = 0.0
+        self.lefts: list[str | None] = []
+        self.left_context_s = left_context_s
         self.use_context = False
 
-    def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
-        self.calls.append("partial")
-        return next(self.texts)
+    def _next(self) -> Transcript:
+        text = next(self.texts)
+        return text if isinstance(text, Transcript) else Transcript(text)
 
-    def decode_final(self, audio: np.ndarray, language: str, context: str, words: bool, **_: object) -> Transcript:
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, left: LeftContext | None = None) -> str:
+        self.calls.append("partial")
+        self.lefts.append(left.text if left is not None else None)
+        return self._next().text
+
+    def decode_final(
+        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
+    ) -> Transcript:
         self.calls.append(f"final {len(audio)}")
-        return Transcript(next(self.texts))
+        self.lefts.append(left.text if left is not None else None)
+        return self._next()
+
+
+def timed(text: str, from_ms: int, step_ms: int) -> Transcript:
+    """``text`` with a word every ``step_ms`` from ``from_ms``."""
+    words = tuple(
+        Word(w=w, t0_ms=from_ms + i * step_ms, t1_ms=from_ms + i * step_ms + step_ms - 100, conf=0.9)
+        for i, w in enumerate(text.split())
+    )
+    return Transcript(text, words)
 
 
 def test_the_probe_is_the_final_when_no_audio_follows() -> None:
@@ -202,6 +221,38 @@ def test_the_probe_is_the_final_when_no_audio_follows() -> None:
     stream.accept(np.zeros(8_000, np.int16))  # speech resumed after the probe
     assert stream.finish() == Transcript("Ask not what.")
     assert owner.calls[2:] == ["final 16000", "final 24000"]
+
+
+def test_a_probe_followed_by_speech_is_settled_and_later_decodes_start_after_it() -> None:
+    """Speech resuming after a probe of at least 4 s keeps that decode: the partial and the
+    final that follow decode only the audio after it, with its last words as left context,
+    and the final joins the two with word times on the utterance's clock."""
+    owner = ScriptedDecoder(
+        timed("One two three four five,", 0, 1_000),  # the probe, at 5 s
+        "six",  # the partial after it: the new words only
+        timed("six seven.", 200, 800),  # the final of the audio after the probe
+        left_context_s=3.0,
+    )
+    stream = WhisperStream(owner, language="en", words=True)  # type: ignore[arg-type]
+    stream.accept(np.zeros(80_000, np.int16))
+    assert stream.text_so_far().text == "One two three four five,"
+    stream.accept(np.zeros(32_000, np.int16))  # speech resumed
+    assert stream.partial() == Transcript("One two three four five, six")
+    final = stream.finish()
+    assert final.text == "One two three four five, six seven."
+    assert [(w.w, w.t0_ms) for w in final.words[-3:]] == [("five,", 4_000), ("six", 5_200), ("seven.", 6_000)]
+    assert owner.calls == ["final 80000", "partial", "final 32000"]
+    assert owner.lefts == [None, "three four five,", "three four five,"]
+
+
+def test_a_short_probe_is_not_settled() -> None:
+    owner = ScriptedDecoder(timed("One two,", 0, 1_000), timed("One two, three.", 0, 1_000), left_context_s=3.0)
+    stream = WhisperStream(owner, language="en", words=True)  # type: ignore[arg-type]
+    stream.accept(np.zeros(32_000, np.int16))
+    stream.text_so_far()
+    stream.accept(np.zeros(16_000, np.int16))  # speech resumed, but after only 2 s
+    assert stream.finish().text == "One two, three."
+    assert owner.calls == ["final 32000", "final 48000"]
 
 
 # Through the server ---------------------------------------------------------------

@@ -231,3 +231,39 @@ def test_a_final_that_loops_is_decoded_again_by_sampling(server, corpus, monkeyp
     assert len(checked) >= 3  # greedy, a sampled candidate, the text kept
     assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.2, result.text
     assert normalise(" ".join(w.w for w in result.words)) == normalise(result.text)
+
+
+def test_a_probe_followed_by_speech_is_settled_on_the_real_model(server, corpus, monkeypatch) -> None:  # noqa: ANN001
+    """Text endpointing's decode at a pause, then more speech: the final decodes only the
+    audio after the pause (with the words before it as left context) and reads as one sentence."""
+    from hushgate.engines import whisper
+
+    monkeypatch.setattr(whisper, "SETTLE_MIN_S", 3.0)  # JFK's pause after "Americans," comes at 3.4 s
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    first, second, _said = _jfk_halves(corpus)
+    reference = next(ref for name, _, ref in corpus if name == "misc/jfk.wav")
+    given: list[int] = []
+    decode_final = transcriber.decode_final
+
+    def recorded(audio: np.ndarray, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        given.append(len(audio))
+        return decode_final(audio, *args, **kwargs)
+
+    monkeypatch.setattr(transcriber, "decode_final", recorded)
+    stream = transcriber.open_stream(language="en", words=True)
+    try:
+        stream.accept((first * 32768).astype(np.int16))
+        probe = stream.text_so_far()
+        stream.accept((second * 32768).astype(np.int16))
+        partial = stream.partial()
+        final = stream.finish()
+    finally:
+        stream.close()
+    assert normalise(probe.text) == "and so my fellow americans", probe.text
+    assert given == [len(first), len(second)]
+    assert partial is not None and normalise(partial.text).startswith("and so my fellow americans ask not"), partial
+    assert jiwer.wer(normalise(reference), normalise(final.text)) < 0.1, final.text
+    assert normalise(" ".join(w.w for w in final.words)) == normalise(final.text)
+    assert_word_times(final, (len(first) + len(second)) * 1000 // 16_000)
+    ask = next(w for w in final.words if normalise(w.w) == "ask")
+    assert 3_400 <= ask.t0_ms < 4_400, ask

@@ -14,7 +14,11 @@ raised the word error rate sharply):
   as the decoder prefix of the next one, so the text on screen stops flickering;
 * ``text_so_far()`` is the final's decode on demand, kept: the gateway's text
   endpointing asks it at a pause and judges the pause by Whisper's punctuation,
-  and when no audio follows (the pause was the end) it is the final;
+  and when no audio follows (the pause was the end) it is the final. When
+  speech resumes after at least ``SETTLE_MIN_S`` of unsettled audio, that
+  decode is settled instead (`hushgate.engines.whisper_context.Settled`): later
+  partials and finals decode only the audio after it, with its end as left
+  context, so a long utterance costs no more per decode than a short one;
 * the final is one decode of the same kind with Whisper's timestamp tokens that
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
@@ -49,7 +53,7 @@ import numpy as np
 
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.options import catalogue_name
-from hushgate.engines.whisper_context import LeftContext, left_context
+from hushgate.engines.whisper_context import LeftContext, Settled, joined, left_context
 from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, WhisperDecoder
 from hushgate.engines.whisper_language import SpeechStream
 
@@ -59,6 +63,9 @@ MAX_PROMPT_CHARS = 400
 MIN_NEW_AUDIO_MS = 300
 # Left context of a final: at most this much of the previous utterance's end.
 CONTEXT_S = 3.0
+# A probe's decode is settled only when it covers at least this much audio not
+# settled before: a shorter piece decoded without what follows is a guess.
+SETTLE_MIN_S = 4.0
 _WORD_RE = re.compile(r"[^\w']+")
 
 
@@ -72,6 +79,7 @@ class WhisperTranscriber(WhisperDecoder):
     name = "whisper"
     sample_rate_hz = SAMPLE_RATE_HZ
     partial_interval_ms = 1000
+    partials_redecode = True
 
     def __init__(
         self,
@@ -144,10 +152,35 @@ class WhisperStream:
         self._context = ""
         self._left: LeftContext | None = None
         self._left_language = language
+        self._settled: Settled | None = None
 
     def accept(self, pcm: Pcm16) -> None:
+        self._settle()
         self._chunks.append(pcm.astype(np.float32) / 32768.0)
         self._samples += len(pcm)
+
+    def _settle(self) -> None:
+        """Speech resumed after a probe: keep the probe's decode if it covers enough new audio."""
+        preview, self._preview = self._preview, None
+        if preview is None or preview[0] != (self._samples, self.language):
+            return
+        settled = self._settled_now()
+        start = settled.samples if settled is not None else 0
+        context_s = self._owner.left_context_s
+        transcript = preview[1]
+        if context_s <= 0 or self._samples - start < SETTLE_MIN_S * SAMPLE_RATE_HZ or not transcript.words:
+            return
+        left = left_context(
+            self._audio(), transcript.text, transcript.words, sample_rate_hz=SAMPLE_RATE_HZ, max_s=context_s
+        )
+        if left is not None:
+            self._settled = Settled(transcript, self._samples, self.language, left)
+            self._committed, self._previous = [], []
+
+    def _settled_now(self) -> Settled | None:
+        # A language-identifying wrapper may switch language mid-utterance: then nothing is settled.
+        settled = self._settled
+        return settled if settled is not None and settled.language == self.language else None
 
     def _audio(self) -> np.ndarray:
         if len(self._chunks) > 1:
@@ -158,7 +191,10 @@ class WhisperStream:
         new_ms = (self._samples - self._samples_at_last_partial) * 1000 // SAMPLE_RATE_HZ
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
-        text = self._decode_partial()
+        settled = self._settled_now()
+        text = self._decode_partial(settled)
+        if settled is not None:
+            text = f"{settled.transcript.text} {text}".strip()
         if not text or text == self._last_text:
             return None
         self._last_text = text
@@ -180,9 +216,13 @@ class WhisperStream:
                 self._last_text = self._preview[1].text  # shown as a partial: the next one must differ
         return self._preview[1]
 
-    def _decode_partial(self) -> str:
+    def _decode_partial(self, settled: Settled | None) -> str:
+        """The text after ``settled`` (of all the audio without it), committing what two decodes agree on."""
         self._samples_at_last_partial = self._samples
-        text = self._owner.decode_partial(self._audio(), self.language, " ".join(self._committed))
+        audio, left = self._audio(), None
+        if settled is not None:
+            audio, left = audio[settled.samples :], settled.left
+        text = self._owner.decode_partial(audio, self.language, " ".join(self._committed), left)
         words = text.split()
         # Commit the words two decodes agree on, but never the newest word:
         # it may still be cut off mid-speech.
@@ -202,6 +242,12 @@ class WhisperStream:
         context_s = self._owner.left_context_s
         # The next final's left context needs this one's word times when only part of it fits.
         need_words = self._words or (context_s > 0 and len(audio) > context_s * SAMPLE_RATE_HZ)
+        settled = self._settled_now()
+        if settled is not None:
+            rest = self._owner.decode_final(
+                audio[settled.samples :], self.language, self._context, need_words, left=settled.left
+            )
+            return joined(settled.transcript, rest, settled.samples * 1000 // SAMPLE_RATE_HZ)
         # Words of another language are no context (a language-identifying wrapper may switch).
         left = self._left if self._left_language == self.language else None
         return self._owner.decode_final(audio, self.language, self._context, need_words, left=left)
@@ -225,6 +271,7 @@ class WhisperStream:
         self._chunks = []
         self._samples = 0
         self._samples_at_last_partial = 0
+        self._settled = None
         self._committed = []
         self._previous = []
         self._last_text = ""

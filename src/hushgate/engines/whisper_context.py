@@ -14,6 +14,12 @@ unclear audio. `looks_looped` flags text that repeats an n-gram three times in
 a row or compresses too well (faster-whisper's gzip compression-ratio test);
 the engine then decodes again, and `collapse_repeats` is the last resort.
 
+A long utterance is settled the same way from inside: when text endpointing's
+decode at a pause turns out not to be the end (speech resumes), that decode is
+kept (`Settled`) and every later decode of the utterance starts after it, with
+its end as left context. The cost of a partial or final then depends on the
+audio since the last settled pause, not on the whole utterance.
+
 Everything here is pure: no model, no threads.
 """
 
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hushgate.engines.base import Word
+from hushgate.engines.base import Transcript, Word
 
 # faster-whisper's threshold for its temperature fallback.
 MAX_COMPRESSION_RATIO = 2.4
@@ -75,6 +81,27 @@ def left_context(
             return None
         return LeftContext(audio[int(start_ms * sample_rate_hz / 1000) :], kept)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The decode of an utterance's first ``samples``, kept while the utterance goes on."""
+
+    transcript: Transcript
+    samples: int
+    language: str
+    left: LeftContext
+    """Its end, the left context of every later decode of the utterance."""
+
+
+def joined(settled: Transcript, rest: Transcript, offset_ms: int) -> Transcript:
+    """One utterance's transcript from its settled part and the decode of what followed (``offset_ms`` in)."""
+    if not rest.text:
+        return settled
+    words = settled.words + tuple(
+        Word(w=w.w, t0_ms=w.t0_ms + offset_ms, t1_ms=w.t1_ms + offset_ms, conf=w.conf) for w in rest.words
+    )
+    return Transcript(f"{settled.text} {rest.text}".strip(), words, rest.language)
 
 
 def _tokens(text: str) -> list[str]:

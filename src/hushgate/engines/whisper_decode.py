@@ -78,16 +78,18 @@ class WhisperDecoder:
         # The encoder downsamples by two, so it needs an even frame count.
         return np.ascontiguousarray(features[None, :, : features.shape[1] // 2 * 2])
 
-    def decode_partial(self, audio: np.ndarray, language: str, prefix: str) -> str:
+    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, left: LeftContext | None = None) -> str:
+        """The text of ``audio`` starting with ``prefix``; after ``left`` (audio and words forced first) if given."""
         import ctranslate2
 
         tok = self.tokenizer(language)
-        features = self._padded_features(audio)
-        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        features = self._padded_features(np.concatenate([left.audio, audio]) if left is not None else audio)
+        forced = tok.encode(" " + left.text.rstrip(SENTENCE_END)) if left is not None else []
+        prompt = [*tok.sot_sequence, tok.no_timestamps, *forced]
         if prefix:
             prompt += tok.encode(" " + prefix)
         audio_s = len(audio) / SAMPLE_RATE_HZ
-        max_length = len(prompt) + math.ceil(TOKENS_PER_S * audio_s) + 3
+        max_length = min(len(prompt) + math.ceil(TOKENS_PER_S * audio_s) + 3, 448)
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(features),
             [prompt],
@@ -96,8 +98,8 @@ class WhisperDecoder:
             suppress_blank=True,
             suppress_tokens=[-1],
         )
-        # The result carries the forced prefix followed by what was generated.
-        ids = [i for i in result[0].sequences_ids[0] if i < tok.eot]
+        # The result carries the forced text followed by what was generated; the left words are not this audio's.
+        ids = [i for i in result[0].sequences_ids[0] if i < tok.eot][len(forced) :]
         text: str = tok.decode(ids).strip()
         return text
 

@@ -15,6 +15,7 @@ from hushgate.engines.base import (
     EngineError,
     EngineOptions,
     ModelNotFound,
+    RedecodingTranscriber,
     SpeakerEncoder,
     SpeechTranscriber,
     Synthesizer,
@@ -110,7 +111,11 @@ class EngineHub:
                 )
                 loaded[key] = transcriber
             transcriber = loaded[key]
-            runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
+            # Partials that re-decode are optional work: a slot is kept for finals.
+            reserved = 1 if isinstance(transcriber, RedecodingTranscriber) and s.stt_concurrency > 1 else 0
+            runner = self._runtime.add(
+                f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency, reserved=reserved
+            )
             if language == "*":
                 self._any = SttRoute(language, transcriber, runner)
             else:

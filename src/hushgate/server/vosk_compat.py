@@ -321,11 +321,11 @@ class VoskSession:
         return self._partial
 
     def _pause_to_judge(self, segments: list[Segment]) -> PauseSeen | None:
-        """A pause of this frame worth a decode: the engine punctuates and the segmenter waits on it."""
-        if not self._recognition.punctuated or self._audio_path is None:
+        """The last pause of this frame worth a decode, if any."""
+        if self._audio_path is None:
             return None
         segmenter = self._audio_path[1]
-        pauses = [s for s in segments if isinstance(s, PauseSeen) and segmenter.wants_verdict(s.utterance, s.pause)]
+        pauses = [s for s in segments if isinstance(s, PauseSeen) and self._recognition.judges(segmenter, s)]
         return pauses[-1] if pauses else None
 
     def _final_reply(self, finals: list[tuple[Transcript, UtteranceEnd]], ended_at: float) -> Reply:

@@ -93,9 +93,10 @@ class _Transcription:
 
     def _start(self, utterances: list[Utterance]) -> None:
         for utt in utterances:
+            # Urgent: each is part of the transcript a satellite waits for, like a live final.
             self.decodes.append(
                 asyncio.ensure_future(
-                    self.route.runner.run(decode_utterance, self.route, self.language, False, utt.pcm)
+                    self.route.runner.run_urgent(decode_utterance, self.route, self.language, False, utt.pcm)
                 )
             )
 

@@ -191,8 +191,7 @@ class Listening:
         self._speaking.heard_partial(utt.index, text, t1_ms)
 
     def _judging(self, pause: PauseSeen) -> bool:
-        """Whether a pause is worth a decode: the engine punctuates and the segmenter still waits on it."""
-        return self.recognition.punctuated and self._segmenter.wants_verdict(pause.utterance, pause.pause)
+        return self.recognition.judges(self._segmenter, pause)
 
     async def _judge(self, utt: Utterance, pause: PauseSeen) -> None:
         """Decode the utterance so far and tell the segmenter what its text says about the pause."""

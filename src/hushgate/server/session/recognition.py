@@ -20,7 +20,7 @@ from hushgate.server.audio import AudioInput
 from hushgate.server.errors import EngineUnavailable
 from hushgate.server.hub import EngineHub, SttRoute
 from hushgate.server.runtime import Overloaded
-from hushgate.server.segmenter import Segmenter, TextEndpointing, UtteranceStart
+from hushgate.server.segmenter import PauseSeen, Segmenter, TextEndpointing, UtteranceStart
 from hushgate.server.session.calls import EngineCalls
 from hushgate.server.settings import Settings
 from hushgate.wire import CloseCode, VadOptions, WordTiming
@@ -172,6 +172,10 @@ class Recognition:
         interval_ms *= 1 + self.route.runner.waiting
         return (utt.samples - utt.samples_at_partial) * 1000 // self.rate_hz >= interval_ms
 
+    def judges(self, segmenter: Segmenter, pause: PauseSeen) -> bool:
+        """Whether ``pause`` is worth a decode: the engine punctuates and the segmenter still waits on it."""
+        return self.punctuated and segmenter.wants_verdict(pause.utterance, pause.pause)
+
     def feed(self, utt: Utterance, steps: list[Step]) -> None:
         """Add the utterance's pending audio to ``steps``."""
         if not utt.pending:
@@ -195,12 +199,13 @@ class Recognition:
         """Do ``steps`` in one thread hop: a result per partial and final asked for.
 
         A batch with a final is urgent: a person is waiting for that text, while
-        other connections' partials can wait.
+        other connections' partials can wait. So is a probe: at a pause that
+        ends the utterance, its decode is the final.
         """
         stream = self._stream
         if stream is None:
             raise RuntimeError("the recogniser stream is not open")
-        urgent = any(kind == "finish" for kind, _ in steps)
+        urgent = any(kind in ("finish", "probe") for kind, _ in steps)
         return await self._calls.run(self.route.runner, _run_steps, stream, steps, urgent=urgent)
 
 
