@@ -109,33 +109,3 @@ async def test_a_waiter_that_gives_up_leaves_no_hole() -> None:
     await first
     assert await runner.run(lambda: 42) == 42 and not runner.busy
     runner.shutdown()
-
-
-async def test_reserved_slots_are_kept_for_urgent_calls() -> None:
-    """With one of two slots reserved, ordinary calls run one at a time, and an urgent
-    call starts at once beside them instead of waiting for one to finish."""
-    runner = EngineRunner("t", concurrency=2, max_waiting=100, reserved=1)
-    gate = threading.Event()
-    started: list[str] = []
-
-    def work(name: str) -> None:
-        started.append(name)
-        gate.wait()
-
-    ordinary = [asyncio.ensure_future(runner.run(work, f"partial{i}")) for i in range(2)]
-    try:
-        await asyncio.sleep(0.05)
-        assert started == ["partial0"] and runner.waiting == 1 and runner.busy
-        urgent = asyncio.ensure_future(runner.run_urgent(started.append, "final"))
-        await asyncio.wait_for(urgent, 5)  # ran beside partial0, ahead of partial1
-        assert started == ["partial0", "final"]
-    finally:
-        gate.set()
-    await asyncio.gather(*ordinary)
-    assert started == ["partial0", "final", "partial1"] and not runner.busy
-    runner.shutdown()
-
-
-def test_a_runner_cannot_reserve_every_slot() -> None:
-    with pytest.raises(ValueError, match="reserved"):
-        EngineRunner("t", concurrency=1, max_waiting=10, reserved=1)

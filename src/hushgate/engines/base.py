@@ -112,20 +112,6 @@ class Transcriber(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
-class RedecodingTranscriber(Transcriber, Protocol):
-    """Optional: a transcriber whose partials decode the utterance again (Whisper).
-
-    Such a partial is optional work that costs about what a final costs, so
-    the gateway keeps one of the engine's slots for finals: a person waiting
-    for a final never waits for other sessions' partials to finish. (Engines
-    whose partials come with the audio they must consume anyway, like Vosk,
-    would only lose throughput.)
-    """
-
-    partials_redecode: Literal[True]
-
-
 @dataclass(frozen=True, slots=True)
 class SpeechOptions:
     """What a multilingual stream is asked to do beyond transcribing one known language."""

@@ -79,7 +79,6 @@ class WhisperTranscriber(WhisperDecoder):
     name = "whisper"
     sample_rate_hz = SAMPLE_RATE_HZ
     partial_interval_ms = 1000
-    partials_redecode = True
 
     def __init__(
         self,

@@ -15,7 +15,6 @@ from hushgate.engines.base import (
     EngineError,
     EngineOptions,
     ModelNotFound,
-    RedecodingTranscriber,
     SpeakerEncoder,
     SpeechTranscriber,
     Synthesizer,
@@ -111,11 +110,7 @@ class EngineHub:
                 )
                 loaded[key] = transcriber
             transcriber = loaded[key]
-            # Partials that re-decode are optional work: a slot is kept for finals.
-            reserved = 1 if isinstance(transcriber, RedecodingTranscriber) and s.stt_concurrency > 1 else 0
-            runner = self._runtime.add(
-                f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency, reserved=reserved
-            )
+            runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
             if language == "*":
                 self._any = SttRoute(language, transcriber, runner)
             else:

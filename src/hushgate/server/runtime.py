@@ -10,11 +10,7 @@ bounded wait queue in front of it:
 * waiters are served first come, first served, so a session sending a file
   faster than real time cannot starve live ones of more than its turn;
   the one exception is ``urgent`` calls (a final a person is waiting for),
-  which go ahead of every ordinary waiter (a partial can always come later);
-* ``reserved`` of the slots are kept for urgent calls: ordinary ones never
-  hold them, so a final starts at once instead of waiting for a partial of
-  another session to finish (a Whisper partial takes a few hundred ms), and
-  runs beside at most ``concurrency - reserved`` of them.
+  which go ahead of every ordinary waiter (a partial can always come later).
 
 A call whose caller is cancelled still runs to the end in its thread (Python
 threads cannot be interrupted); its slot is freed only then, so the limit holds.
@@ -62,14 +58,10 @@ class EngineStats:
 
 
 class EngineRunner:
-    def __init__(self, name: str, *, concurrency: int, max_waiting: int, reserved: int = 0) -> None:
-        if not 0 <= reserved < concurrency:
-            raise ValueError(f"reserved slots must be from 0 to concurrency - 1, not {reserved}")
+    def __init__(self, name: str, *, concurrency: int, max_waiting: int) -> None:
         self.name = name
         self.concurrency = concurrency
         self.max_waiting = max_waiting
-        self.reserved = reserved
-        self._ordinary = 0  # slots held by ordinary calls
         self.stats = EngineStats()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"engine-{name}")
         self._free = concurrency
@@ -89,53 +81,32 @@ class EngineRunner:
 
     @property
     def busy(self) -> bool:
-        """True when a new ordinary call would have to wait."""
-        return bool(self._waiters) or not self._may_take(False)
-
-    def _may_take(self, urgent: bool) -> bool:
-        return self._free > 0 and (urgent or self._ordinary < self.concurrency - self.reserved)
-
-    def _take(self, urgent: bool) -> None:
-        self._free -= 1
-        if not urgent:
-            self._ordinary += 1
+        """True when a new call would have to wait."""
+        return bool(self._waiters) or self._running >= self.concurrency
 
     async def _acquire(self, urgent: bool) -> None:
-        if not self._waiters and self._may_take(urgent):
-            self._take(urgent)
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), granted))
-        self._grant()  # an urgent call may take a slot that ordinary waiters may not
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release(urgent)  # the slot arrived just as the caller gave up: pass it on
+                self._release()  # the slot arrived just as the caller gave up: pass it on
             else:
                 self._waiters = [w for w in self._waiters if w[2] is not granted]
                 heapq.heapify(self._waiters)
             raise
 
-    def _release(self, urgent: bool) -> None:
-        self._free += 1
-        if not urgent:
-            self._ordinary -= 1
-        self._grant()
-
-    def _grant(self) -> None:
-        # Slots go straight to the next waiters, urgent first; an ordinary one
-        # waits while only reserved slots are free.
+    def _release(self) -> None:
         while self._waiters:
-            priority, _, granted = self._waiters[0]
-            if granted.done():
-                heapq.heappop(self._waiters)
-                continue
-            if not self._may_take(priority == 0):
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():
+                granted.set_result(None)  # the slot goes straight to the next waiter
                 return
-            heapq.heappop(self._waiters)
-            self._take(priority == 0)
-            granted.set_result(None)
+        self._free += 1
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._run(False, fn, *args, **kwargs)
@@ -169,7 +140,7 @@ class EngineRunner:
 
             def release() -> None:
                 self._running -= 1
-                self._release(urgent)
+                self._release()
 
             try:
                 loop.call_soon_threadsafe(release)
@@ -180,7 +151,7 @@ class EngineRunner:
             future = self._executor.submit(call)
         except BaseException:
             self._running -= 1
-            self._release(urgent)
+            self._release()
             raise
         future.add_done_callback(done)
         return await asyncio.wrap_future(future)
@@ -199,10 +170,10 @@ class Runtime:
         self._runners: dict[str, EngineRunner] = {}
         self._max_waiting = max_waiting
 
-    def add(self, key: str, concurrency: int, *, reserved: int = 0) -> EngineRunner:
+    def add(self, key: str, concurrency: int) -> EngineRunner:
         runner = self._runners.get(key)
         if runner is None:
-            runner = EngineRunner(key, concurrency=concurrency, max_waiting=self._max_waiting, reserved=reserved)
+            runner = EngineRunner(key, concurrency=concurrency, max_waiting=self._max_waiting)
             self._runners[key] = runner
         return runner
 
