@@ -224,25 +224,26 @@ def test_the_probe_is_the_final_when_no_audio_follows() -> None:
 
 
 def test_a_probe_followed_by_speech_is_settled_and_later_decodes_start_after_it() -> None:
-    """Speech resuming after a probe of at least 4 s keeps that decode: the partial and the
+    """Speech resuming after a probe of at least 8 s keeps that decode: the partial and the
     final that follow decode only the audio after it, with its last words as left context,
     and the final joins the two with word times on the utterance's clock."""
+    said = "One two three four five six seven eight nine,"
     owner = ScriptedDecoder(
-        timed("One two three four five,", 0, 1_000),  # the probe, at 5 s
-        "six",  # the partial after it: the new words only
-        timed("six seven.", 200, 800),  # the final of the audio after the probe
+        timed(said, 0, 1_000),  # the probe, at 9 s
+        "ten",  # the partial after it: the new words only
+        timed("ten eleven.", 200, 800),  # the final of the audio after the probe
         left_context_s=3.0,
     )
     stream = WhisperStream(owner, language="en", words=True)  # type: ignore[arg-type]
-    stream.accept(np.zeros(80_000, np.int16))
-    assert stream.text_so_far().text == "One two three four five,"
+    stream.accept(np.zeros(144_000, np.int16))
+    assert stream.text_so_far().text == said
     stream.accept(np.zeros(32_000, np.int16))  # speech resumed
-    assert stream.partial() == Transcript("One two three four five, six")
+    assert stream.partial() == Transcript(f"{said} ten")
     final = stream.finish()
-    assert final.text == "One two three four five, six seven."
-    assert [(w.w, w.t0_ms) for w in final.words[-3:]] == [("five,", 4_000), ("six", 5_200), ("seven.", 6_000)]
-    assert owner.calls == ["final 80000", "partial", "final 32000"]
-    assert owner.lefts == [None, "three four five,", "three four five,"]
+    assert final.text == f"{said} ten eleven."
+    assert [(w.w, w.t0_ms) for w in final.words[-3:]] == [("nine,", 8_000), ("ten", 9_200), ("eleven.", 10_000)]
+    assert owner.calls == ["final 144000", "partial", "final 32000"]
+    assert owner.lefts == [None, "seven eight nine,", "seven eight nine,"]
 
 
 def test_a_short_probe_is_not_settled() -> None:
@@ -250,7 +251,7 @@ def test_a_short_probe_is_not_settled() -> None:
     stream = WhisperStream(owner, language="en", words=True)  # type: ignore[arg-type]
     stream.accept(np.zeros(32_000, np.int16))
     stream.text_so_far()
-    stream.accept(np.zeros(16_000, np.int16))  # speech resumed, but after only 2 s
+    stream.accept(np.zeros(16_000, np.int16))  # speech resumed, but after only 2 s of it
     assert stream.finish().text == "One two, three."
     assert owner.calls == ["final 32000", "final 48000"]
 
