@@ -255,7 +255,7 @@ class Settings:
     preroll_ms: int = field(default=300, metadata=_doc("Audio kept before speech onset so first syllables survive."))
     hangover_ms: int = field(default=200, metadata=_doc("Silence kept after the last speech frame of an utterance."))
     endpointing: str = field(
-        default="text",
+        default="vad",
         metadata=_doc(
             "How a pause ends an utterance: `vad`, after `silence_ms`; `text`, also by what was said, for "
             "engines that punctuate (Whisper): see `endpoint_early_ms` and `endpoint_hold_ms`."
