@@ -195,7 +195,7 @@ class WhisperStream:
         settled = self._settled_now()
         text = self._decode_partial(settled)
         if settled is not None:
-            text = f"{settled.transcript.text} {text}".strip()
+            text = joined(settled.transcript, Transcript(text), 0).text
         if not text or text == self._last_text:
             return None
         self._last_text = text
