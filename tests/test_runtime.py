@@ -95,6 +95,33 @@ async def test_urgent_calls_go_ahead_of_ordinary_waiters() -> None:
     runner.shutdown()
 
 
+async def test_reserved_slots_serve_urgent_calls_only() -> None:
+    runner = EngineRunner("t", concurrency=1, max_waiting=100, urgent_reserve=1)
+    gate = threading.Event()
+    order: list[str] = []
+    partial = asyncio.ensure_future(runner.run(gate.wait))
+    await asyncio.sleep(0.02)
+    # The shared slot is held: an ordinary call waits, an urgent one runs in the reserve.
+    waiting = asyncio.ensure_future(runner.run(order.append, "partial"))
+    await runner.run_urgent(order.append, "final")
+    await asyncio.sleep(0.02)
+    assert order == ["final"] and runner.waiting == 1 and runner.busy
+    # With the reserve held too, the next urgent call waits ahead of the ordinary one.
+    second_gate = threading.Event()
+    held = asyncio.ensure_future(runner.run_urgent(second_gate.wait))
+    await asyncio.sleep(0.02)
+    queued = asyncio.ensure_future(runner.run_urgent(order.append, "final2"))
+    await asyncio.sleep(0.02)
+    assert order == ["final"] and runner.waiting == 2
+    gate.set()  # the shared slot goes to the urgent waiter first
+    await asyncio.gather(partial, queued)
+    second_gate.set()  # the reserved slot is not the ordinary call's: it gets the shared one back
+    await asyncio.gather(held, waiting)
+    assert order == ["final", "final2", "partial"]
+    assert await runner.run(lambda: 42) == 42 and not runner.busy
+    runner.shutdown()
+
+
 async def test_a_waiter_that_gives_up_leaves_no_hole() -> None:
     runner = EngineRunner("t", concurrency=1, max_waiting=100)
     gate = threading.Event()

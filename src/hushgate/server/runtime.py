@@ -10,7 +10,11 @@ bounded wait queue in front of it:
 * waiters are served first come, first served, so a session sending a file
   faster than real time cannot starve live ones of more than its turn;
   the one exception is ``urgent`` calls (a final a person is waiting for),
-  which go ahead of every ordinary waiter (a partial can always come later).
+  which go ahead of every ordinary waiter (a partial can always come later);
+* an engine that runs urgent work apart (Whisper decodes partials on a copy of
+  the model whose threads yield the CPU) gets ``urgent_reserve`` more slots
+  that only urgent calls may take, so a final never waits for a slot held by
+  partials.
 
 A call whose caller is cancelled still runs to the end in its thread (Python
 threads cannot be interrupted); its slot is freed only then, so the limit holds.
@@ -57,16 +61,24 @@ class EngineStats:
             del self.latencies_s[:1024]
 
 
+Slot = bool
+"""Which slots a running call holds: True for the urgent reserve, False for the shared ones."""
+
+
 class EngineRunner:
-    def __init__(self, name: str, *, concurrency: int, max_waiting: int) -> None:
+    def __init__(self, name: str, *, concurrency: int, max_waiting: int, urgent_reserve: int = 0) -> None:
         self.name = name
         self.concurrency = concurrency
         self.max_waiting = max_waiting
+        self.urgent_reserve = urgent_reserve
         self.stats = EngineStats()
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"engine-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency + urgent_reserve, thread_name_prefix=f"engine-{name}"
+        )
         self._free = concurrency
-        # (0 for urgent / 1 for ordinary, arrival order, future granted the slot)
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._reserve_free = urgent_reserve
+        # (0 for urgent / 1 for ordinary, arrival order, future granted a slot of that kind)
+        self._waiters: list[tuple[int, int, asyncio.Future[Slot]]] = []
         self._order = itertools.count()
         self._running = 0
         self._lock = threading.Lock()
@@ -81,32 +93,41 @@ class EngineRunner:
 
     @property
     def busy(self) -> bool:
-        """True when a new call would have to wait."""
-        return bool(self._waiters) or self._running >= self.concurrency
+        """True when a new ordinary call would have to wait."""
+        return bool(self._waiters) or self._free == 0
 
-    async def _acquire(self, urgent: bool) -> None:
+    async def _acquire(self, urgent: bool) -> Slot:
+        if urgent and self._reserve_free > 0:
+            self._reserve_free -= 1
+            return True
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return False
+        granted: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (0 if urgent else 1, next(self._order), granted))
         try:
-            await granted
+            return await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release()  # the slot arrived just as the caller gave up: pass it on
+                self._release(granted.result())  # the slot arrived just as the caller gave up: pass it on
             else:
                 self._waiters = [w for w in self._waiters if w[2] is not granted]
                 heapq.heapify(self._waiters)
             raise
 
-    def _release(self) -> None:
+    def _release(self, reserved: Slot) -> None:
         while self._waiters:
-            _, _, granted = heapq.heappop(self._waiters)
+            priority, _, granted = self._waiters[0]
+            if reserved and priority != 0:
+                break  # ordinary calls never take a reserved slot
+            heapq.heappop(self._waiters)
             if not granted.done():
-                granted.set_result(None)  # the slot goes straight to the next waiter
+                granted.set_result(reserved)  # the slot goes straight to the next waiter
                 return
-        self._free += 1
+        if reserved:
+            self._reserve_free += 1
+        else:
+            self._free += 1
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._run(False, fn, *args, **kwargs)
@@ -120,7 +141,7 @@ class EngineRunner:
             raise Overloaded(f"engine {self.name} has {len(self._waiters)} calls waiting")
         loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
-        await self._acquire(urgent)
+        reserved = await self._acquire(urgent)
         started_at = time.perf_counter()
         self._running += 1
 
@@ -140,7 +161,7 @@ class EngineRunner:
 
             def release() -> None:
                 self._running -= 1
-                self._release()
+                self._release(reserved)
 
             try:
                 loop.call_soon_threadsafe(release)
@@ -151,7 +172,7 @@ class EngineRunner:
             future = self._executor.submit(call)
         except BaseException:
             self._running -= 1
-            self._release()
+            self._release(reserved)
             raise
         future.add_done_callback(done)
         return await asyncio.wrap_future(future)
@@ -170,10 +191,12 @@ class Runtime:
         self._runners: dict[str, EngineRunner] = {}
         self._max_waiting = max_waiting
 
-    def add(self, key: str, concurrency: int) -> EngineRunner:
+    def add(self, key: str, concurrency: int, urgent_reserve: int = 0) -> EngineRunner:
         runner = self._runners.get(key)
         if runner is None:
-            runner = EngineRunner(key, concurrency=concurrency, max_waiting=self._max_waiting)
+            runner = EngineRunner(
+                key, concurrency=concurrency, max_waiting=self._max_waiting, urgent_reserve=urgent_reserve
+            )
             self._runners[key] = runner
         return runner
 
