@@ -32,8 +32,8 @@ OPTIONS = {"silence_ms": 500, "max_utterance_ms": 10_000, "preroll_ms": 100, "ha
 TEXT = TextEndpointing(early_ms=300, hold_ms=700)
 
 
-def segmenter(text: TextEndpointing | None = TEXT, **kw: int) -> Segmenter:
-    return Segmenter(ScriptedActivity(), **(OPTIONS | kw), text=text)
+def segmenter(text: TextEndpointing | None = TEXT, probe_pauses: bool = False, **kw: int) -> Segmenter:
+    return Segmenter(ScriptedActivity(), **(OPTIONS | kw), text=text, probe_pauses=probe_pauses)
 
 
 def run(
@@ -254,6 +254,17 @@ def test_a_short_probe_is_not_settled() -> None:
     stream.accept(np.zeros(16_000, np.int16))  # speech resumed, but after only 2 s of it
     assert stream.finish().text == "One two, three."
     assert owner.calls == ["final 32000", "final 48000"]
+
+
+@pytest.mark.parametrize("probe_pauses", [False, True])
+def test_pauses_are_probed_with_the_detector_alone_and_change_nothing(probe_pauses: bool) -> None:
+    """With ``vad`` endpointing the pause is still announced (the decode there can be the
+    final), yet whatever its text says, the utterance ends after `silence_ms` as before."""
+    for verdict in ("ends", "continues", None):
+        seg = segmenter(text=None, probe_pauses=probe_pauses)
+        events = run(SPEECH_THEN_SILENCE, always(verdict), seg)
+        assert any(isinstance(e, PauseSeen) for _, e in events) == probe_pauses
+        assert ends(events) == ends(run(SPEECH_THEN_SILENCE, always(None), segmenter(text=None)))
 
 
 # Through the server ---------------------------------------------------------------

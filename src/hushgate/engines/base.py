@@ -126,6 +126,17 @@ class SpeechOptions:
 
 
 @runtime_checkable
+class PrioritisedTranscriber(Transcriber, Protocol):
+    """Optional: a transcriber that decodes finals apart from partials, at a higher CPU priority.
+
+    The gateway then keeps ``urgent_workers`` engine slots for finals on top
+    of the shared ones, so a final never waits for partials to finish.
+    """
+
+    urgent_workers: int
+
+
+@runtime_checkable
 class SpeechTranscriber(Transcriber, Protocol):
     """A transcriber that can identify the language and translate speech into English."""
 

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
+from hushgate.engines.low_priority import built_at_low_priority
 from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import LeftContext, Settled, joined, left_context
 from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, WhisperDecoder
@@ -68,6 +69,8 @@ CONTEXT_S = 3.0
 # At 4 s, German, Spanish and French streamed WER rose 2.4–6.7 points at real-time
 # pace (bench/accuracy.py); at 8 s it was the same as without settling.
 SETTLE_MIN_S = 8.0
+# Nice value added to the threads that decode partials.
+PARTIAL_NICE = 10
 _WORD_RE = re.compile(r"[^\w']+")
 
 
@@ -96,7 +99,9 @@ class WhisperTranscriber(WhisperDecoder):
         device: str = "cpu",
         compute_type: str = "int8",
         switch_margin: float = 0.4,
+        partial_nice: int = PARTIAL_NICE,
     ) -> None:
+        import ctranslate2
         from faster_whisper import WhisperModel
 
         # ``num_workers`` lets that many Python threads decode at once; each
@@ -109,7 +114,22 @@ class WhisperTranscriber(WhisperDecoder):
             cpu_threads=threads,
             num_workers=workers,
         )
-        super().__init__(model, beam_size=beam_size, final_window=final_window)
+        partial_model = None
+        if partial_nice > 0 and device == "cpu":
+            # A second copy of the weights (Whisper base int8: about 80 MB) buys finals the CPU first.
+            partial_model = built_at_low_priority(
+                lambda: ctranslate2.models.Whisper(
+                    str(model_path),
+                    device=device,
+                    compute_type=compute_type,
+                    intra_threads=threads,
+                    inter_threads=workers,
+                ),
+                partial_nice,
+            )
+        super().__init__(model, beam_size=beam_size, final_window=final_window, partial_model=partial_model)
+        self.urgent_workers = workers if partial_model is not None else 0
+        """Slots the gateway keeps for finals: they decode on their own copy of the model."""
         self.model = model_name
         self.languages: tuple[str, ...] = tuple(model.supported_languages) if self._multilingual else ("en",)
         self.use_context = context
@@ -298,6 +318,7 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         device=str(options.extra.get("device", "cpu")),
         compute_type=str(options.extra.get("compute_type", "int8")),
         switch_margin=float(options.extra.get("switch_margin", 0.4)),
+        partial_nice=int(options.extra.get("partial_nice", PARTIAL_NICE)),
     )
 
 

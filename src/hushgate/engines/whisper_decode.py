@@ -18,6 +18,7 @@ from hushgate.engines.whisper_context import LeftContext, collapse_repeats, look
 from hushgate.engines.whisper_generate import FinalDecode, speech_tokens
 
 if TYPE_CHECKING:
+    import ctranslate2
     from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
 
@@ -46,8 +47,18 @@ APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 class WhisperDecoder:
     """The decodes of one loaded model, thread-safe; `WhisperTranscriber` adds the streams."""
 
-    def __init__(self, model: WhisperModel, *, beam_size: int, final_window: str) -> None:
+    def __init__(
+        self,
+        model: WhisperModel,
+        *,
+        beam_size: int,
+        final_window: str,
+        partial_model: ctranslate2.models.Whisper | None = None,
+    ) -> None:
         self._model = model
+        # Partials may decode on a copy of the model whose threads run at a lower
+        # priority (hushgate.engines.low_priority), so finals get the CPU first.
+        self._partial_model = partial_model or model.model
         self._multilingual = model.model.is_multilingual
         self._beam_size = beam_size
         if final_window not in ("short", "full"):
@@ -90,7 +101,7 @@ class WhisperDecoder:
             prompt += tok.encode(" " + prefix)
         audio_s = len(audio) / SAMPLE_RATE_HZ
         max_length = min(len(prompt) + math.ceil(TOKENS_PER_S * audio_s) + 3, 448)
-        result = self._model.model.generate(
+        result = self._partial_model.generate(
             ctranslate2.StorageView.from_array(features),
             [prompt],
             beam_size=1,

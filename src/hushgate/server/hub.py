@@ -15,6 +15,7 @@ from hushgate.engines.base import (
     EngineError,
     EngineOptions,
     ModelNotFound,
+    PrioritisedTranscriber,
     SpeakerEncoder,
     SpeechTranscriber,
     Synthesizer,
@@ -90,6 +91,7 @@ class EngineHub:
                     "device": s.whisper_device,
                     "compute_type": s.whisper_compute_type,
                     "switch_margin": s.language_switch_margin,
+                    "partial_nice": s.whisper_partial_nice,
                 }
                 try:
                     transcriber = spec.factory(
@@ -110,7 +112,8 @@ class EngineHub:
                 )
                 loaded[key] = transcriber
             transcriber = loaded[key]
-            runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency)
+            reserve = transcriber.urgent_workers if isinstance(transcriber, PrioritisedTranscriber) else 0
+            runner = self._runtime.add(f"stt:{transcriber.name}:{transcriber.model}", s.stt_concurrency, reserve)
             if language == "*":
                 self._any = SttRoute(language, transcriber, runner)
             else:

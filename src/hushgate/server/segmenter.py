@@ -15,6 +15,10 @@ the utterance after ``early_ms`` of pause, text that plainly goes on waits
 ``hold_ms`` longer than ``silence_ms`` for speech to resume, and without a
 verdict (none yet, or an engine that does not punctuate) ``silence_ms`` ends
 it as before: the segmenter never waits for a decode.
+
+With ``probe_pauses`` alone (``vad`` endpointing) pauses are announced the
+same way but no verdict changes when the utterance ends: the decode at the
+pause only lets the final be ready sooner when the pause is the end.
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ class Segmenter:
         preroll_ms: int,
         hangover_ms: int,
         text: TextEndpointing | None = None,
+        probe_pauses: bool = False,
     ) -> None:
         self._vad = vad
         self._frame = vad.frame_samples
@@ -130,7 +135,7 @@ class Segmenter:
         self._cut_pause_frames = min(self._silence_frames, max(1, round(CUT_PAUSE_MS / frame_ms)))
         self._preroll_frames = round(preroll_ms / frame_ms)
         # A pause is judged from where its audio stops being sent (the hangover).
-        self._text = text
+        self._probing = text is not None or probe_pauses
         self._probe_frames = max(1, self._hangover_frames)
         early_frames = math.ceil(text.early_ms / frame_ms) if text else self._silence_frames
         self._early_frames = min(self._silence_frames, max(self._probe_frames, early_frames))
@@ -230,7 +235,7 @@ class Segmenter:
             self._probed, self._verdict = None, None
         else:
             self._pending.append(frame)
-            if self._text is not None and len(self._pending) == self._probe_frames and self._probe_worthy():
+            if self._probing and len(self._pending) == self._probe_frames and self._probe_worthy():
                 self._pauses += 1
                 self._probed = self._pauses
                 # The hangover is audio the final will have whatever happens

@@ -214,6 +214,13 @@ class Settings:
         default="int8",
         metadata=_doc("Whisper's CTranslate2 compute type: `int8`, `int8_float16`, `float16`, `float32`, `default`…"),
     )
+    whisper_partial_nice: int = field(
+        default=10,
+        metadata=_doc(
+            "Nice value added to the threads of a second copy of the Whisper model that decodes partials, so "
+            "finals get the CPU first (CPU only; 0: one copy, partials and finals share it)."
+        ),
+    )
     language_switching: bool = field(
         default=False,
         metadata=_doc(
@@ -268,6 +275,13 @@ class Settings:
     endpoint_hold_ms: int = field(
         default=700,
         metadata=_doc("With `endpointing` text: pause beyond `silence_ms` that text going on waits for more speech."),
+    )
+    speculative_finals: bool = field(
+        default=True,
+        metadata=_doc(
+            "With `endpointing` vad: decode at each pause that reaches `hangover_ms`, so the final is ready "
+            "sooner when the pause is the end (engines that punctuate; text endpointing always does)."
+        ),
     )
     max_sessions: int = field(default=16, metadata=_doc("Concurrent sessions; one more is closed with 1013."))
     max_frame_bytes: int = field(
@@ -357,6 +371,8 @@ class Settings:
                 raise SettingsError(f"{name} must be at least 1")
         if not 0 <= self.whisper_left_context_s <= 10:
             raise SettingsError("whisper_left_context_s must be 0–10")
+        if not 0 <= self.whisper_partial_nice <= 19:
+            raise SettingsError("whisper_partial_nice must be 0–19")
         if not 0.0 <= self.language_switch_margin <= 1.0:
             raise SettingsError("language_switch_margin must be 0–1")
         if self.whisper_final_window not in ("short", "full"):

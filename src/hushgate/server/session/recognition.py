@@ -49,6 +49,7 @@ def open_audio_path(
         preroll_ms=s.preroll_ms,
         hangover_ms=s.hangover_ms,
         text=TextEndpointing(s.endpoint_early_ms, s.endpoint_hold_ms) if s.endpointing == "text" else None,
+        probe_pauses=s.speculative_finals,
     )
     return AudioInput(source_rate_hz, engine_rate_hz, encoding), segmenter
 
