@@ -26,6 +26,8 @@ from hushgate.server.settings import Settings
 from hushgate.wire import CloseCode, VadOptions, WordTiming
 
 EventSink = Callable[[str, Any], None]
+# Audio between two partials is at least this many times the wait for the last one.
+PARTIAL_DUTY = 3
 Step = tuple[Literal["accept", "partial", "probe", "finish"], Pcm16 | None]
 
 
@@ -79,6 +81,7 @@ class Utterance:
     t0_ms: int
     samples: int = 0  # at the engine's rate, given to the engine or pending
     samples_at_partial: int = 0
+    partial_ms: int = 0  # how long the session waited for its last partial (queue included)
     text: str = ""  # of the latest partial decode
     failed: bool = False
     pending: list[Pcm16] = field(default_factory=list)  # heard, not yet given to the engine
@@ -112,6 +115,7 @@ class Recognition:
         self.punctuated = False
         """Whether the stream's text can judge a pause (text endpointing)."""
         self._opener: Callable[[], TranscriberStream] = lambda: route.transcriber.open_stream(language="", words=False)
+        self._timed: Utterance | None = None  # whose partial the next run decodes
 
     @property
     def rate_hz(self) -> int:
@@ -171,6 +175,11 @@ class Recognition:
         interval_ms = self._settings.partial_interval_ms or self.route.transcriber.partial_interval_ms
         # Under contention partials come less often; finals never wait for them.
         interval_ms *= 1 + self.route.runner.waiting
+        # A session spends at most about a third of its time waiting for partials: after
+        # a slow one (a long utterance, a busy machine) the next comes later, so that a
+        # pause seldom finds the session still waiting for its own partial (the decode
+        # at the pause, which may be the final, would wait behind it).
+        interval_ms = max(interval_ms, PARTIAL_DUTY * utt.partial_ms)
         return (utt.samples - utt.samples_at_partial) * 1000 // self.rate_hz >= interval_ms
 
     def judges(self, segmenter: Segmenter, pause: PauseSeen) -> bool:
@@ -191,6 +200,7 @@ class Recognition:
         self.feed(utt, steps)
         steps.append(("probe" if probe else "partial", None))
         utt.samples_at_partial = utt.samples
+        self._timed = None if probe else utt
 
     def ask_final(self, utt: Utterance, steps: list[Step]) -> None:
         self.feed(utt, steps)
@@ -207,7 +217,12 @@ class Recognition:
         if stream is None:
             raise RuntimeError("the recogniser stream is not open")
         urgent = any(kind in ("finish", "probe") for kind, _ in steps)
-        return await self._calls.run(self.route.runner, _run_steps, stream, steps, urgent=urgent)
+        timed, self._timed = self._timed, None
+        started = time.monotonic()
+        results = await self._calls.run(self.route.runner, _run_steps, stream, steps, urgent=urgent)
+        if timed is not None:
+            timed.partial_ms = int((time.monotonic() - started) * 1000)
+        return results
 
 
 def final_latency_s(ended_at: float | None) -> float:
