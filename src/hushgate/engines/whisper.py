@@ -8,13 +8,16 @@ stream below therefore calls CTranslate2's Whisper directly with an encoder
 window of the buffered audio plus ``PAD_S`` seconds of silence (shorter padding
 raised the word error rate sharply):
 
+* partials decode on a second copy of the model whose threads run at a lower
+  priority (``partial_nice``; `hushgate.engines.low_priority`), so finals get
+  the CPU first;
 * partials are capped at ``TOKENS_PER_S`` tokens per second of audio, since an
   uncapped decode of a short window tends to loop, and skip timestamp tokens;
 * words on which two successive partial decodes agree are committed and forced
   as the decoder prefix of the next one, so the text on screen stops flickering;
-* ``text_so_far()`` is the final's decode on demand, kept: the gateway's text
-  endpointing asks it at a pause and judges the pause by Whisper's punctuation,
-  and when no audio follows (the pause was the end) it is the final. When
+* ``text_so_far()`` is the final's decode on demand, kept: the gateway asks it
+  at a pause (text endpointing judges the pause by Whisper's punctuation), and
+  when no audio follows (the pause was the end) it is the final. When
   speech resumes after at least ``SETTLE_MIN_S`` of unsettled audio, that
   decode is settled instead (`hushgate.engines.whisper_context.Settled`): later
   partials and finals decode only the audio after it, with its end as left
@@ -224,8 +227,8 @@ class WhisperStream:
     def text_so_far(self) -> Transcript:
         """The final this audio would get, decoded now and kept.
 
-        Text endpointing asks this at a pause and judges the pause by its
-        punctuation. When the utterance then ends with no more audio (the
+        The gateway asks this at a pause (text endpointing judges the pause
+        by its punctuation; speculative finals only keep it). When the utterance then ends with no more audio (the
         usual case: the pause was the end), `finish` returns this decode
         instead of decoding the same audio again, so the final does not wait
         behind the probe: the probe was the final.
