@@ -256,6 +256,19 @@ def test_a_short_probe_is_not_settled() -> None:
     assert owner.calls == ["final 32000", "final 48000"]
 
 
+def test_a_probe_without_a_mark_at_its_end_is_not_settled() -> None:
+    """Whisper wrote no punctuation at the pause (it heard the phrase go on, maybe inside a
+    word): the decode is not kept, and the final decodes the whole utterance."""
+    said = "One two three four five six seven eight nine de l"
+    owner = ScriptedDecoder(timed(said, 0, 800), timed(f"{said}'État.", 0, 800), left_context_s=3.0)
+    stream = WhisperStream(owner, language="fr", words=True)  # type: ignore[arg-type]
+    stream.accept(np.zeros(144_000, np.int16))
+    stream.text_so_far()
+    stream.accept(np.zeros(32_000, np.int16))  # speech resumed after 9 s
+    assert stream.finish().text == f"{said}'État."
+    assert owner.calls == ["final 144000", "final 176000"]
+
+
 @pytest.mark.parametrize("probe_pauses", [False, True])
 def test_pauses_are_probed_with_the_detector_alone_and_change_nothing(probe_pauses: bool) -> None:
     """With ``vad`` endpointing the pause is still announced (the decode there can be the

@@ -72,6 +72,9 @@ CONTEXT_S = 3.0
 # At 4 s, German, Spanish and French streamed WER rose 2.4–6.7 points at real-time
 # pace (bench/accuracy.py); at 8 s it was the same as without settling.
 SETTLE_MIN_S = 8.0
+# A probe's decode is settled only at a mark Whisper wrote: a sentence end or a clause break.
+BOUNDARY_MARKS = tuple(".?!。？！,;:、，；：")
+CLOSERS = "\"'”’»)]」』 "
 # Nice value added to the threads that decode partials.
 PARTIAL_NICE = 10
 _WORD_RE = re.compile(r"[^\w']+")
@@ -193,6 +196,10 @@ class WhisperStream:
         context_s = self._owner.left_context_s
         transcript = preview[1]
         if context_s <= 0 or self._samples - start < SETTLE_MIN_S * SAMPLE_RATE_HZ or not transcript.words:
+            return
+        if not transcript.text.rstrip(CLOSERS).endswith(BOUNDARY_MARKS):
+            # Whisper put no mark at the pause: it heard the phrase go on (the pause may even
+            # fall inside a word, "de l" for "de l'État"), and a piece cut there is decoded worse.
             return
         left = left_context(
             self._audio(), transcript.text, transcript.words, sample_rate_hz=SAMPLE_RATE_HZ, max_s=context_s
