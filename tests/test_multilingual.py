@@ -162,3 +162,19 @@ async def test_french_reaches_english_through_spanish(server) -> None:  # noqa: 
     assert event["source"] == "fr" and event["target"] == "en"
     text = event["text"].lower()
     assert "cat" in text and "table" in text, text
+
+
+def test_a_final_after_a_long_forced_prefix_keeps_its_last_words(server, audio_dir: Path) -> None:  # noqa: ANN001
+    """The final's token budget covers the forced left-context words: counted on the new
+    audio alone, this French final stopped at "sont cons" (fleurs-fr-009, cut at 9.04 s
+    after a 2.9 s left context of 20 forced tokens)."""
+    from hushgate.engines.whisper_context import LeftContext
+
+    transcriber = server.app.state.gateway.hub.stt("fr").transcriber
+    pcm, _rate = read_wav(audio_dir / "fleurs" / "fleurs-fr-009.wav")
+    audio = pcm.astype(np.float32) / 32768
+    left = LeftContext(
+        audio[int(6.18 * 16_000) : int(9.04 * 16_000)], "tout à l'heure, consulphal leur visite pour la capitale de l"
+    )
+    final = transcriber.decode_final(audio[int(9.04 * 16_000) : int(14.44 * 16_000)], "fr", "", False, left=left)
+    assert _words(final.text).endswith("album"), final.text

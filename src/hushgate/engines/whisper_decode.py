@@ -161,7 +161,9 @@ class WhisperDecoder:
         prompt += list(tok.sot_sequence)
         # Without its final full stop: a forced "." invites the model to end there.
         forced = [tok.timestamp_begin, *tok.encode(" " + left.text.rstrip(SENTENCE_END))] if left is not None else []
-        budget = math.ceil(FINAL_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ) + 8
+        # The budget covers the forced words' audio too: counted on this utterance's audio
+        # alone, a final after a long forced prefix was cut off mid-word.
+        budget = math.ceil(FINAL_TOKENS_PER_S * window_s) + len(forced) + 8
         decode = FinalDecode(
             self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448)
         )
