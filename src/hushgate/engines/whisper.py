@@ -122,7 +122,7 @@ class WhisperTranscriber(WhisperDecoder):
         )
         partial_model = None
         if partial_nice > 0 and device == "cpu":
-            # A second copy of the weights (Whisper base int8: about 80 MB) buys finals the CPU first.
+            # A second copy of the weights in memory buys finals the CPU first (docs/performance.md).
             partial_model = built_at_low_priority(
                 lambda: ctranslate2.models.Whisper(
                     str(model_path),
@@ -235,10 +235,11 @@ class WhisperStream:
         """The final this audio would get, decoded now and kept.
 
         The gateway asks this at a pause (text endpointing judges the pause
-        by its punctuation; speculative finals only keep it). When the utterance then ends with no more audio (the
-        usual case: the pause was the end), `finish` returns this decode
-        instead of decoding the same audio again, so the final does not wait
-        behind the probe: the probe was the final.
+        by its punctuation; speculative finals only keep it). When the
+        utterance then ends with no more audio (the usual case: the pause was
+        the end), `finish` returns this decode instead of decoding the same
+        audio again, so the final does not wait behind the probe: the probe
+        was the final.
         """
         key = (self._samples, self.language)
         if self._preview is None or self._preview[0] != key:
