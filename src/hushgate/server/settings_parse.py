@@ -18,6 +18,11 @@ class SettingsError(ValueError):
     """A setting has a value the gateway cannot use."""
 
 
+def doc(text: str, **extra: Any) -> dict[str, Any]:
+    """A field's metadata: its documentation, and ``repeat=True`` for a flag given once per value."""
+    return {"doc": text, **extra}
+
+
 def field_type(cls: type, f: dataclasses.Field[Any]) -> Any:
     """The field's type with ``None`` taken out of an optional."""
     hint = typing.get_type_hints(cls)[f.name]
