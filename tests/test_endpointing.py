@@ -7,9 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from hushgate.engines.base import PunctuatedStream, Transcript, Word
+from hushgate.engines.base import PunctuatedStream, Transcript
 from hushgate.engines.whisper import WhisperStream
-from hushgate.engines.whisper_context import LeftContext
 from hushgate.server.segmenter import (
     PauseSeen,
     Segment,
@@ -23,6 +22,7 @@ from hushgate.server.segmenter import (
 from hushgate.server.settings import Settings
 from tests.conftest import serve
 from tests.fakes import FakeTranscriber, fake_spec
+from tests.scripted_whisper import ScriptedDecoder, timed
 from tests.server_helpers import jfk_fixture  # noqa: F401 - fixture
 from tests.test_segmenter import FRAME, ScriptedActivity, bounds, frames
 from tests.wsclient import Client
@@ -164,42 +164,6 @@ def test_the_max_length_cut_is_unaffected(pattern: str) -> None:
 )
 def test_text_verdicts(text: str, verdict: Verdict | None) -> None:
     assert text_verdict(text) == verdict
-
-
-class ScriptedDecoder:
-    """Whisper's partial and final decodes, scripted: the next text each time one is called."""
-
-    def __init__(self, *texts: str | Transcript, left_context_s: float = 0.0) -> None:
-        self.texts = iter(texts)
-        self.calls: list[str] = []
-        self.lefts: list[str | None] = []
-        self.left_context_s = left_context_s
-        self.use_context = False
-
-    def _next(self) -> Transcript:
-        text = next(self.texts)
-        return text if isinstance(text, Transcript) else Transcript(text)
-
-    def decode_partial(self, audio: np.ndarray, language: str, prefix: str, left: LeftContext | None = None) -> str:
-        self.calls.append("partial")
-        self.lefts.append(left.text if left is not None else None)
-        return self._next().text
-
-    def decode_final(
-        self, audio: np.ndarray, language: str, context: str, words: bool, left: LeftContext | None = None
-    ) -> Transcript:
-        self.calls.append(f"final {len(audio)}")
-        self.lefts.append(left.text if left is not None else None)
-        return self._next()
-
-
-def timed(text: str, from_ms: int, step_ms: int) -> Transcript:
-    """``text`` with a word every ``step_ms`` from ``from_ms``."""
-    words = tuple(
-        Word(w=w, t0_ms=from_ms + i * step_ms, t1_ms=from_ms + i * step_ms + step_ms - 100, conf=0.9)
-        for i, w in enumerate(text.split())
-    )
-    return Transcript(text, words)
 
 
 def test_the_probe_is_the_final_when_no_audio_follows() -> None:

@@ -8,6 +8,7 @@ import re
 import statistics
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import jiwer
@@ -198,17 +199,20 @@ def test_a_final_with_left_context_gives_only_the_new_words(server, corpus) -> N
     assert result.words[0].t0_ms < 800, result.words[:2]
 
 
+def _pcm16(audio: np.ndarray) -> np.ndarray:
+    return (audio * 32768).astype(np.int16)
+
+
+def _finished(stream, audio: np.ndarray):  # noqa: ANN001, ANN202
+    stream.accept(_pcm16(audio))
+    return stream.finish()
+
+
 def test_each_final_of_a_stream_decodes_with_the_end_of_the_one_before(server, corpus) -> None:  # noqa: ANN001
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     first, second, _said = _jfk_halves(corpus)
-    stream = transcriber.open_stream(language="en", words=False)
-    try:
-        stream.accept((first * 32768).astype(np.int16))
-        before = stream.finish()
-        stream.accept((second * 32768).astype(np.int16))
-        after = stream.finish()
-    finally:
-        stream.close()
+    with closing(transcriber.open_stream(language="en", words=False)) as stream:
+        before, after = [_finished(stream, half) for half in (first, second)]
     assert normalise(before.text).endswith("fellow americans"), before.text
     assert normalise(after.text).startswith("ask not what your country"), after.text
     assert "americans" not in normalise(after.text)
@@ -250,15 +254,12 @@ def test_a_probe_followed_by_speech_is_settled_on_the_real_model(server, corpus,
         return decode_final(audio, *args, **kwargs)
 
     monkeypatch.setattr(transcriber, "decode_final", recorded)
-    stream = transcriber.open_stream(language="en", words=True)
-    try:
-        stream.accept((first * 32768).astype(np.int16))
+    with closing(transcriber.open_stream(language="en", words=True)) as stream:
+        stream.accept(_pcm16(first))
         probe = stream.text_so_far()
-        stream.accept((second * 32768).astype(np.int16))
+        stream.accept(_pcm16(second))
         partial = stream.partial()
         final = stream.finish()
-    finally:
-        stream.close()
     assert normalise(probe.text) == "and so my fellow americans", probe.text
     assert given == [len(first), len(second)]
     assert partial is not None and normalise(partial.text).startswith("and so my fellow americans ask not"), partial
@@ -267,3 +268,34 @@ def test_a_probe_followed_by_speech_is_settled_on_the_real_model(server, corpus,
     assert_word_times(final, (len(first) + len(second)) * 1000 // 16_000)
     ask = next(w for w in final.words if normalise(w.w) == "ask")
     assert 3_400 <= ask.t0_ms < 4_400, ask
+
+
+def test_a_long_utterance_is_settled_inside_its_speech_on_the_real_model(server, corpus, monkeypatch) -> None:  # noqa: ANN001
+    """JFK's 11 s without a pause the detector would see, a partial after every second: a
+    partial decodes it as a final would on the low-priority copy and settles it between two
+    words; the final then decodes only the audio after that cut, yet reads as the sentence."""
+    transcriber = server.app.state.gateway.hub.stt("en").transcriber
+    pcm, reference = next((pcm, ref) for name, pcm, ref in corpus if name == "misc/jfk.wav")
+    calls: list[tuple[str, int]] = []
+    decode_short, decode_final = transcriber.decode_short, transcriber.decode_final
+
+    def short(audio: np.ndarray, *args, urgent: bool = True, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(("short" if urgent else "settling", len(audio)))
+        return decode_short(audio, *args, urgent=urgent, **kwargs)
+
+    def final(audio: np.ndarray, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(("final", len(audio)))
+        return decode_final(audio, *args, **kwargs)
+
+    monkeypatch.setattr(transcriber, "decode_short", short)
+    monkeypatch.setattr(transcriber, "decode_final", final)
+    assert transcriber.settle_inside_s == 6.0
+    with closing(transcriber.open_stream(language="en", words=False)) as stream:
+        for start in range(0, len(pcm), 16_000):
+            stream.accept(pcm[start : start + 16_000])
+            stream.partial()
+        result = stream.finish()
+    assert ("settling", 6 * 16_000) in calls, calls
+    final_audio = next(n for kind, n in calls if kind == "final")
+    assert final_audio <= len(pcm) - 4 * 16_000, calls  # the cut leaves at least 4 s before it
+    assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.1, result.text

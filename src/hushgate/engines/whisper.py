@@ -57,8 +57,8 @@ import numpy as np
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.low_priority import built_at_low_priority
 from hushgate.engines.options import catalogue_name
-from hushgate.engines.whisper_context import LeftContext, Settled, joined, left_context
-from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, WhisperDecoder
+from hushgate.engines.whisper_context import LeftContext, Settled, ends_at_mark, joined, left_context, settled_inside
+from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, SHORT_FINAL_MAX_S, WhisperDecoder
 from hushgate.engines.whisper_language import SpeechStream
 
 # Whisper's decoder context is 448 tokens; half of it may be prompt.
@@ -72,9 +72,15 @@ CONTEXT_S = 3.0
 # At 4 s, German, Spanish and French streamed WER rose 2.4–6.7 points at real-time
 # pace (bench/accuracy.py); at 8 s it was the same as without settling.
 SETTLE_MIN_S = 8.0
-# A probe's decode is settled only at a mark Whisper wrote: a sentence end or a clause break.
-BOUNDARY_MARKS = tuple(".?!。？！,;:、，；：")
-CLOSERS = "\"'”’»)]」』 "
+# A long utterance without a pause to settle at is settled inside its speech:
+# tried once this much is unsettled, again after every ``SETTLE_RETRY_S`` more,
+# between two words with ``SETTLE_TAIL_S`` of audio after them (the words before
+# the cut were decoded hearing how the sentence goes on), leaving a piece of at
+# least ``SETTLE_PIECE_S`` (a shorter one saves less than its left context costs).
+SETTLE_INSIDE_S = 6.0
+SETTLE_RETRY_S = 2.0
+SETTLE_TAIL_S = 3.0
+SETTLE_PIECE_S = 4.0
 # Nice value added to the threads that decode partials.
 PARTIAL_NICE = 10
 _WORD_RE = re.compile(r"[^\w']+")
@@ -106,6 +112,7 @@ class WhisperTranscriber(WhisperDecoder):
         compute_type: str = "int8",
         switch_margin: float = 0.4,
         partial_nice: int = PARTIAL_NICE,
+        settle_inside_s: float = SETTLE_INSIDE_S,
     ) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
@@ -140,6 +147,8 @@ class WhisperTranscriber(WhisperDecoder):
         self.languages: tuple[str, ...] = tuple(model.supported_languages) if self._multilingual else ("en",)
         self.use_context = context
         self.left_context_s = left_context_s
+        self.settle_inside_s = settle_inside_s
+        """Unsettled audio after which a long utterance is settled inside its speech; 0: never."""
         self._switch_margin = switch_margin
 
     def open_stream(self, *, language: str, words: bool) -> WhisperStream:
@@ -180,6 +189,7 @@ class WhisperStream:
         self._left: LeftContext | None = None
         self._left_language = language
         self._settled: Settled | None = None
+        self._inside_tried_at = 0
 
     def accept(self, pcm: Pcm16) -> None:
         self._settle()
@@ -197,7 +207,7 @@ class WhisperStream:
         transcript = preview[1]
         if context_s <= 0 or self._samples - start < SETTLE_MIN_S * SAMPLE_RATE_HZ or not transcript.words:
             return
-        if not transcript.text.rstrip(CLOSERS).endswith(BOUNDARY_MARKS):
+        if not ends_at_mark(transcript.text):
             # Whisper put no mark at the pause: it heard the phrase go on (the pause may even
             # fall inside a word, "de l" for "de l'État"), and a piece cut there is decoded worse.
             return
@@ -223,9 +233,12 @@ class WhisperStream:
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
         settled = self._settled_now()
-        text = self._decode_partial(settled)
-        if settled is not None:
-            text = joined(settled.transcript, Transcript(text), 0).text
+        if self._inside_due(settled):
+            text = self._settle_inside(settled)
+        else:
+            text = self._decode_partial(settled)
+            if settled is not None:
+                text = joined(settled.transcript, Transcript(text), 0).text
         if not text or text == self._last_text:
             return None
         self._last_text = text
@@ -247,6 +260,40 @@ class WhisperStream:
             if self._preview[1].text:
                 self._last_text = self._preview[1].text  # shown as a partial: the next one must differ
         return self._preview[1]
+
+    def _inside_due(self, settled: Settled | None) -> bool:
+        after_s = self._owner.settle_inside_s
+        if after_s <= 0 or self._owner.left_context_s <= 0:
+            return False
+        start = settled.samples if settled is not None else 0
+        since_try = self._samples - max(start, self._inside_tried_at)
+        return self._samples - start >= after_s * SAMPLE_RATE_HZ and since_try >= SETTLE_RETRY_S * SAMPLE_RATE_HZ
+
+    def _settle_inside(self, settled: Settled | None) -> str:
+        """A partial that decodes the unsettled audio as a final would, and settles it at a mark if one fits."""
+        self._samples_at_last_partial = self._inside_tried_at = self._samples
+        start = settled.samples if settled is not None else 0
+        left = settled.left if settled is not None else None
+        audio = self._audio()[start:]
+        if left is not None and len(left.audio) + len(audio) > SHORT_FINAL_MAX_S * SAMPLE_RATE_HZ:
+            left = None
+        decode = self._owner.decode_short(audio, self.language, self._context, True, left=left, urgent=False)
+        start_ms = start * 1000 // SAMPLE_RATE_HZ
+        whole = joined(settled.transcript, decode, start_ms) if settled is not None else decode
+        cut = settled_inside(
+            audio,
+            decode,
+            sample_rate_hz=SAMPLE_RATE_HZ,
+            tail_s=SETTLE_TAIL_S,
+            min_piece_s=SETTLE_PIECE_S,
+            context_s=self._owner.left_context_s,
+        )
+        if cut is not None:
+            piece, cut_samples, cut_left = cut
+            kept = joined(settled.transcript, piece, start_ms) if settled is not None else piece
+            self._settled = Settled(kept, start + cut_samples, self.language, cut_left)
+            self._committed, self._previous, self._preview = [], [], None
+        return whole.text
 
     def _decode_partial(self, settled: Settled | None) -> str:
         """The text after ``settled`` (of all the audio without it), committing what two decodes agree on."""
@@ -304,6 +351,7 @@ class WhisperStream:
         self._samples = 0
         self._samples_at_last_partial = 0
         self._settled = None
+        self._inside_tried_at = 0
         self._committed = []
         self._previous = []
         self._last_text = ""
@@ -330,6 +378,7 @@ def create(options: EngineOptions) -> WhisperTranscriber:
         compute_type=str(options.extra.get("compute_type", "int8")),
         switch_margin=float(options.extra.get("switch_margin", 0.4)),
         partial_nice=int(options.extra.get("partial_nice", PARTIAL_NICE)),
+        settle_inside_s=float(options.extra.get("settle_inside_s", SETTLE_INSIDE_S)),
     )
 
 

@@ -18,7 +18,10 @@ A long utterance is settled the same way from inside: when text endpointing's
 decode at a pause turns out not to be the end (speech resumes), that decode is
 kept (`Settled`) and every later decode of the utterance starts after it, with
 its end as left context. The cost of a partial or final then depends on the
-audio since the last settled pause, not on the whole utterance.
+audio since the last settled pause, not on the whole utterance. A long
+utterance without such a pause is settled inside its speech (`settled_inside`):
+at a mark Whisper wrote, decoded with seconds of speech after it, so the words
+before the cut were heard in their sentence.
 
 Everything here is pure: no model, no threads.
 """
@@ -42,6 +45,9 @@ MIN_COMPRESSIBLE_CHARS = 60
 LOOP_REPEATS = 3
 LOOP_MAX_NGRAM = 8
 _TOKEN_RE = re.compile(r"[^\w']+")
+# Where a decode may be settled: after a sentence end or a clause break Whisper wrote.
+BOUNDARY_MARKS = tuple(".?!。？！,;:、，；：")
+CLOSERS = "\"'”’»)]」』 "
 
 Audio = npt.NDArray[np.float32]
 
@@ -92,6 +98,57 @@ class Settled:
     language: str
     left: LeftContext
     """Its end, the left context of every later decode of the utterance."""
+
+
+def ends_at_mark(text: str) -> bool:
+    """Whether Whisper ended this text with a sentence end or a clause break."""
+    return text.rstrip(CLOSERS).endswith(BOUNDARY_MARKS)
+
+
+def settled_inside(
+    audio: Audio, transcript: Transcript, *, sample_rate_hz: int, tail_s: float, min_piece_s: float, context_s: float
+) -> tuple[Transcript, int, LeftContext] | None:
+    """Where to settle a decode of ``audio``: the words before the cut, the sample to cut at, the left context there.
+
+    The cut falls between two words, with at least ``tail_s`` of audio after
+    it and ``min_piece_s`` before: after the last mark Whisper wrote there, or
+    else in the widest gap between two words (the latest of equals). None
+    when no two words fit. Word times are relative to the start of ``audio``.
+    """
+    end_ms = len(audio) * 1000 / sample_rate_hz
+    words = transcript.words
+    best: tuple[bool, int, int] | None = None  # (at a mark, gap ms, index)
+    for i in range(len(words) - 1):
+        word, after = words[i], words[i + 1]
+        cut_ms = (word.t1_ms + max(after.t0_ms, word.t1_ms)) // 2
+        if cut_ms < min_piece_s * 1000 or end_ms - cut_ms < tail_s * 1000 or not after.w[:1].isalnum():
+            continue
+        candidate = (ends_at_mark(word.w), after.t0_ms - word.t1_ms, i)
+        if best is None or candidate >= best:
+            best = candidate
+    if best is None:
+        return None
+    i = best[2]
+    word, after = words[i], words[i + 1]
+    cut = int((word.t1_ms + max(after.t0_ms, word.t1_ms)) // 2 * sample_rate_hz / 1000)
+    text = text_through(transcript.text, words, i)
+    if text is None:
+        return None
+    piece = Transcript(text, words[: i + 1], transcript.language)
+    left = left_context(audio[:cut], piece.text, piece.words, sample_rate_hz=sample_rate_hz, max_s=context_s)
+    return (piece, cut, left) if left is not None else None
+
+
+def text_through(text: str, words: Sequence[Word], last: int) -> str | None:
+    """``text`` up to the end of ``words[last]``, as written (the words join without spaces in
+    some languages, and Whisper splits "l'école" into "l" and "'école"); None if they do not match it."""
+    end = 0
+    for word in words[: last + 1]:
+        found = text.find(word.w, end)
+        if found < 0:
+            return None
+        end = found + len(word.w)
+    return text[:end].strip()
 
 
 def joined(settled: Transcript, rest: Transcript, offset_ms: int) -> Transcript:

@@ -7,6 +7,7 @@ stream, and the constants that tune them.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from typing import TYPE_CHECKING
@@ -59,6 +60,11 @@ class WhisperDecoder:
         # Partials may decode on a copy of the model whose threads run at a lower
         # priority (hushgate.engines.low_priority), so finals get the CPU first.
         self._partial_model = partial_model or model.model
+        # The same decodes on that copy, for work no one waits for (settling inside speech).
+        self._background = model
+        if partial_model is not None:
+            self._background = copy.copy(model)
+            self._background.model = partial_model
         self._multilingual = model.model.is_multilingual
         self._beam_size = beam_size
         if final_window not in ("short", "full"):
@@ -137,6 +143,7 @@ class WhisperDecoder:
         words: bool,
         task: str = "transcribe",
         left: LeftContext | None = None,
+        urgent: bool = True,
     ) -> Transcript:
         """One greedy decode of the audio plus ``PAD_S`` of silence, with timestamp tokens.
 
@@ -146,15 +153,17 @@ class WhisperDecoder:
         inside the silent padding is dropped: it is what Whisper invents over
         silence. So is all of it when Whisper itself rates the audio as
         probably not speech (its no-speech probability) and the text as a
-        guess (low mean log-probability), faster-whisper's rule.
+        guess (low mean log-probability), faster-whisper's rule. Not ``urgent``:
+        decoded on the partials' low-priority copy of the model.
         """
         from faster_whisper.transcribe import merge_punctuations
 
+        model = self._model if urgent else self._background
         tok = self.tokenizer(language, task)
         window = np.concatenate([left.audio, audio]) if left is not None else audio
         offset_s = (len(window) - len(audio)) / SAMPLE_RATE_HZ
         window_s = len(window) / SAMPLE_RATE_HZ
-        encoded = self._model.encode(self._padded_features(window, FINAL_PAD_S))
+        encoded = model.encode(self._padded_features(window, FINAL_PAD_S))
         prompt: list[int] = []
         if context:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-(MAX_PROMPT_TOKENS):]
@@ -164,9 +173,7 @@ class WhisperDecoder:
         # The budget covers the forced words' audio too: counted on this utterance's audio
         # alone, a final after a long forced prefix was cut off mid-word.
         budget = math.ceil(FINAL_TOKENS_PER_S * window_s) + len(forced) + 8
-        decode = FinalDecode(
-            self._model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448)
-        )
+        decode = FinalDecode(model.model, encoded, [*prompt, *forced], min(len(prompt) + len(forced) + budget, 448))
         kept = speech_tokens(
             decode.greedy(self._beam_size), tok, len(forced), window_s - SHORT_FINAL_EDGE_S, self._model.time_precision
         )
@@ -185,7 +192,7 @@ class WhisperDecoder:
             return Transcript(text)
         prefix = forced[1:]
         num_frames = len(window) // self._model.feature_extractor.hop_length
-        alignment = self._model.find_alignment(tok, [[*prefix, *kept]], encoded, num_frames)[0]
+        alignment = model.find_alignment(tok, [[*prefix, *kept]], encoded, num_frames)[0]
         merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
         duration_ms = int(len(audio) * 1000 / SAMPLE_RATE_HZ)
         out: list[Word] = []

@@ -88,6 +88,7 @@ class EngineHub:
                     "whisper_context": s.whisper_context,
                     "final_window": s.whisper_final_window,
                     "left_context_s": s.whisper_left_context_s,
+                    "settle_inside_s": s.whisper_settle_inside_s,
                     "device": s.whisper_device,
                     "compute_type": s.whisper_compute_type,
                     "switch_margin": s.language_switch_margin,

@@ -154,6 +154,13 @@ class Settings(FrontSettings):
             "audio, its words forced as prefix (0: each utterance alone)."
         ),
     )
+    whisper_settle_inside_s: float = field(
+        default=6.0,
+        metadata=_doc(
+            "Audio of one utterance after which Whisper cuts it between two words at least 3 s back, so later "
+            "partials and the final decode only what follows, with left context (0: never)."
+        ),
+    )
     partial_interval_ms: int = field(
         default=0,
         metadata=_doc("Audio between two partials; 0 uses each engine's own (Whisper 1000, Vosk 200)."),
@@ -273,6 +280,8 @@ class Settings(FrontSettings):
                 raise SettingsError(f"{name} must be at least 1")
         if not 0 <= self.whisper_left_context_s <= 10:
             raise SettingsError("whisper_left_context_s must be 0–10")
+        if not 0 <= self.whisper_settle_inside_s <= 30:
+            raise SettingsError("whisper_settle_inside_s must be 0–30")
         if not 0 <= self.whisper_partial_nice <= 19:
             raise SettingsError("whisper_partial_nice must be 0–19")
         if not 0.0 <= self.language_switch_margin <= 1.0:
