@@ -21,7 +21,8 @@ raised the word error rate sharply):
   speech resumes after at least ``SETTLE_MIN_S`` of unsettled audio, that
   decode is settled instead (`hushgate.engines.whisper_context.Settled`): later
   partials and finals decode only the audio after it, with its end as left
-  context, so a long utterance costs no more per decode than a short one;
+  context, so a long utterance costs no more per decode than a short one. One
+  without such a pause is settled inside its speech by a partial (``SETTLE_INSIDE_S``);
 * the final is one decode of the same kind with Whisper's timestamp tokens that
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
