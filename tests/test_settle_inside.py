@@ -117,3 +117,11 @@ def test_no_cut_falls_inside_an_elision() -> None:
     words = tuple(Word(w, i * 1_000, i * 1_000 + (500 if w == "l" else 900), 0.9) for i, w in enumerate(said))
     found = cut_of(Transcript("un deux trois quatre cinq l'école six sept huit neuf", words), 11.0)
     assert found is not None and not found[0].endswith(" l")
+
+
+def test_audio_beyond_the_short_window_is_not_tried() -> None:
+    owner = ScriptedDecoder("words", settle_inside_s=6.0, left_context_s=3.0)
+    stream = WhisperStream(owner, language="en", words=False)  # type: ignore[arg-type]
+    stream.accept(np.zeros(26 * RATE_HZ, np.int16))  # a 26 s utterance, 5 s of padding: over 30 s
+    stream.partial()
+    assert owner.calls == ["partial"]

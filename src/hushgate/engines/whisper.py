@@ -268,10 +268,12 @@ class WhisperStream:
             return False
         start = settled.samples if settled is not None else 0
         since_try = self._samples - max(start, self._inside_tried_at)
-        return self._samples - start >= after_s * SAMPLE_RATE_HZ and since_try >= SETTLE_RETRY_S * SAMPLE_RATE_HZ
+        # Past the short window's limit the final's decode is faster-whisper's own: nothing to settle for.
+        unsettled_s = (self._samples - start) / SAMPLE_RATE_HZ
+        return after_s <= unsettled_s <= SHORT_FINAL_MAX_S and since_try >= SETTLE_RETRY_S * SAMPLE_RATE_HZ
 
     def _settle_inside(self, settled: Settled | None) -> str:
-        """A partial that decodes the unsettled audio as a final would, and settles it at a mark if one fits."""
+        """A partial that decodes the unsettled audio as a final would, and settles it where a cut fits."""
         self._samples_at_last_partial = self._inside_tried_at = self._samples
         start = settled.samples if settled is not None else 0
         left = settled.left if settled is not None else None
