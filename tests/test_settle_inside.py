@@ -8,10 +8,11 @@ decodes after it are given.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hushgate.engines.base import Transcript, Word
 from hushgate.engines.whisper import WhisperStream
-from hushgate.engines.whisper_context import settled_inside, text_through
+from hushgate.engines.whisper_context import ends_at_mark, settled_inside, text_through
 from tests.scripted_whisper import ScriptedDecoder, timed
 
 RATE_HZ = 16_000
@@ -125,3 +126,18 @@ def test_audio_beyond_the_short_window_is_not_tried() -> None:
     stream.accept(np.zeros(26 * RATE_HZ, np.int16))  # a 26 s utterance, 5 s of padding: over 30 s
     stream.partial()
     assert owner.calls == ["partial"]
+
+
+@pytest.mark.parametrize(
+    ("text", "marked"),
+    [
+        ("he said, “yes.”", True),
+        ("one, two,", True),
+        ("كيف حالك؟", True),
+        ("and then...", False),  # trailing off: a pause inside a thought
+        ("pour la capitale de l", False),
+        ("", False),
+    ],
+)
+def test_a_mark_is_a_sentence_end_or_clause_break_before_any_closing_quotes(text: str, marked: bool) -> None:
+    assert ends_at_mark(text) is marked

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hushgate.engines.base import Transcript, Word
+from hushgate.engines.punctuation import CLAUSE_BREAK, SENTENCE_END, last_mark
 
 # faster-whisper's threshold for its temperature fallback.
 MAX_COMPRESSION_RATIO = 2.4
@@ -45,9 +46,6 @@ MIN_COMPRESSIBLE_CHARS = 60
 LOOP_REPEATS = 3
 LOOP_MAX_NGRAM = 8
 _TOKEN_RE = re.compile(r"[^\w']+")
-# Where a decode may be settled: after a sentence end or a clause break Whisper wrote.
-BOUNDARY_MARKS = tuple(".?!。？！,;:、，；：")
-CLOSERS = "\"'”’»)]」』 "
 
 Audio = npt.NDArray[np.float32]
 
@@ -102,7 +100,8 @@ class Settled:
 
 def ends_at_mark(text: str) -> bool:
     """Whether Whisper ended this text with a sentence end or a clause break."""
-    return text.rstrip(CLOSERS).endswith(BOUNDARY_MARKS)
+    last = last_mark(text)
+    return bool(last) and last in SENTENCE_END + CLAUSE_BREAK
 
 
 def settled_inside(

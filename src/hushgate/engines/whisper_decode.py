@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hushgate.engines.base import Transcript, Word
+from hushgate.engines.punctuation import CLAUSE_BREAK, SENTENCE_END
 from hushgate.engines.whisper_context import LeftContext, collapse_repeats, looks_looped
 from hushgate.engines.whisper_generate import FinalDecode, speech_tokens
 
@@ -31,7 +32,6 @@ HALLUCINATION_SILENCE_S = 0.5
 # inside Whisper's 30 s window; text starting this close to the padding is dropped.
 FINAL_PAD_S = 5.0
 SHORT_FINAL_MAX_S = 30.0 - max(PAD_S, FINAL_PAD_S)
-SENTENCE_END = ".。!！?？"
 SHORT_FINAL_EDGE_S = 0.1
 FINAL_TOKENS_PER_S = 12.0
 MAX_PROMPT_TOKENS = 223
@@ -179,7 +179,7 @@ class WhisperDecoder:
         )
         if left is None and decode.no_speech_prob > NO_SPEECH_PROB and decode.avg_logprob < NO_SPEECH_LOGPROB:
             return Transcript("")
-        text = tok.decode(kept).strip().lstrip(SENTENCE_END + ",;:").lstrip()
+        text = tok.decode(kept).strip().lstrip(SENTENCE_END + CLAUSE_BREAK).lstrip()
         if looks_looped(text):
             kept = self._unlooped(decode, tok, len(forced), window_s) or kept
             text = tok.decode(kept).strip()

@@ -31,6 +31,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 
 from hushgate.engines.base import Pcm16, VoiceActivity
+from hushgate.engines.punctuation import CLAUSE_BREAK, DASHES, SENTENCE_END, last_mark
 
 EndReason = Literal["silence", "flush", "max_length"]
 Verdict = Literal["ends", "continues"]
@@ -90,22 +91,14 @@ class TextEndpointing:
 Segment: TypeAlias = UtteranceStart | UtteranceAudio | UtteranceEnd | PauseSeen
 
 
-# Sentence ends in the scripts Whisper writes. "..." is not one: Whisper marks
-# speech that trails off with it, a pause inside a thought.
-SENTENCE_END = frozenset(".?!。？！؟।")
-GOES_ON = frozenset(",;:-–—、，；：")
-CLOSERS = "\"'”’»)]」』"
-
-
 def text_verdict(text: str) -> Verdict | None:
     """What the text heard before a pause says about it; None: nothing to go by."""
-    text = text.rstrip().rstrip(CLOSERS).rstrip()
-    if not text or text.endswith(("...", "…")):
+    last = last_mark(text)
+    if not last or last == "…":
         return None
-    last = text[-1]
     if last in SENTENCE_END:
         return "ends"
-    if last in GOES_ON or last.isalnum():
+    if last in CLAUSE_BREAK or last in DASHES or last.isalnum():
         return "continues"
     return None
 
