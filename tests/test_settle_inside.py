@@ -31,7 +31,7 @@ def cut_of(transcript: Transcript, audio_s: float) -> tuple[str, int] | None:
     return None if found is None else (found[0].text, found[1] * 1000 // RATE_HZ)
 
 
-def test_the_cut_follows_the_last_mark_with_enough_audio_after_it() -> None:
+def test_the_cut_follows_a_mark_with_enough_audio_after_it() -> None:
     # Words every second, 900 ms long: between "five," and "six" the cut is at 4950 ms.
     assert cut_of(timed(SAID, 0, 1_000), 9.0) == ("one two three four five,", 4_950)
 

@@ -20,8 +20,8 @@ kept (`Settled`) and every later decode of the utterance starts after it, with
 its end as left context. The cost of a partial or final then depends on the
 audio since the last settled pause, not on the whole utterance. A long
 utterance without such a pause is settled inside its speech (`settled_inside`):
-at a mark Whisper wrote, decoded with seconds of speech after it, so the words
-before the cut were heard in their sentence.
+between two words, preferably after a mark Whisper wrote, from a decode with
+seconds of speech after the cut, so the words before it were heard in their sentence.
 
 Everything here is pure: no model, no threads.
 """
@@ -110,9 +110,11 @@ def settled_inside(
     """Where to settle a decode of ``audio``: the words before the cut, the sample to cut at, the left context there.
 
     The cut falls between two words, with at least ``tail_s`` of audio after
-    it and ``min_piece_s`` before: after the last mark Whisper wrote there, or
-    else in the widest gap between two words (the latest of equals). None
-    when no two words fit. Word times are relative to the start of ``audio``.
+    it and ``min_piece_s`` before, never in front of a word that continues the
+    one before it ("'école"): after a sentence end or clause break Whisper wrote
+    if there is one, else anywhere; of those, in the widest gap between two
+    words (the latest of equals). None when no two words fit. Word times are
+    relative to the start of ``audio``.
     """
     end_ms = len(audio) * 1000 / sample_rate_hz
     words = transcript.words
