@@ -94,3 +94,16 @@ def test_no_context_from_noise_or_when_no_word_starts_late_enough() -> None:
     assert left_context(audio, "...", (), sample_rate_hz=RATE_HZ, max_s=3.0) is None
     long_word = _words(("Supercalifragilistic", 0, 5_000))
     assert left_context(audio, "Supercalifragilistic", long_word, sample_rate_hz=RATE_HZ, max_s=3.0) is None
+
+
+def test_the_context_words_are_the_text_as_written() -> None:
+    """Whisper's word split writes "l'État" as "l" + "'État": the forced words must read as
+    the model wrote them, and the context never starts at the second half of such a word."""
+    audio = np.arange(8 * RATE_HZ, dtype=np.float32)
+    words = _words(("Visite", 0, 900), ("de", 1_000, 2_000), ("la", 2_100, 3_000))
+    words += _words(("capitale", 3_100, 4_000), ("de", 4_100, 4_500), ("l", 4_600, 4_700), ("'État.", 4_700, 7_900))
+    text = "Visite de la capitale de l'État."
+    ctx = left_context(audio, text, words, sample_rate_hz=RATE_HZ, max_s=3.95)
+    assert ctx is not None and ctx.text == "de l'État."
+    late = left_context(audio, text, words, sample_rate_hz=RATE_HZ, max_s=3.35)  # "'État." alone is late enough
+    assert late is None

@@ -74,13 +74,13 @@ def left_context(
         return LeftContext(audio, text.strip())
     earliest_ms = (len(audio) / sample_rate_hz - max_s) * 1000
     for i, word in enumerate(words):
-        if word.t0_ms < earliest_ms:
-            continue
+        if word.t0_ms < earliest_ms or not word.w[:1].isalnum():
+            continue  # too early, or the second half of a word Whisper split ("l" + "'école")
         # Start between the two words, so neither is cut: alignment times are
         # approximate, and a clipped syllable invites the model to invent one.
         gap_start_ms = words[i - 1].t1_ms if i else 0
         start_ms = max(gap_start_ms, word.t0_ms - 100) if gap_start_ms <= word.t0_ms else word.t0_ms
-        kept = " ".join(w.w for w in words[i:]).strip()
+        kept = text_from(text, words, i)
         if not kept:
             return None
         return LeftContext(audio[int(start_ms * sample_rate_hz / 1000) :], kept)
@@ -140,16 +140,31 @@ def settled_inside(
     return (piece, cut, left) if left is not None else None
 
 
-def text_through(text: str, words: Sequence[Word], last: int) -> str | None:
-    """``text`` up to the end of ``words[last]``, as written (the words join without spaces in
-    some languages, and Whisper splits "l'école" into "l" and "'école"); None if they do not match it."""
+def _word_spans(text: str, words: Sequence[Word]) -> list[tuple[int, int]] | None:
+    """Where each word stands in ``text``; None if they do not match it in order."""
+    spans: list[tuple[int, int]] = []
     end = 0
-    for word in words[: last + 1]:
+    for word in words:
         found = text.find(word.w, end)
         if found < 0:
             return None
         end = found + len(word.w)
-    return text[:end].strip()
+        spans.append((found, end))
+    return spans
+
+
+def text_through(text: str, words: Sequence[Word], last: int) -> str | None:
+    """``text`` up to the end of ``words[last]``, as written: joined with spaces, the words would
+    misspell languages written without them and elisions Whisper splits ("l" + "'école")."""
+    spans = _word_spans(text, words[: last + 1])
+    return text[: spans[-1][1]].strip() if spans else None
+
+
+def text_from(text: str, words: Sequence[Word], first: int) -> str:
+    """``text`` from the start of ``words[first]``, as written (see `text_through`); the words
+    joined with spaces when they do not match the text."""
+    spans = _word_spans(text, words[: first + 1])
+    return text[spans[-1][0] :].strip() if spans else " ".join(w.w for w in words[first:]).strip()
 
 
 def joined(settled: Transcript, rest: Transcript, offset_ms: int) -> Transcript:
