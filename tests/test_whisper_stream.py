@@ -271,9 +271,11 @@ def test_a_probe_followed_by_speech_is_settled_on_the_real_model(server, corpus,
 
 
 def test_a_long_utterance_is_settled_inside_its_speech_on_the_real_model(server, corpus, monkeypatch) -> None:  # noqa: ANN001
-    """JFK's 11 s without a pause the detector would see, a partial after every second: a
-    partial decodes it as a final would on the low-priority copy and settles it between two
-    words; the final then decodes only the audio after that cut, yet reads as the sentence."""
+    """JFK's 11 s in one utterance, a partial after every second: partials decode it as a
+    final would on the low-priority copy, and the second such try settles it after a mark
+    both wrote; the final then decodes only the audio after that cut, yet reads as the sentence."""
+    from hushgate.engines import whisper_inside
+
     transcriber = server.app.state.gateway.hub.stt("en").transcriber
     pcm, reference = next((pcm, ref) for name, pcm, ref in corpus if name == "misc/jfk.wav")
     calls: list[tuple[str, int]] = []
@@ -289,6 +291,8 @@ def test_a_long_utterance_is_settled_inside_its_speech_on_the_real_model(server,
 
     monkeypatch.setattr(transcriber, "decode_short", short)
     monkeypatch.setattr(transcriber, "decode_final", final)
+    # The one mark with 3 s after it is "Americans," whose pause begins at 3.4 s.
+    monkeypatch.setattr(whisper_inside, "PIECE_S", 3.0)
     assert transcriber.settle_inside_s == 6.0
     with closing(transcriber.open_stream(language="en", words=False)) as stream:
         for start in range(0, len(pcm), 16_000):
@@ -297,5 +301,5 @@ def test_a_long_utterance_is_settled_inside_its_speech_on_the_real_model(server,
         result = stream.finish()
     assert ("settling", 6 * 16_000) in calls, calls
     final_audio = next(n for kind, n in calls if kind == "final")
-    assert final_audio <= len(pcm) - 4 * 16_000, calls  # the cut leaves at least 4 s before it
+    assert final_audio <= len(pcm) - 3 * 16_000, calls  # the cut leaves at least 3 s before it
     assert jiwer.wer(normalise(reference), normalise(result.text)) < 0.1, result.text

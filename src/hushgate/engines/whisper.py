@@ -22,7 +22,8 @@ raised the word error rate sharply):
   decode is settled instead (`hushgate.engines.whisper_context.Settled`): later
   partials and finals decode only the audio after it, with its end as left
   context, so a long utterance costs no more per decode than a short one. One
-  without such a pause is settled inside its speech by a partial (``SETTLE_INSIDE_S``);
+  without such a pause is settled inside its speech by a partial
+  (`hushgate.engines.whisper_inside`);
 * the final is one decode of the same kind with Whisper's timestamp tokens that
   does *not* force the committed words (forcing them locks in early mistakes).
   Text whose timestamps start inside the silent padding is dropped: that is
@@ -58,8 +59,15 @@ import numpy as np
 from hushgate.engines.base import EngineOptions, EngineSpec, Pcm16, SpeechOptions, Transcript
 from hushgate.engines.low_priority import built_at_low_priority
 from hushgate.engines.options import catalogue_name
-from hushgate.engines.whisper_context import LeftContext, Settled, ends_at_mark, joined, left_context, settled_inside
+from hushgate.engines.whisper_context import (
+    LeftContext,
+    Settled,
+    ends_at_mark,
+    joined,
+    left_context,
+)
 from hushgate.engines.whisper_decode import SAMPLE_RATE_HZ, SHORT_FINAL_MAX_S, WhisperDecoder
+from hushgate.engines.whisper_inside import SETTLE_INSIDE_S, InsideCuts
 from hushgate.engines.whisper_language import SpeechStream
 
 # Whisper's decoder context is 448 tokens; half of it may be prompt.
@@ -73,15 +81,6 @@ CONTEXT_S = 3.0
 # At 4 s, German, Spanish and French streamed WER rose 2.4–6.7 points at real-time
 # pace (bench/accuracy.py); at 8 s it was the same as without settling.
 SETTLE_MIN_S = 8.0
-# A long utterance without a pause to settle at is settled inside its speech:
-# tried once this much is unsettled, again after every ``SETTLE_RETRY_S`` more,
-# between two words with ``SETTLE_TAIL_S`` of audio after them (the words before
-# the cut were decoded hearing how the sentence goes on), leaving a piece of at
-# least ``SETTLE_PIECE_S`` (a shorter one saves less than its left context costs).
-SETTLE_INSIDE_S = 6.0
-SETTLE_RETRY_S = 2.0
-SETTLE_TAIL_S = 3.0
-SETTLE_PIECE_S = 4.0
 # Nice value added to the threads that decode partials.
 PARTIAL_NICE = 10
 _WORD_RE = re.compile(r"[^\w']+")
@@ -190,7 +189,12 @@ class WhisperStream:
         self._left: LeftContext | None = None
         self._left_language = language
         self._settled: Settled | None = None
-        self._inside_tried_at = 0
+        self._inside = InsideCuts(
+            after_s=owner.settle_inside_s,
+            context_s=owner.left_context_s,
+            sample_rate_hz=SAMPLE_RATE_HZ,
+            max_s=SHORT_FINAL_MAX_S,
+        )
 
     def accept(self, pcm: Pcm16) -> None:
         self._settle()
@@ -218,6 +222,7 @@ class WhisperStream:
         if left is not None:
             self._settled = Settled(transcript, self._samples, self.language, left)
             self._committed, self._previous = [], []
+            self._inside.reset()
 
     def _settled_now(self) -> Settled | None:
         # A language-identifying wrapper may switch language mid-utterance: then nothing is settled.
@@ -234,7 +239,7 @@ class WhisperStream:
         if new_ms < MIN_NEW_AUDIO_MS:
             return None
         settled = self._settled_now()
-        if self._inside_due(settled):
+        if self._inside.due(self._samples, settled.samples if settled is not None else 0):
             text = self._settle_inside(settled)
         else:
             text = self._decode_partial(settled)
@@ -262,19 +267,9 @@ class WhisperStream:
                 self._last_text = self._preview[1].text  # shown as a partial: the next one must differ
         return self._preview[1]
 
-    def _inside_due(self, settled: Settled | None) -> bool:
-        after_s = self._owner.settle_inside_s
-        if after_s <= 0 or self._owner.left_context_s <= 0:
-            return False
-        start = settled.samples if settled is not None else 0
-        since_try = self._samples - max(start, self._inside_tried_at)
-        # Past the short window's limit the final's decode is faster-whisper's own: nothing to settle for.
-        unsettled_s = (self._samples - start) / SAMPLE_RATE_HZ
-        return after_s <= unsettled_s <= SHORT_FINAL_MAX_S and since_try >= SETTLE_RETRY_S * SAMPLE_RATE_HZ
-
     def _settle_inside(self, settled: Settled | None) -> str:
         """A partial that decodes the unsettled audio as a final would, and settles it where a cut fits."""
-        self._samples_at_last_partial = self._inside_tried_at = self._samples
+        self._samples_at_last_partial = self._samples
         start = settled.samples if settled is not None else 0
         left = settled.left if settled is not None else None
         audio = self._audio()[start:]
@@ -282,21 +277,13 @@ class WhisperStream:
             left = None
         decode = self._owner.decode_short(audio, self.language, self._context, True, left=left, urgent=False)
         start_ms = start * 1000 // SAMPLE_RATE_HZ
-        whole = joined(settled.transcript, decode, start_ms) if settled is not None else decode
-        cut = settled_inside(
-            audio,
-            decode,
-            sample_rate_hz=SAMPLE_RATE_HZ,
-            tail_s=SETTLE_TAIL_S,
-            min_piece_s=SETTLE_PIECE_S,
-            context_s=self._owner.left_context_s,
-        )
+        cut = self._inside.cut(audio, decode, self._samples)
         if cut is not None:
             piece, cut_samples, cut_left = cut
             kept = joined(settled.transcript, piece, start_ms) if settled is not None else piece
             self._settled = Settled(kept, start + cut_samples, self.language, cut_left)
             self._committed, self._previous, self._preview = [], [], None
-        return whole.text
+        return (joined(settled.transcript, decode, start_ms) if settled is not None else decode).text
 
     def _decode_partial(self, settled: Settled | None) -> str:
         """The text after ``settled`` (of all the audio without it), committing what two decodes agree on."""
@@ -354,7 +341,7 @@ class WhisperStream:
         self._samples = 0
         self._samples_at_last_partial = 0
         self._settled = None
-        self._inside_tried_at = 0
+        self._inside.reset()
         self._committed = []
         self._previous = []
         self._last_text = ""

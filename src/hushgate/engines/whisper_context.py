@@ -19,9 +19,8 @@ decode at a pause turns out not to be the end (speech resumes), that decode is
 kept (`Settled`) and every later decode of the utterance starts after it, with
 its end as left context. The cost of a partial or final then depends on the
 audio since the last settled pause, not on the whole utterance. A long
-utterance without such a pause is settled inside its speech (`settled_inside`):
-between two words, preferably after a mark Whisper wrote, from a decode with
-seconds of speech after the cut, so the words before it were heard in their sentence.
+utterance without such a pause is settled inside its speech
+(`hushgate.engines.whisper_inside`).
 
 Everything here is pure: no model, no threads.
 """
@@ -102,42 +101,6 @@ def ends_at_mark(text: str) -> bool:
     """Whether Whisper ended this text with a sentence end or a clause break."""
     last = last_mark(text)
     return bool(last) and last in SENTENCE_END + CLAUSE_BREAK
-
-
-def settled_inside(
-    audio: Audio, transcript: Transcript, *, sample_rate_hz: int, tail_s: float, min_piece_s: float, context_s: float
-) -> tuple[Transcript, int, LeftContext] | None:
-    """Where to settle a decode of ``audio``: the words before the cut, the sample to cut at, the left context there.
-
-    The cut falls between two words, with at least ``tail_s`` of audio after
-    it and ``min_piece_s`` before, never in front of a word that continues the
-    one before it ("'école"): after a sentence end or clause break Whisper wrote
-    if there is one, else anywhere; of those, in the widest gap between two
-    words (the latest of equals). None when no two words fit. Word times are
-    relative to the start of ``audio``.
-    """
-    end_ms = len(audio) * 1000 / sample_rate_hz
-    words = transcript.words
-    best: tuple[bool, int, int] | None = None  # (at a mark, gap ms, index)
-    for i in range(len(words) - 1):
-        word, after = words[i], words[i + 1]
-        cut_ms = (word.t1_ms + max(after.t0_ms, word.t1_ms)) // 2
-        if cut_ms < min_piece_s * 1000 or end_ms - cut_ms < tail_s * 1000 or not after.w[:1].isalnum():
-            continue
-        candidate = (ends_at_mark(word.w), after.t0_ms - word.t1_ms, i)
-        if best is None or candidate >= best:
-            best = candidate
-    if best is None:
-        return None
-    i = best[2]
-    word, after = words[i], words[i + 1]
-    cut = int((word.t1_ms + max(after.t0_ms, word.t1_ms)) // 2 * sample_rate_hz / 1000)
-    text = text_through(transcript.text, words, i)
-    if text is None:
-        return None
-    piece = Transcript(text, words[: i + 1], transcript.language)
-    left = left_context(audio[:cut], piece.text, piece.words, sample_rate_hz=sample_rate_hz, max_s=context_s)
-    return (piece, cut, left) if left is not None else None
 
 
 def _word_spans(text: str, words: Sequence[Word]) -> list[tuple[int, int]] | None:
