@@ -4,13 +4,15 @@ A long utterance that no pause settles costs more per decode the longer it
 gets: the encoder window grows with it, and so do the tokens to write. Once
 ``SETTLE_INSIDE_S`` of it are unsettled, the stream's next partial decodes that
 audio as a final would (word times on, on the low-priority copy of the model)
-and asks `InsideCuts.cut` where to settle it: between two words with
-``TAIL_S`` of audio after them, so the words before the cut were decoded
-hearing how the sentence goes on, and only among the words the try before
-wrote too (LocalAgreement, as in whisper_streaming: unstable words are not
-kept). The piece before the cut is at least ``PIECE_S`` long, since a shorter
-one saves less than its left context costs. A try that finds no cut is
-repeated after ``RETRY_S`` more audio.
+and asks `InsideCuts.cut` where to settle it: after a sentence end or clause
+break Whisper wrote, with ``TAIL_S`` of audio after it, so the words before the
+cut were decoded hearing how the sentence goes on, and only where the try before
+wrote the same words on both sides of the cut (LocalAgreement, as in
+whisper_streaming: unstable words are not kept). The piece before the cut is at
+least ``PIECE_S`` long, since a shorter one saves less than its left context
+costs. A try that finds no cut is repeated after ``RETRY_S`` more audio. Cut
+at any word gap, without agreement, this held more sessions per machine but
+lost words at the seam (docs/engines.md, "Settling inside speech").
 
 Everything here is pure: no model, no threads.
 """
