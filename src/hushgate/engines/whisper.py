@@ -50,7 +50,6 @@ opt-in (``context=True``) and never includes the current audio's own text.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,6 +61,7 @@ from hushgate.engines.options import catalogue_name
 from hushgate.engines.whisper_context import (
     LeftContext,
     Settled,
+    bare_word,
     ends_at_mark,
     joined,
     left_context,
@@ -83,11 +83,6 @@ CONTEXT_S = 3.0
 SETTLE_MIN_S = 8.0
 # Nice value added to the threads that decode partials.
 PARTIAL_NICE = 10
-_WORD_RE = re.compile(r"[^\w']+")
-
-
-def _normalise(word: str) -> str:
-    return _WORD_RE.sub("", word.lower())
 
 
 class WhisperTranscriber(WhisperDecoder):
@@ -297,7 +292,7 @@ class WhisperStream:
         # it may still be cut off mid-speech.
         agreed = 0
         for a, b in zip(words[:-1], self._previous[:-1], strict=False):
-            if _normalise(a) != _normalise(b):
+            if bare_word(a) != bare_word(b):
                 break
             agreed += 1
         if agreed > len(self._committed):

@@ -140,6 +140,11 @@ def joined(settled: Transcript, rest: Transcript, offset_ms: int) -> Transcript:
     return Transcript(f"{settled.text} {rest.text}".strip(), words, rest.language)
 
 
+def bare_word(word: str) -> str:
+    """A word as two decodes are compared: lower case, without punctuation."""
+    return _TOKEN_RE.sub("", word.lower())
+
+
 def _tokens(text: str) -> list[str]:
     return [t for t in _TOKEN_RE.split(text.lower()) if t]
 
@@ -181,7 +186,7 @@ def collapse_repeats(text: str) -> str:
     """
     words = text.split()
     while True:
-        run = repeated_run([_TOKEN_RE.sub("", w.lower()) for w in words])
+        run = repeated_run([bare_word(w) for w in words])
         if run is None:
             return " ".join(words)
         start, n, count = run

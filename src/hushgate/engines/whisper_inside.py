@@ -19,22 +19,16 @@ Everything here is pure: no model, no threads.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from hushgate.engines.base import Transcript, Word
-from hushgate.engines.whisper_context import Audio, LeftContext, ends_at_mark, left_context, text_through
+from hushgate.engines.whisper_context import Audio, LeftContext, bare_word, ends_at_mark, left_context, text_through
 
 SETTLE_INSIDE_S = 6.0
 RETRY_S = 2.0
 TAIL_S = 3.0
 PIECE_S = 4.0
 MAX_CUT_AFTER_MS = 200
-_NOT_WORD_RE = re.compile(r"[^\w']+")
-
-
-def _bare(word: str) -> str:
-    return _NOT_WORD_RE.sub("", word.lower())
 
 
 class InsideCuts:
@@ -135,7 +129,7 @@ def agreed_words(earlier: Sequence[Word], later: Sequence[Word]) -> int:
     """How many words two decodes of the same audio's start begin with alike (case and punctuation aside)."""
     agreed = 0
     for a, b in zip(earlier, later, strict=False):
-        if _bare(a.w) != _bare(b.w):
+        if bare_word(a.w) != bare_word(b.w):
             break
         agreed += 1
     return agreed
